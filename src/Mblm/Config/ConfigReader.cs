@@ -1,0 +1,278 @@
+using System.Globalization;
+using System.Text;
+using YamlDotNet.RepresentationModel;
+
+namespace Mblm.Config;
+
+/// <summary>
+/// Reads MBLM configs from JSON or YAML (JSON is read as YAML flow syntax): either a bare model config
+/// (<c>num_tokens</c>, <c>hidden_dims</c>, … at the top level) or a reference training file with the model keys under
+/// <c>params</c> next to <c>input_seq_len</c>, and <c>train</c> / <c>io</c> / <c>resume</c> sections.
+/// Integers may carry YAML underscores (<c>200_000_000_000</c>).
+/// </summary>
+public static class ConfigReader
+{
+    private static readonly string[] ModelKeys = ["num_tokens", "pad_token_id", "hidden_dims", "num_layers", "seq_lens", "train_checkpoint_chunks", "block"];
+    private static readonly string[] TransformerKeys = ["attn_head_dims", "attn_num_heads", "attn_use_rot_embs", "attn_dropout", "ff_multiplier", "ff_dropout", "use_flash_attn"];
+    private static readonly string[] MambaKeys = ["d_state", "d_conv", "expand", "headdim", "dropout"];
+
+    /// <summary>Loads the model config of a file (bare or training layout); errors name the file and key.</summary>
+    public static MblmConfig LoadModel(string path) => LoadFile(path).Model;
+
+    /// <summary>Loads a config file; see <see cref="MblmConfigFile"/>.</summary>
+    public static MblmConfigFile LoadFile(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"config file '{path}' does not exist", path);
+        try { return Parse(File.ReadAllText(path)); }
+        catch (ConfigException e) { throw Rewrap(e, path); }
+    }
+
+    private static ConfigException Rewrap(ConfigException e, string path) => new(e.Key, RuleOf(e), path);
+
+    private static string RuleOf(ConfigException e)
+    {
+        string marker = $"config key '{e.Key}' ";
+        int at = e.Message.IndexOf(marker, StringComparison.Ordinal);
+        return at < 0 ? e.Message : e.Message.Substring(at + marker.Length);
+    }
+
+    /// <summary>Parses config text (JSON or YAML).</summary>
+    public static MblmConfigFile Parse(string text)
+    {
+        var stream = new YamlStream();
+        try { stream.Load(new StringReader(text)); }
+        catch (YamlDotNet.Core.YamlException e) { throw new ConfigException("(document)", $"is not valid YAML/JSON: {e.Message}"); }
+        if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode root)
+            throw new ConfigException("(document)", "must be a mapping of config keys");
+
+        var top = Keys(root, "");
+        if (top.ContainsKey("params"))
+        {
+            foreach (string k in top.Keys)
+                if (k is not ("params" or "train" or "io" or "resume"))
+                    throw new ConfigException(k, "is not a training-file section (expected params, train, io, resume)");
+            var pars = AsMapping(top["params"], "params");
+            var parKeys = Keys(pars, "params.");
+            long? inputSeqLen = parKeys.TryGetValue("input_seq_len", out var isl) ? Long(isl, "params.input_seq_len") : null;
+            if (inputSeqLen is not null && inputSeqLen <= 0) throw new ConfigException("params.input_seq_len", "must be a positive integer");
+            var model = ReadModel(parKeys, "params.", allowed: ["input_seq_len"]);
+            TrainSection? train = top.TryGetValue("train", out var t) ? ReadTrain(AsMapping(t, "train")) : null;
+            var io = top.TryGetValue("io", out var ioNode) ? Flatten(AsMapping(ioNode, "io")) : new Dictionary<string, string?>();
+            return new MblmConfigFile(model, inputSeqLen, train, io);
+        }
+        return new MblmConfigFile(ReadModel(top, "", allowed: []), null, null, new Dictionary<string, string?>());
+    }
+
+    private static MblmConfig ReadModel(Dictionary<string, YamlNode> keys, string prefix, string[] allowed)
+    {
+        foreach (string k in keys.Keys)
+            if (!ModelKeys.Contains(k) && !allowed.Contains(k))
+                throw new ConfigException(prefix + k, $"is not a model config key (expected one of {string.Join(", ", ModelKeys)})");
+        YamlNode Need(string k) => keys.TryGetValue(k, out var v) ? v : throw new ConfigException(prefix + k, "is required");
+
+        var hidden = IntList(Need("hidden_dims"), prefix + "hidden_dims");
+        var blockNode = Need("block");
+        IReadOnlyList<StageBlockConfig> blocks = blockNode is YamlSequenceNode seq
+            ? seq.Children.Select((b, i) => ReadBlock(b, $"{prefix}block[{i}]")).ToList()
+            : Enumerable.Repeat(ReadBlock(blockNode, prefix + "block"), hidden.Count).ToList();
+        IReadOnlyList<int>? chunks = keys.TryGetValue("train_checkpoint_chunks", out var c) && !IsNull(c)
+            ? IntList(c, prefix + "train_checkpoint_chunks") : null;
+        if (!keys.ContainsKey("train_checkpoint_chunks"))
+            throw new ConfigException(prefix + "train_checkpoint_chunks", "is required (write null for no checkpointing)");
+        var config = new MblmConfig
+        {
+            NumTokens = Int(Need("num_tokens"), prefix + "num_tokens"),
+            PadTokenId = Int(Need("pad_token_id"), prefix + "pad_token_id"),
+            HiddenDims = hidden,
+            NumLayers = IntList(Need("num_layers"), prefix + "num_layers"),
+            SeqLens = IntList(Need("seq_lens"), prefix + "seq_lens"),
+            TrainCheckpointChunks = chunks,
+            Blocks = blocks,
+        };
+        try { return config.Validate(); }
+        catch (ConfigException e) { throw new ConfigException(prefix + e.Key, RuleOf(e)); }
+    }
+
+    /// <summary>
+    /// Dispatches on <c>block_type</c>; when absent, Mamba fields select <c>mamba2</c> and attention fields the causal
+    /// <c>transformer</c> (the reference picks by first successful parse over an unordered set, sometimes a non-causal encoder).
+    /// </summary>
+    private static StageBlockConfig ReadBlock(YamlNode node, string path)
+    {
+        var keys = Keys(AsMapping(node, path), path + ".");
+        string? type = keys.TryGetValue("block_type", out var bt) ? Str(bt, path + ".block_type") : null;
+        bool hasMamba = MambaKeys.Any(keys.ContainsKey), hasAttn = TransformerKeys.Any(keys.ContainsKey);
+        if (type is null)
+        {
+            if (hasMamba && hasAttn) throw new ConfigException(path, "mixes Mamba fields and attention fields; set block_type");
+            if (!hasMamba && !hasAttn) throw new ConfigException(path + ".block_type", "is required when the block has neither Mamba nor attention fields");
+            type = hasMamba ? "mamba2" : "transformer";
+        }
+        PosEmbType pos = keys.TryGetValue("pos_emb_type", out var pe) ? ReadPosEmb(pe, path + ".pos_emb_type") : PosEmbType.None;
+        switch (type)
+        {
+            case "transformer":
+                Only(keys, path, TransformerKeys);
+                return new TransformerBlockConfig
+                {
+                    PosEmbType = pos,
+                    AttnHeadDims = Int(Need(keys, path, "attn_head_dims"), path + ".attn_head_dims"),
+                    AttnNumHeads = Int(Need(keys, path, "attn_num_heads"), path + ".attn_num_heads"),
+                    AttnUseRotEmbs = Bool(Need(keys, path, "attn_use_rot_embs"), path + ".attn_use_rot_embs"),
+                    AttnDropout = Opt(keys, "attn_dropout", path, Double, 0.0),
+                    FfMultiplier = Opt(keys, "ff_multiplier", path, Int, 2),
+                    FfDropout = Opt(keys, "ff_dropout", path, Double, 0.0),
+                    UseFlashAttn = Opt(keys, "use_flash_attn", path, Bool, false),
+                };
+            case "mamba2":
+                Only(keys, path, MambaKeys);
+                return new Mamba2BlockConfig
+                {
+                    PosEmbType = pos,
+                    DState = Int(Need(keys, path, "d_state"), path + ".d_state"),
+                    DConv = Int(Need(keys, path, "d_conv"), path + ".d_conv"),
+                    Expand = Int(Need(keys, path, "expand"), path + ".expand"),
+                    Headdim = Int(Need(keys, path, "headdim"), path + ".headdim"),
+                    Dropout = Opt(keys, "dropout", path, Double, 0.0),
+                };
+            case "mamba1":
+                throw new ConfigException(path + ".block_type", "'mamba1' is not supported: it is the reference's CPU fallback (mambapy), a different architecture from the paper's Mamba2; use mamba2");
+            case "transformerEncoder":
+                throw new ConfigException(path + ".block_type", "'transformerEncoder' is a non-causal encoder block (MBLMEncoder); a decoder stage must be 'transformer' or 'mamba2'");
+            default:
+                throw new ConfigException(path + ".block_type", $"must be 'transformer' or 'mamba2', got '{type}'");
+        }
+    }
+
+    private static TrainSection ReadTrain(YamlMappingNode node)
+    {
+        var k = Keys(node, "train.");
+        string[] known = ["target_elements", "target_elements_strategy", "warmup_steps_perc", "batch_size", "shuffle_train", "shuffle_eval",
+            "max_eval_steps", "learning_rate", "gradient_clipping", "gradient_accumulate_every"];
+        foreach (string key in k.Keys)
+            if (!known.Contains(key)) throw new ConfigException("train." + key, $"is not a train key (expected one of {string.Join(", ", known)})");
+        T? O<T>(string key, Func<YamlNode, string, T> read) where T : struct =>
+            k.TryGetValue(key, out var v) && !IsNull(v) ? read(v, "train." + key) : null;
+        return new TrainSection
+        {
+            TargetElements = O("target_elements", Long),
+            TargetElementsStrategy = k.TryGetValue("target_elements_strategy", out var s) && !IsNull(s) ? Str(s, "train.target_elements_strategy") : null,
+            WarmupStepsPerc = O("warmup_steps_perc", Double),
+            BatchSize = O("batch_size", Int),
+            ShuffleTrain = O("shuffle_train", Bool),
+            ShuffleEval = O("shuffle_eval", Bool),
+            MaxEvalSteps = O("max_eval_steps", Long),
+            LearningRate = O("learning_rate", Double),
+            GradientClipping = O("gradient_clipping", Double),
+            GradientAccumulateEvery = O("gradient_accumulate_every", Int),
+        };
+    }
+
+    // ---- YAML node helpers: every error names the key path ----
+
+    private static YamlMappingNode AsMapping(YamlNode node, string path) =>
+        node as YamlMappingNode ?? throw new ConfigException(path, "must be a mapping");
+
+    private static Dictionary<string, YamlNode> Keys(YamlMappingNode map, string prefix)
+    {
+        var d = new Dictionary<string, YamlNode>();
+        foreach (var (key, value) in map.Children)
+        {
+            string name = key is YamlScalarNode s ? s.Value ?? "" : throw new ConfigException(prefix + "?", "keys must be scalars");
+            if (!d.TryAdd(name, value)) throw new ConfigException(prefix + name, "appears twice");
+        }
+        return d;
+    }
+
+    private static YamlNode Need(Dictionary<string, YamlNode> keys, string path, string k) =>
+        keys.TryGetValue(k, out var v) && !IsNull(v) ? v : throw new ConfigException($"{path}.{k}", "is required");
+
+    private static T Opt<T>(Dictionary<string, YamlNode> keys, string k, string path, Func<YamlNode, string, T> read, T fallback) =>
+        keys.TryGetValue(k, out var v) && !IsNull(v) ? read(v, $"{path}.{k}") : fallback;
+
+    private static void Only(Dictionary<string, YamlNode> keys, string path, string[] fields)
+    {
+        foreach (string k in keys.Keys)
+            if (k is not ("block_type" or "pos_emb_type") && !fields.Contains(k))
+                throw new ConfigException($"{path}.{k}", $"is not a field of this block type (expected block_type, pos_emb_type, {string.Join(", ", fields)})");
+    }
+
+    private static bool IsNull(YamlNode n) => n is YamlScalarNode s && s.Style is YamlDotNet.Core.ScalarStyle.Plain or YamlDotNet.Core.ScalarStyle.Any
+        && (s.Value is null or "" or "~" or "null" or "Null" or "NULL");
+
+    private static string Scalar(YamlNode n, string path) =>
+        n is YamlScalarNode s && s.Value is not null ? s.Value : throw new ConfigException(path, "must be a scalar value");
+
+    private static string Str(YamlNode n, string path) => Scalar(n, path);
+
+    private static long Long(YamlNode n, string path)
+    {
+        string raw = Scalar(n, path).Replace("_", "");
+        if (long.TryParse(raw, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v)) return v;
+        // Accept integral floats such as 1e9 or 8192.0, as pydantic does for ints.
+        if (double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out double d) && d == Math.Floor(d) && Math.Abs(d) < 9.2e18) return (long)d;
+        throw new ConfigException(path, $"must be an integer, got '{Scalar(n, path)}'");
+    }
+
+    private static int Int(YamlNode n, string path)
+    {
+        long v = Long(n, path);
+        return v is >= int.MinValue and <= int.MaxValue ? (int)v : throw new ConfigException(path, $"must fit a 32-bit integer, got {v}");
+    }
+
+    private static double Double(YamlNode n, string path) =>
+        double.TryParse(Scalar(n, path).Replace("_", ""), NumberStyles.Float, CultureInfo.InvariantCulture, out double v)
+            ? v : throw new ConfigException(path, $"must be a number, got '{Scalar(n, path)}'");
+
+    private static bool Bool(YamlNode n, string path) => Scalar(n, path) switch
+    {
+        "true" or "True" or "TRUE" => true,
+        "false" or "False" or "FALSE" => false,
+        var s => throw new ConfigException(path, $"must be true or false, got '{s}'"),
+    };
+
+    private static IReadOnlyList<int> IntList(YamlNode n, string path) => n is YamlSequenceNode seq
+        ? seq.Children.Select((c, i) => Int(c, $"{path}[{i}]")).ToList()
+        : throw new ConfigException(path, "must be a list of integers");
+
+    private static PosEmbType ReadPosEmb(YamlNode n, string path)
+    {
+        if (IsNull(n)) return PosEmbType.None;
+        return Scalar(n, path) switch
+        {
+            "fixed" => PosEmbType.Fixed,
+            "rope" => PosEmbType.Rope,
+            var s => throw new ConfigException(path, $"must be 'fixed', 'rope' or null, got '{s}'"),
+        };
+    }
+
+    private static Dictionary<string, string?> Flatten(YamlMappingNode map)
+    {
+        var d = new Dictionary<string, string?>();
+        foreach (var (k, v) in map.Children)
+            d[((YamlScalarNode)k).Value ?? ""] = v is YamlScalarNode s ? s.Value : v.ToString();
+        return d;
+    }
+}
+
+/// <summary>A parsed config file: the model, and for reference training files their other sections.</summary>
+/// <param name="Model">The validated model config.</param>
+/// <param name="InputSeqLen"><c>params.input_seq_len</c> when the file is a training file.</param>
+/// <param name="Train">The <c>train</c> section, if any.</param>
+/// <param name="Io">The <c>io</c> section's scalar values (paths are placeholders in the shipped files).</param>
+public sealed record MblmConfigFile(MblmConfig Model, long? InputSeqLen, TrainSection? Train, IReadOnlyDictionary<string, string?> Io);
+
+/// <summary>The reference's <c>train</c> section (<c>CoreTrainConfig</c>); null members were absent from the file.</summary>
+public sealed record TrainSection
+{
+    public long? TargetElements { get; init; }
+    public string? TargetElementsStrategy { get; init; }
+    public double? WarmupStepsPerc { get; init; }
+    public int? BatchSize { get; init; }
+    public bool? ShuffleTrain { get; init; }
+    public bool? ShuffleEval { get; init; }
+    public long? MaxEvalSteps { get; init; }
+    public double? LearningRate { get; init; }
+    public double? GradientClipping { get; init; }
+    public int? GradientAccumulateEvery { get; init; }
+}

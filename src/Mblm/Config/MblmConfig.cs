@@ -1,0 +1,91 @@
+namespace Mblm.Config;
+
+/// <summary>
+/// Immutable MBLM model configuration with the reference's keys (<c>MBLMModelConfig</c>): stages are listed global → local.
+/// Load one with <see cref="ConfigReader"/>; construct in code with <c>new MblmConfig { ... }</c> and call
+/// <see cref="Validate"/>.
+/// </summary>
+public sealed record MblmConfig
+{
+    /// <summary>Vocabulary size V (<c>num_tokens</c>).</summary>
+    public required int NumTokens { get; init; }
+    /// <summary>Padding id (<c>pad_token_id</c>): patch-grid padding, ignored loss target, zero embedding row.</summary>
+    public required int PadTokenId { get; init; }
+    /// <summary>Model width per stage (<c>hidden_dims</c>).</summary>
+    public required IReadOnlyList<int> HiddenDims { get; init; }
+    /// <summary>Layers per stage (<c>num_layers</c>).</summary>
+    public required IReadOnlyList<int> NumLayers { get; init; }
+    /// <summary>Patch counts per stage (<c>seq_lens</c>); the maximum context is their product.</summary>
+    public required IReadOnlyList<int> SeqLens { get; init; }
+    /// <summary>Checkpoint chunk count for stages 2..n in training (<c>train_checkpoint_chunks</c>), or null.</summary>
+    public IReadOnlyList<int>? TrainCheckpointChunks { get; init; }
+    /// <summary>One block per stage (a single <c>block</c> in a file applies to every stage).</summary>
+    public required IReadOnlyList<StageBlockConfig> Blocks { get; init; }
+
+    /// <summary>Number of stages n.</summary>
+    public int NumStages => HiddenDims.Count;
+
+    /// <summary>Maximum context length Π seq_lens (bytes).</summary>
+    public long MaxContext => SeqLens.Aggregate(1L, (a, p) => a * p);
+
+    /// <summary>Bytes per top-level patch: P_2·…·P_n (inputs are right-padded to a multiple of this).</summary>
+    public long PatchSize => SeqLens.Skip(1).Aggregate(1L, (a, p) => a * p);
+
+    /// <summary>Checks every rule; throws <see cref="ConfigException"/> naming the key and the rule.</summary>
+    public MblmConfig Validate()
+    {
+        ConfigException.Require(NumTokens > 0, "num_tokens", "must be a positive integer");
+        ConfigException.Require(PadTokenId >= 0 && PadTokenId < NumTokens, "pad_token_id", $"must be in [0, num_tokens) = [0, {NumTokens})");
+        ConfigException.Require(HiddenDims is { Count: > 0 }, "hidden_dims", "must list at least one stage");
+        int n = HiddenDims.Count;
+        ConfigException.Require(NumLayers.Count == n, "num_layers", $"must have one entry per stage ({n}, as hidden_dims), got {NumLayers.Count}");
+        ConfigException.Require(SeqLens.Count == n, "seq_lens", $"must have one entry per stage ({n}, as hidden_dims), got {SeqLens.Count}");
+        ConfigException.Require(Blocks.Count == n, "block", $"must be one block or a list with one block per stage ({n}), got {Blocks.Count}");
+        for (int i = 0; i < n; i++)
+        {
+            ConfigException.Require(HiddenDims[i] > 0, $"hidden_dims[{i}]", "must be a positive integer");
+            ConfigException.Require(NumLayers[i] >= 0, $"num_layers[{i}]", "must be a non-negative integer");
+            ConfigException.Require(SeqLens[i] > 0, $"seq_lens[{i}]", "must be a positive integer");
+            Blocks[i].Validate($"block[{i}]", HiddenDims[i]);
+        }
+        if (TrainCheckpointChunks is not null)
+        {
+            ConfigException.Require(TrainCheckpointChunks.Count == n - 1, "train_checkpoint_chunks",
+                $"must have one entry per stage after the first ({n - 1}) or be null, got {TrainCheckpointChunks.Count}");
+            for (int i = 0; i < TrainCheckpointChunks.Count; i++)
+                ConfigException.Require(TrainCheckpointChunks[i] > 0, $"train_checkpoint_chunks[{i}]", "must be a positive integer");
+        }
+        return this;
+    }
+
+    /// <summary>
+    /// Parameter count of the model this config builds, computed from the shapes alone (no allocation); equals the
+    /// number of elements of every parameter (buffers excluded).
+    /// </summary>
+    public long CountParameters() => CountParametersByPart().Values.Sum();
+
+    /// <summary>Parameter counts per part (start tokens, embeddings, each stage, projections, head).</summary>
+    public IReadOnlyDictionary<string, long> CountParametersByPart()
+    {
+        int n = NumStages;
+        long v = NumTokens, dn = HiddenDims[n - 1];
+        var parts = new Dictionary<string, long>
+        {
+            ["start_tokens"] = HiddenDims.Sum(d => (long)d),
+            ["pos_embs"] = Enumerable.Range(0, n).Sum(i => Blocks[i].PosEmbType == PosEmbType.Fixed ? (long)SeqLens[i] * HiddenDims[i] : 0L),
+            ["token_embs_rev"] = Enumerable.Range(0, n).Sum(i =>
+            {
+                if (i == n - 1) return v * dn;
+                long unit = SeqLens.Skip(i + 1).Aggregate(1L, (a, p) => a * p) * dn; // Q_i·D_n
+                long di = HiddenDims[i];
+                return v * dn + 2 * unit + unit * di + di + 2 * di;               // Embedding, LN, Linear, LN
+            }),
+        };
+        for (int i = 0; i < n; i++)
+            parts[$"stage_models.{i}"] = Blocks[i].CountParameters(HiddenDims[i], NumLayers[i]);
+        parts["to_next_stage_proj"] = Enumerable.Range(0, n - 1).Sum(i =>
+            (long)HiddenDims[i] * SeqLens[i + 1] * HiddenDims[i + 1] + (long)SeqLens[i + 1] * HiddenDims[i + 1]);
+        parts["to_logits"] = dn * v + v;
+        return parts;
+    }
+}

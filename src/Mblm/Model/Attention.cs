@@ -1,0 +1,105 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Mblm.Model;
+
+/// <summary>
+/// MEGABYTE causal self-attention: RMSNorm, bias-free <c>to_q</c>, <c>to_kv</c> (first half k, second half v) and
+/// <c>to_out</c>, half-split RoPE on q and k, scale <c>d_h^-½</c>, fused scaled-dot-product attention.
+/// State: <c>norm.g</c>, <c>to_q.weight</c> (inner, D), <c>to_kv.weight</c> (2·inner, D), <c>to_out.weight</c> (D, inner).
+/// </summary>
+public sealed class Attention : nn.Module
+{
+    private readonly ClampRmsNorm _norm;
+    private readonly Linear _toQ, _toKv, _toOut;
+    private readonly long _heads, _headDim;
+    private readonly double _dropout;
+
+    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    protected override void RegisterComponents() { }
+
+    /// <summary>Creates attention over width <paramref name="dim"/> with <paramref name="heads"/> heads of <paramref name="headDim"/>.</summary>
+    public Attention(long dim, long headDim, long heads, double dropout) : base("Attention")
+    {
+        (_heads, _headDim, _dropout) = (heads, headDim, dropout);
+        long inner = heads * headDim;
+        _norm = new ClampRmsNorm(dim);
+        _toQ = nn.Linear(dim, inner, hasBias: false);
+        _toKv = nn.Linear(dim, 2 * inner, hasBias: false);
+        _toOut = nn.Linear(inner, dim, hasBias: false);
+        register_module("norm", _norm);
+        register_module("to_q", _toQ);
+        register_module("to_kv", _toKv);
+        register_module("to_out", _toOut);
+    }
+
+    /// <summary>Causal attention over <paramref name="x"/> <c>(R, S, D)</c>; <paramref name="angles"/> <c>(S, d_h)</c> or null.</summary>
+    public Tensor forward(Tensor x, Tensor? angles)
+    {
+        using var scope = NewDisposeScope();
+        var (q, k, v) = Project(x, angles);
+        var o = nn.functional.scaled_dot_product_attention(q, k, v, p: training ? _dropout : 0.0, is_casual: true);
+        return Merge(o).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Normalised, projected, rotated heads: q, k, v each <c>(R, h, S, d_h)</c>.</summary>
+    internal (Tensor q, Tensor k, Tensor v) Project(Tensor x, Tensor? angles)
+    {
+        var h = _norm.forward(x);
+        var kv = _toKv.forward(h).chunk(2, -1);
+        Tensor q = SplitHeads(_toQ.forward(h)), k = SplitHeads(kv[0]), v = SplitHeads(kv[1]);
+        if (angles is not null)
+        {
+            q = RotaryEmbedding.Apply(q, angles);
+            k = RotaryEmbedding.Apply(k, angles);
+        }
+        return (q, k, v);
+    }
+
+    /// <summary>(R, h, S, d_h) heads back to (R, S, D) through <c>to_out</c>.</summary>
+    internal Tensor Merge(Tensor heads)
+    {
+        // (R, h, S, d_h) -> (R, S, h·d_h)
+        var merged = heads.transpose(1, 2).reshape(heads.size(0), heads.size(2), _heads * _headDim);
+        return _toOut.forward(merged);
+    }
+
+    // (R, S, h·d_h) -> (R, h, S, d_h)
+    private Tensor SplitHeads(Tensor t) => t.view(t.size(0), t.size(1), _heads, _headDim).transpose(1, 2);
+}
+
+/// <summary>
+/// MEGABYTE feed-forward: <c>0</c> RMSNorm, <c>1</c> Linear(D, m·D), GELU (exact), dropout, <c>4</c> Linear(m·D, D).
+/// State: <c>0.g</c>, <c>1.weight</c>, <c>1.bias</c>, <c>4.weight</c>, <c>4.bias</c>.
+/// </summary>
+public sealed class FeedForward : nn.Module<Tensor, Tensor>
+{
+    private readonly ClampRmsNorm _norm;
+    private readonly Linear _up, _down;
+    private readonly double _dropout;
+
+    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    protected override void RegisterComponents() { }
+
+    /// <summary>Creates the feed-forward for width <paramref name="dim"/> with multiplier <paramref name="multiplier"/>.</summary>
+    public FeedForward(long dim, long multiplier, double dropout) : base("FeedForward")
+    {
+        _dropout = dropout;
+        _norm = new ClampRmsNorm(dim);
+        _up = nn.Linear(dim, multiplier * dim);
+        _down = nn.Linear(multiplier * dim, dim);
+        register_module("0", _norm);
+        register_module("1", _up);
+        register_module("4", _down);
+    }
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var h = nn.functional.gelu(_up.forward(_norm.forward(x)));
+        if (training && _dropout > 0) h = nn.functional.dropout(h, _dropout, training: true);
+        return _down.forward(h).MoveToOuterDisposeScope();
+    }
+}

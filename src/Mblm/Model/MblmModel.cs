@@ -1,0 +1,232 @@
+using Mblm.Config;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Mblm.Model;
+
+/// <summary>
+/// The Multiscale Byte Language Model (reference <c>MBLM</c>): an n-stage hierarchical decoder over byte ids.
+/// <c>forward(ids (B, L))</c> returns logits <c>(B, L, V)</c> where position t predicts byte t+1; the prediction of byte 0
+/// comes from the first local start position (<see cref="Logits"/> returns it too) and enters <see cref="Loss"/>.
+/// State-dict names equal the reference's (see docs/state-dict.md).
+/// </summary>
+public sealed class MblmModel : nn.Module<Tensor, Tensor>
+{
+    private readonly StartTokens _startTokens;
+    private readonly ModuleList<nn.Module> _posEmbs;
+    private readonly ModuleList<nn.Module> _tokenEmbsRev;
+    private readonly ModuleList<StageModel> _stageModels;
+    private readonly ModuleList<nn.Module> _toNextStageProj;
+    private readonly Linear _toLogits;
+
+    /// <summary>The (validated, immutable) configuration this model was built from.</summary>
+    public MblmConfig Config { get; }
+
+    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    protected override void RegisterComponents() { }
+
+    /// <summary>Builds a freshly initialised model (PyTorch default initialisation; seed with <c>torch.manual_seed</c>).</summary>
+    public MblmModel(MblmConfig config) : base("MBLM")
+    {
+        Config = config.Validate();
+        int n = config.NumStages;
+        var dims = config.HiddenDims;
+        long v = config.NumTokens, dn = dims[n - 1];
+
+        _startTokens = new StartTokens(dims);
+        _posEmbs = new ModuleList<nn.Module>(Enumerable.Range(0, n).Select(i => config.Blocks[i].PosEmbType switch
+        {
+            PosEmbType.Fixed => (nn.Module)nn.Embedding(config.SeqLens[i], dims[i]),
+            PosEmbType.Rope => new InterleavedRope(dims[i]),
+            _ => new Placeholder(),
+        }).ToArray());
+
+        // Reverse order: index 0 is the local stage's plain byte embedding, index k (k ≥ 1) embeds units of stage n-1-k.
+        var embs = new List<nn.Module> { nn.Embedding(v, dn, padding_idx: config.PadTokenId) };
+        long unitBytes = 1;
+        for (int stage = n - 2; stage >= 0; stage--)
+        {
+            unitBytes *= config.SeqLens[stage + 1];
+            embs.Add(new PatchEmbedder(v, dn, unitBytes, dims[stage], config.PadTokenId));
+        }
+        _tokenEmbsRev = new ModuleList<nn.Module>(embs.ToArray());
+
+        _stageModels = new ModuleList<StageModel>(Enumerable.Range(0, n)
+            .Select(i => StageModel.Create(config.Blocks[i], dims[i], config.NumLayers[i])).ToArray());
+        _toNextStageProj = new ModuleList<nn.Module>(Enumerable.Range(0, n)
+            .Select(i => i < n - 1 ? (nn.Module)new NextStageProjection(dims[i], config.SeqLens[i + 1], dims[i + 1]) : new Placeholder())
+            .ToArray());
+        _toLogits = nn.Linear(dn, v);
+
+        register_module("start_tokens", _startTokens);
+        register_module("pos_embs", _posEmbs);
+        register_module("token_embs_rev", _tokenEmbsRev);
+        register_module("stage_models", _stageModels);
+        register_module("to_next_stage_proj", _toNextStageProj);
+        register_module("to_logits", _toLogits);
+    }
+
+    /// <summary>The device the parameters live on.</summary>
+    public Device Device => _toLogits.weight!.device;
+
+    /// <summary>Logits <c>(B, L, V)</c>; position t is the distribution of byte t+1.</summary>
+    public override Tensor forward(Tensor ids)
+    {
+        var (logits, start) = Logits(ids);
+        start.Dispose();
+        return logits;
+    }
+
+    /// <summary>Logits <c>(B, L, V)</c> and the start logits <c>(B, V)</c> (the prediction of byte 0).</summary>
+    public (Tensor Logits, Tensor StartLogits) Logits(Tensor ids)
+    {
+        using var scope = NewDisposeScope();
+        var (hidden, start) = HiddenStates(ids);
+        return (_toLogits.forward(hidden).MoveToOuterDisposeScope(), _toLogits.forward(start).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// The last stage's final hidden states <c>(B, L, D_n)</c> (reference <c>HIDDEN_STATE</c>) and those of the first
+    /// local start position <c>(B, D_n)</c>.
+    /// </summary>
+    public (Tensor Hidden, Tensor StartHidden) HiddenStates(Tensor ids)
+    {
+        using var scope = NewDisposeScope();
+        ids = CheckIds(ids, nameof(ids));
+        long batch = ids.size(0), length = ids.size(1);
+        var h = RunStages(ids);                                    // (R, 1+S, D_n), R = B·K·P_2…P_{n-1}
+        long s1 = h.size(1), dn = h.size(2);
+        var grid = h.view(batch, -1, s1, dn);                      // (B, rows per sample, 1+S, D_n)
+        var start = grid[.., 0, 0, ..];                            // start position of the first local row
+        var body = grid[.., .., 1.., ..].reshape(batch, -1, dn);   // drop every local start position: (B, K·Q, D_n)
+        body = body[.., ..(int)length, ..];                        // truncate the patch padding
+        return (body.MoveToOuterDisposeScope(), start.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// The reference's loss: <c>preds[:, t]</c> predicts <c>ids[:, t]</c> (t = 0 from the start logits), pad targets are
+    /// ignored, terms are multiplied by <paramref name="lossMask"/> (same shape as ids) and
+    /// <c>loss = Σ ce / count(ce ≠ 0)</c>; 0 when every term is masked.
+    /// </summary>
+    public Tensor Loss(Tensor ids, Tensor? lossMask = null) => LossAndLogits(ids, lossMask).Loss;
+
+    /// <summary>The loss together with the logits <c>(B, L, V)</c> and start logits <c>(B, V)</c>.</summary>
+    public (Tensor Loss, Tensor Logits, Tensor StartLogits) LossAndLogits(Tensor ids, Tensor? lossMask = null)
+    {
+        using var scope = NewDisposeScope();
+        ids = CheckIds(ids, nameof(ids));
+        var (logits, start) = Logits(ids);
+        var ce = TokenLosses(logits, start, ids, Config.PadTokenId);
+        var loss = ReduceLoss(ce, lossMask is null ? null : CheckMask(lossMask, ids));
+        return (loss.MoveToOuterDisposeScope(), logits.MoveToOuterDisposeScope(), start.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Per-position cross-entropy <c>(B, L)</c> in nats; pad targets give 0.</summary>
+    public static Tensor TokenLosses(Tensor logits, Tensor startLogits, Tensor ids, long padId)
+    {
+        using var scope = NewDisposeScope();
+        long batch = ids.size(0), length = ids.size(1), v = logits.size(-1);
+        var first = nn.functional.cross_entropy(startLogits, ids[.., 0], ignore_index: padId, reduction: nn.Reduction.None);
+        var ce = first.unsqueeze(1);
+        if (length > 1)
+        {
+            var rest = nn.functional.cross_entropy(logits[.., ..^1, ..].reshape(-1, v), ids[.., 1..].reshape(-1),
+                ignore_index: padId, reduction: nn.Reduction.None).view(batch, length - 1);
+            ce = cat(new[] { ce, rest }, 1);
+        }
+        return ce.MoveToOuterDisposeScope();
+    }
+
+    /// <summary><c>Σ (ce·mask) / count(ce·mask ≠ 0)</c>, or 0 when no term counts (no host synchronisation).</summary>
+    public static Tensor ReduceLoss(Tensor ce, Tensor? mask)
+    {
+        using var scope = NewDisposeScope();
+        var weighted = mask is null ? ce : ce * mask;
+        var count = weighted.ne(0).sum().to_type(weighted.dtype).clamp_min(1);
+        return (weighted.sum() / count).MoveToOuterDisposeScope();
+    }
+
+    // ---- the hierarchy ----
+
+    private Tensor RunStages(Tensor ids)
+    {
+        int n = Config.NumStages;
+        long batch = ids.size(0), length = ids.size(1);
+        long q = Config.PatchSize;
+
+        // 1. Right-pad to the patch grid and reshape: (B, L) -> (B, K, P_2, …, P_n).
+        long pad = (q - length % q) % q;
+        if (pad > 0) ids = nn.functional.pad(ids, new long[] { 0, pad }, value: Config.PadTokenId);
+        var gridShape = new List<long> { batch, -1 };
+        gridShape.AddRange(Config.SeqLens.Skip(1).Select(p => (long)p));
+        var grid = ids.reshape(gridShape.ToArray());
+        long k = grid.size(1);
+        if (Config.Blocks[0].PosEmbType == PosEmbType.Fixed && k > Config.SeqLens[0])
+            throw new ArgumentException(
+                $"input of {length} bytes needs {k} top-level patches but seq_lens[0] is {Config.SeqLens[0]} and stage 0 uses a fixed " +
+                $"positional embedding: at most {Config.MaxContext} bytes fit", nameof(ids));
+
+        // 2. Embeddings, local -> global. Stage s sees ids (B, K, P_2, …, P_{s+1}, units of Q_s bytes) and yields
+        //    (B, K, P_2, …, P_{s+1}, D_s), i.e. (…, S_s, D_s) with S_s its sequence length.
+        var embs = new Tensor[n];
+        var unitIds = grid;
+        for (int s = n - 1; s >= 0; s--)
+        {
+            var e = ((nn.Module<Tensor, Tensor>)_tokenEmbsRev[n - 1 - s]).forward(unitIds);
+            e = AddPositions(s, e);
+            embs[s] = e;
+            if (s < n - 1 && s > 0) unitIds = unitIds.flatten(-2); // merge two innermost id dims for the next, coarser stage
+        }
+
+        // 3. Stages, global -> local.
+        Tensor? context = null;   // previous stage's projection: (R_s, S_s, D_s)
+        Tensor h = null!;
+        for (int s = 0; s < n; s++)
+        {
+            var e = embs[s];
+            long seq = e.size(-2), dim = e.size(-1);
+            var rows = e.reshape(-1, seq, dim);                                          // (R_s, S_s, D_s): one row per unit of stage s-1
+            var start = _startTokens[s].view(1, 1, dim).expand(rows.size(0), 1, dim);
+            var x = cat(new[] { start, rows }, 1);                                       // (R_s, 1+S_s, D_s)
+            if (context is not null)
+                x = x + nn.functional.pad(context, new long[] { 0, 0, 1, 0 });           // zero row: the start token gets no context
+            h = _stageModels[s].forward(x);
+            if (s < n - 1)
+                context = ((NextStageProjection)_toNextStageProj[s]).forward(h[.., ..^1, ..]); // drop the last output: (R_s·S_s, P_{s+1}, D_{s+1})
+        }
+        return h;
+    }
+
+    private Tensor AddPositions(int stage, Tensor e)
+    {
+        switch (_posEmbs[stage])
+        {
+            case Embedding fixedPos:
+                using (var positions = arange(e.size(-2), dtype: int64, device: e.device))
+                    return e + fixedPos.forward(positions);
+            case InterleavedRope rope:
+                return rope.forward(e);
+            default:
+                return e;
+        }
+    }
+
+    private Tensor CheckIds(Tensor ids, string name)
+    {
+        if (ids.dim() != 2) throw new ArgumentException($"{name} must have shape (batch, length), got [{string.Join(", ", ids.shape)}]", name);
+        if (ids.size(1) == 0) throw new ArgumentException($"{name} must hold at least one id per row (length 0); generation from nothing uses the start-token path", name);
+        if (ids.dtype is not (ScalarType.Int64 or ScalarType.Int32 or ScalarType.Int16 or ScalarType.Int8 or ScalarType.Byte)) throw new ArgumentException($"{name} must be an integer tensor, got {ids.dtype}", name);
+        long min = ids.min().item<long>(), max = ids.max().item<long>();
+        if (min < 0 || max >= Config.NumTokens)
+            throw new ArgumentOutOfRangeException(name, $"{name} must lie in [0, num_tokens) = [0, {Config.NumTokens}), found values in [{min}, {max}]");
+        return ids.to(int64, Device);
+    }
+
+    private Tensor CheckMask(Tensor mask, Tensor ids)
+    {
+        if (!mask.shape.SequenceEqual(ids.shape))
+            throw new ArgumentException($"loss mask must have the shape of the ids [{string.Join(", ", ids.shape)}], got [{string.Join(", ", mask.shape)}]", "lossMask");
+        return mask.to(float32, Device);
+    }
+}

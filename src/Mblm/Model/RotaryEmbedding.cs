@@ -1,0 +1,76 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Mblm.Model;
+
+/// <summary>
+/// MEGABYTE's rotary embedding for attention heads, GPT-NeoX "half" layout: <c>t·cos + rotate_half(t)·sin</c> with
+/// <c>rotate_half(x) = cat(-x₂, x₁)</c>, computed in float32. Positions count from 0 including the stage's start token.
+/// State: buffer <c>inv_freq</c> (d_h/2) <c>= 1 / 10000^(arange(0, d_h, 2) / d_h)</c>.
+/// </summary>
+public sealed class RotaryEmbedding : nn.Module
+{
+    private readonly Tensor _invFreq;
+
+    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    protected override void RegisterComponents() { }
+
+    /// <summary>Creates the embedding for heads of size <paramref name="headDim"/> (even).</summary>
+    public RotaryEmbedding(long headDim) : base("RotaryEmbedding")
+    {
+        _invFreq = 1.0 / pow(10000.0, arange(0, headDim, 2, dtype: float32) / (float)headDim);
+        register_buffer("inv_freq", _invFreq, persistent: true);
+    }
+
+    /// <summary>Angles for positions <c>offset .. offset+length-1</c>: <c>(length, d_h)</c> = cat(freqs, freqs).</summary>
+    public Tensor Angles(long length, long offset = 0)
+    {
+        using var scope = NewDisposeScope();
+        var positions = arange(offset, offset + length, dtype: float32, device: _invFreq.device);
+        var freqs = outer(positions, _invFreq);
+        return cat(new[] { freqs, freqs }, -1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Rotates <paramref name="t"/> <c>(…, S, d_h)</c> by the angles <c>(S, d_h)</c>; float32 math, result in t's dtype.</summary>
+    public static Tensor Apply(Tensor t, Tensor angles)
+    {
+        using var scope = NewDisposeScope();
+        var x = t.to_type(float32);
+        var halves = x.chunk(2, -1);
+        var rotated = cat(new[] { -halves[1], halves[0] }, -1);
+        var y = x * angles.cos() + rotated * angles.sin();
+        return y.to_type(t.dtype).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>
+/// Stage-level rotary positional embedding (<c>pos_emb_type: rope</c>): torchtune's interleaved form (pairs
+/// <c>(x[2j], x[2j+1])</c>, base 10000) applied to the token-embedding vectors as one head of size D, positions
+/// <c>0..S-1</c> of the stage sequence (before the start token is prepended). No persistent state.
+/// </summary>
+public sealed class InterleavedRope : nn.Module<Tensor, Tensor>
+{
+    private readonly long _dim;
+
+    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    protected override void RegisterComponents() { }
+
+    /// <summary>Creates the embedding for vectors of width <paramref name="dim"/> (even).</summary>
+    public InterleavedRope(long dim) : base("RoPE") => _dim = dim;
+
+    /// <summary>Applies the rotation to <paramref name="x"/> <c>(…, S, D)</c> along its second-to-last dimension.</summary>
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        long s = x.size(-2);
+        var theta = 1.0 / pow(10000.0, arange(0, _dim, 2, dtype: float32, device: x.device) / (float)_dim); // (D/2)
+        var angles = outer(arange(s, dtype: float32, device: x.device), theta);                               // (S, D/2)
+        var (cos, sin) = (angles.cos(), angles.sin());
+        var shape = x.shape;
+        var pairs = x.to_type(float32).reshape(shape[..^1].Append(_dim / 2).Append(2).ToArray());          // (…, S, D/2, 2)
+        var even = pairs.select(-1, 0);
+        var odd = pairs.select(-1, 1);
+        var y = stack(new[] { even * cos - odd * sin, odd * cos + even * sin }, -1).reshape(shape);
+        return y.to_type(x.dtype).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,73 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace Mblm.Native;
+
+/// <summary>
+/// Runtime fallback of the libLibTorchSharp.so fix (see buildTransitive/GlibcxxWeakener.cs): before any torch call made
+/// through this library, every copy of libLibTorchSharp.so that the process could load is checked and, where it still
+/// declares a strong GLIBCXX_3.4.32 need, patched in place (atomically). This covers projects that reference Mblm from
+/// outside this repository without our build target. Code that calls <c>TorchSharp.torch</c> before touching any Mblm
+/// type should call <see cref="EnsureLoadable"/> first.
+/// </summary>
+public static class TorchRuntime
+{
+    private static int _done;
+
+    /// <summary>Files that were patched by this process (for diagnostics and tests).</summary>
+    public static IReadOnlyList<string> PatchedFiles { get; private set; } = Array.Empty<string>();
+
+    /// <summary>Problems met while patching (read-only folders and the like); empty when all went well.</summary>
+    public static IReadOnlyList<string> Warnings { get; private set; } = Array.Empty<string>();
+
+    [ModuleInitializer]
+    internal static void OnModuleLoad() => EnsureLoadable();
+
+    /// <summary>Makes the TorchSharp native shim loadable on this machine; idempotent and cheap after the first call.</summary>
+    public static void EnsureLoadable()
+    {
+        if (Interlocked.Exchange(ref _done, 1) == 1 || !OperatingSystem.IsLinux()) return;
+        var patched = new List<string>();
+        var warnings = new List<string>();
+        foreach (string path in CandidatePaths())
+        {
+            try
+            {
+                if (ElfVersionNeeds.WeakenFile(path)) patched.Add(path);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                warnings.Add($"could not patch {path}: {e.Message}");
+            }
+        }
+        PatchedFiles = patched;
+        Warnings = warnings;
+        foreach (string w in warnings)
+            Console.Error.WriteLine("Mblm: " + w + " (TorchSharp may fail to load on systems older than GCC 13's libstdc++)");
+    }
+
+    private static IEnumerable<string> CandidatePaths()
+    {
+        const string lib = "libLibTorchSharp.so";
+        var dirs = new List<string> { AppContext.BaseDirectory };
+        if (AppContext.GetData("NATIVE_DLL_SEARCH_DIRECTORIES") is string searchDirs)
+            dirs.AddRange(searchDirs.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries));
+        string? torchSharpDir = Path.GetDirectoryName(typeof(TorchSharp.torch).Assembly.Location);
+        if (!string.IsNullOrEmpty(torchSharpDir))
+        {
+            dirs.Add(torchSharpDir);
+            // TorchSharp's own fallback (hosts without our native assets, e.g. notebooks) copies natives next to itself.
+            dirs.Add(Path.Combine(torchSharpDir, "cpu"));
+            dirs.Add(Path.GetFullPath(Path.Combine(torchSharpDir, "..", "..", "runtimes", "linux-x64", "native")));
+        }
+        var seen = new HashSet<string>();
+        foreach (string dir in dirs)
+        {
+            foreach (string candidate in new[] { Path.Combine(dir, lib), Path.Combine(dir, "runtimes", "linux-x64", "native", lib) })
+            {
+                string full = Path.GetFullPath(candidate);
+                if (seen.Add(full) && File.Exists(full)) yield return full;
+            }
+        }
+    }
+}
