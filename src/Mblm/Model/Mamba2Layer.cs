@@ -1,0 +1,135 @@
+using Mblm.Config;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Mblm.Model;
+
+/// <summary>
+/// The Mamba2 mixer (mamba-ssm 2.2.2 <c>Mamba2</c> with ngroups 1, no biases on the projections, conv bias, D per head,
+/// gated RMSNorm with norm-before-gate false): <c>in_proj</c> → [z, xBC, dt]; xBC → causal depthwise conv + SiLU →
+/// [x, B, C]; <c>Δ = softplus(dt + dt_bias)</c>, <c>A = −exp(A_log)</c>; scan + D·x; <c>RMSNorm(y·SiLU(z))·w</c>; <c>out_proj</c>.
+/// State: <c>in_proj.weight</c> (2·d_inner + 2N + H, D), <c>conv1d.weight</c> (d_inner + 2N, 1, d_conv), <c>conv1d.bias</c>,
+/// <c>dt_bias</c>, <c>A_log</c>, <c>D</c> (H), <c>norm.weight</c> (d_inner), <c>out_proj.weight</c> (D, d_inner).
+/// </summary>
+public sealed class Mamba2Layer : nn.Module<Tensor, Tensor>
+{
+    /// <summary>Default chunk length of the chunked scan.</summary>
+    public const int DefaultChunkSize = 64;
+
+    private readonly Linear _inProj, _outProj;
+    private readonly Conv1d _conv;
+    private readonly Parameter _dtBias, _aLog, _d;
+    private readonly EpsRmsNorm _gatedNorm;
+    private readonly long _inner, _heads, _headDim, _state, _convWidth;
+
+    /// <summary>Scan method (default chunked).</summary>
+    public Mamba2ScanMode ScanMode { get; set; } = Mamba2ScanMode.Chunked;
+
+    /// <summary>Chunk length of the chunked scan.</summary>
+    public int ChunkSize { get; set; } = DefaultChunkSize;
+
+    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    protected override void RegisterComponents() { }
+
+    /// <summary>Creates the mixer with mamba-ssm's initialisation for a stage of <paramref name="numLayers"/> layers.</summary>
+    public Mamba2Layer(Mamba2BlockConfig block, long dim, int numLayers) : base("Mamba2")
+    {
+        _inner = block.InnerDim(dim);
+        _headDim = block.Headdim;
+        _heads = _inner / _headDim;
+        _state = block.DState;
+        _convWidth = block.DConv;
+        long convChannels = _inner + 2 * _state;
+
+        _inProj = nn.Linear(dim, 2 * _inner + 2 * _state + _heads, hasBias: false);
+        _conv = nn.Conv1d(convChannels, convChannels, _convWidth, padding: _convWidth - 1, groups: convChannels, bias: true);
+
+        using (no_grad())
+        {
+            // Δ initialised log-uniformly in [1e-3, 0.1], floored at 1e-4; dt_bias = softplus⁻¹(Δ).
+            var dt = (rand(_heads) * (Math.Log(0.1) - Math.Log(1e-3)) + Math.Log(1e-3)).exp().clamp_min(1e-4);
+            _dtBias = new Parameter(dt + (-(-dt).expm1()).log());
+            _aLog = new Parameter(empty(_heads).uniform_(1, 16).log());
+            _d = new Parameter(ones(_heads));
+        }
+        _gatedNorm = new EpsRmsNorm(_inner);
+        _outProj = nn.Linear(_inner, dim, hasBias: false);
+        using (no_grad())
+        {
+            // mamba-ssm _init_weights(rescale_prenorm_residual): out_proj redrawn kaiming-uniform(a=√5), divided by √layers.
+            nn.init.kaiming_uniform_(_outProj.weight!, a: Math.Sqrt(5));
+            _outProj.weight!.div_(Math.Sqrt(numLayers));
+        }
+
+        register_module("in_proj", _inProj);
+        register_module("conv1d", _conv);
+        register_parameter("dt_bias", _dtBias);
+        register_parameter("A_log", _aLog);
+        register_parameter("D", _d);
+        register_module("norm", _gatedNorm);
+        register_module("out_proj", _outProj);
+    }
+
+    /// <summary>Mixes <paramref name="u"/> (R, L, D) causally along L.</summary>
+    public override Tensor forward(Tensor u)
+    {
+        using var scope = NewDisposeScope();
+        long rows = u.size(0), length = u.size(1);
+        var (z, xbc, dtRaw) = Split(_inProj.forward(u));
+        // Depthwise causal conv over time: left context only (padding d_conv-1, keep the first L outputs).
+        xbc = nn.functional.silu(_conv.forward(xbc.transpose(1, 2))[.., .., ..(int)length].transpose(1, 2));
+        var parts = xbc.split(new[] { _inner, _state, _state }, -1);
+        var x = parts[0].view(rows, length, _heads, _headDim);
+        var dt = nn.functional.softplus(dtRaw + _dtBias);                       // (R, L, H)
+        var a = -_aLog.exp();                                                   // (H)
+        var y = Mamba2Scan.Run(ScanMode, x, dt, a, parts[1], parts[2], ChunkSize);
+        y = y + x * _d.view(1, 1, _heads, 1);
+        return _outProj.forward(Gate(y.reshape(rows, length, _inner), z)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Zero conv window (R, d_inner + 2N, d_conv) and SSM state (R, H, headdim, N).</summary>
+    public Mamba2State NewState(long rows, Device device) => new(
+        zeros(new[] { rows, _inner + 2 * _state, _convWidth }, device: device),
+        zeros(new[] { rows, _heads, _headDim, _state }, device: device));
+
+    /// <summary>One time step <paramref name="u"/> (R, D) → (R, D), updating <paramref name="state"/> in place.</summary>
+    public Tensor Step(Tensor u, Mamba2State state)
+    {
+        using var scope = NewDisposeScope();
+        long rows = u.size(0);
+        var (z, xbc, dtRaw) = Split(_inProj.forward(u));
+        // Slide the conv window one step and apply the depthwise kernel to it.
+        var window = cat(new[] { state.Conv[.., .., 1..], xbc.unsqueeze(-1) }, -1);
+        state.Conv.copy_(window);
+        var convOut = (window * _conv.weight!.squeeze(1)).sum(-1) + _conv.bias!;
+        var parts = nn.functional.silu(convOut).split(new[] { _inner, _state, _state }, -1);
+        var x = parts[0].view(rows, _heads, _headDim);
+        var dt = nn.functional.softplus(dtRaw + _dtBias);                       // (R, H)
+        var decay = (dt * -_aLog.exp()).exp().view(rows, _heads, 1, 1);
+        var input = (x * dt.unsqueeze(-1)).unsqueeze(-1) * parts[1].view(rows, 1, 1, _state);
+        state.Ssm.copy_(state.Ssm * decay + input);
+        var y = matmul(state.Ssm, parts[2].view(rows, 1, _state, 1)).squeeze(-1) + x * _d.view(1, _heads, 1);
+        return _outProj.forward(Gate(y.reshape(rows, _inner), z)).MoveToOuterDisposeScope();
+    }
+
+    private (Tensor Z, Tensor Xbc, Tensor Dt) Split(Tensor projected)
+    {
+        var p = projected.split(new[] { _inner, _inner + 2 * _state, _heads }, -1);
+        return (p[0], p[1], p[2]);
+    }
+
+    // Gated RMSNorm, norm_before_gate = false: RMSNorm(y · SiLU(z)) · weight over all of d_inner (one group).
+    private Tensor Gate(Tensor y, Tensor z) => _gatedNorm.forward(y * nn.functional.silu(z));
+}
+
+/// <summary>Recurrent state of one Mamba2 layer: conv window (R, d_inner + 2N, d_conv) and SSM state (R, H, headdim, N).</summary>
+public sealed record Mamba2State(Tensor Conv, Tensor Ssm) : IDisposable
+{
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        Conv.Dispose();
+        Ssm.Dispose();
+    }
+}
