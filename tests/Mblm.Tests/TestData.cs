@@ -69,7 +69,7 @@ internal static class TestData
     public static Mamba2BlockConfig S(int dState = 8, int headdim = 8, PosEmbType pos = PosEmbType.None) =>
         new() { DState = dState, DConv = 4, Expand = 2, Headdim = headdim, PosEmbType = pos };
 
-    public static MblmConfig Config(int[] dims, int[] seqLens, StageBlockConfig[] blocks, int[]? layers = null, int numTokens = 257, int pad = 256) => new MblmConfig
+    public static MblmConfig Cfg(int[] dims, int[] seqLens, StageBlockConfig[] blocks, int[]? layers = null, int numTokens = 257, int pad = 256) => new MblmConfig
     {
         NumTokens = numTokens, PadTokenId = pad, HiddenDims = dims, SeqLens = seqLens,
         NumLayers = layers ?? dims.Select(_ => 1).ToArray(), Blocks = blocks,

@@ -90,7 +90,12 @@ public static class ConfigReader
             Blocks = blocks,
         };
         try { return config.Validate(); }
-        catch (ConfigException e) { throw new ConfigException(prefix + e.Key, RuleOf(e)); }
+        catch (ConfigException e)
+        {
+            // A single `block` mapping applies to every stage: report the key as written in the file.
+            string key = blockNode is YamlSequenceNode ? e.Key : System.Text.RegularExpressions.Regex.Replace(e.Key, @"^block\[\d+\]", "block");
+            throw new ConfigException(prefix + key, RuleOf(e));
+        }
     }
 
     /// <summary>
