@@ -30,7 +30,8 @@ public abstract record StageBlockConfig
     /// <summary>Checks the block's own rules for a stage of width <paramref name="dim"/>; throws <see cref="ConfigException"/>.</summary>
     public abstract void Validate(string path, int dim);
 
-    internal static string PosEmbName(PosEmbType t) => t switch { PosEmbType.Fixed => "fixed", PosEmbType.Rope => "rope", _ => "null" };
+    /// <summary>The reference spelling of a positional-embedding type.</summary>
+    public static string PosEmbName(PosEmbType t) => t switch { PosEmbType.Fixed => "fixed", PosEmbType.Rope => "rope", _ => "null" };
 }
 
 /// <summary>

@@ -34,8 +34,8 @@ public sealed class Attention : nn.Module
         register_module("to_out", _toOut);
     }
 
-    /// <summary>Causal attention over <paramref name="x"/> <c>(R, S, D)</c>; <paramref name="angles"/> <c>(S, d_h)</c> or null.</summary>
-    public Tensor forward(Tensor x, Tensor? angles)
+    /// <summary>Causal attention over <paramref name="x"/> <c>(R, S, D)</c>; <paramref name="angles"/> for S positions, or null.</summary>
+    public Tensor forward(Tensor x, RotaryAngles? angles)
     {
         using var scope = NewDisposeScope();
         var (q, k, v) = Project(x, angles);
@@ -44,7 +44,7 @@ public sealed class Attention : nn.Module
     }
 
     /// <summary>Normalised, projected, rotated heads: q, k, v each <c>(R, h, S, d_h)</c>.</summary>
-    internal (Tensor q, Tensor k, Tensor v) Project(Tensor x, Tensor? angles)
+    internal (Tensor q, Tensor k, Tensor v) Project(Tensor x, RotaryAngles? angles)
     {
         var h = _norm.forward(x);
         var kv = _toKv.forward(h).chunk(2, -1);

@@ -22,24 +22,39 @@ public sealed class RotaryEmbedding : nn.Module
         register_buffer("inv_freq", _invFreq, persistent: true);
     }
 
-    /// <summary>Angles for positions <c>offset .. offset+length-1</c>: <c>(length, d_h)</c> = cat(freqs, freqs).</summary>
-    public Tensor Angles(long length, long offset = 0)
+    /// <summary>
+    /// Cosines and sines for positions <c>offset .. offset+length-1</c>, each <c>(length, d_h)</c> (angles = cat(freqs, freqs));
+    /// computed once per stage call and shared by every layer.
+    /// </summary>
+    public RotaryAngles Angles(long length, long offset = 0)
     {
         using var scope = NewDisposeScope();
         var positions = arange(offset, offset + length, dtype: float32, device: _invFreq.device);
         var freqs = outer(positions, _invFreq);
-        return cat(new[] { freqs, freqs }, -1).MoveToOuterDisposeScope();
+        var angles = cat(new[] { freqs, freqs }, -1);
+        return new RotaryAngles(angles.cos().MoveToOuterDisposeScope(), angles.sin().MoveToOuterDisposeScope());
     }
 
-    /// <summary>Rotates <paramref name="t"/> <c>(…, S, d_h)</c> by the angles <c>(S, d_h)</c>; float32 math, result in t's dtype.</summary>
-    public static Tensor Apply(Tensor t, Tensor angles)
+    /// <summary>Rotates <paramref name="t"/> <c>(…, S, d_h)</c> by the angles; float32 math, result in t's dtype.</summary>
+    public static Tensor Apply(Tensor t, RotaryAngles angles)
     {
         using var scope = NewDisposeScope();
         var x = t.to_type(float32);
         var halves = x.chunk(2, -1);
         var rotated = cat(new[] { -halves[1], halves[0] }, -1);
-        var y = x * angles.cos() + rotated * angles.sin();
+        var y = x * angles.Cos + rotated * angles.Sin;
         return y.to_type(t.dtype).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>Cosines and sines of rotary angles, each (S, d_h).</summary>
+public sealed record RotaryAngles(Tensor Cos, Tensor Sin) : IDisposable
+{
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        Cos.Dispose();
+        Sin.Dispose();
     }
 }
 

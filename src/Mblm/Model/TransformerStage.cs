@@ -34,7 +34,7 @@ public sealed class TransformerStage : StageModel
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        Tensor? angles = _rotary?.Angles(x.size(1));
+        var angles = _rotary?.Angles(x.size(1));
         foreach (var layer in _layers)
             x = layer.forward(x, angles);
         return _norm.forward(x).MoveToOuterDisposeScope();
@@ -71,7 +71,7 @@ public sealed class TransformerLayer : nn.Module
     }
 
     /// <summary>Pre-norm residual attention then feed-forward, each on the token-shifted input.</summary>
-    public Tensor forward(Tensor x, Tensor? angles)
+    public Tensor forward(Tensor x, RotaryAngles? angles)
     {
         using var scope = NewDisposeScope();
         x = _attention.forward(TransformerStage.TokenShift(x), angles) + x;

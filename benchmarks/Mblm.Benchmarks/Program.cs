@@ -1,0 +1,63 @@
+using System.Diagnostics;
+using System.Globalization;
+using Mblm.Benchmarks;
+using Mblm.Native;
+
+// Usage: dotnet run -c Release --project benchmarks/Mblm.Benchmarks -- <benchmark> [options]
+//   train-step [--config examples/configs/p1-2d-tt.yaml] [--batch 4] [--length 2048] [--steps 15] [--warmup 2]
+//   mamba      [--lengths 1024,4096,16384] [--reps 3]
+TorchRuntime.EnsureLoadable();
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+var opts = Options.Parse(args.Skip(1).ToArray());
+Console.WriteLine($"# {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, torch threads {TorchSharp.torch.get_num_threads()}, " +
+                  $"load avg {File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
+switch (args.FirstOrDefault())
+{
+    case "train-step": TrainStepBenchmark.Run(opts); break;
+    case "mamba": MambaBenchmark.Run(opts); break;
+    default:
+        Console.Error.WriteLine("benchmarks: train-step | mamba (see Program.cs for options)");
+        return 2;
+}
+return 0;
+
+namespace Mblm.Benchmarks
+{
+    internal sealed class Options(Dictionary<string, string> values)
+    {
+        public static Options Parse(string[] args)
+        {
+            var d = new Dictionary<string, string>();
+            for (int i = 0; i + 1 < args.Length; i += 2) d[args[i].TrimStart('-')] = args[i + 1];
+            return new Options(d);
+        }
+        public string Str(string k, string fallback) => values.TryGetValue(k, out var v) ? v : fallback;
+        public int Int(string k, int fallback) => values.TryGetValue(k, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
+        public long[] Longs(string k, string fallback) => Str(k, fallback).Split(',').Select(s => long.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+    }
+
+    internal static class Stats
+    {
+        public static double Median(IEnumerable<double> xs)
+        {
+            var s = xs.OrderBy(x => x).ToArray();
+            return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
+        }
+
+        public static double PeakRssMiB()
+        {
+            foreach (var line in File.ReadLines("/proc/self/status"))
+                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                    return double.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024;
+            return double.NaN;
+        }
+
+        public static double TimeMs(Action a)
+        {
+            var sw = Stopwatch.StartNew();
+            a();
+            return sw.Elapsed.TotalMilliseconds;
+        }
+    }
+}

@@ -1,0 +1,56 @@
+using System.Diagnostics;
+using Mblm.Config;
+using Mblm.Model;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Mblm.Benchmarks;
+
+/// <summary>
+/// One training step as reference-perf.md §3 measures it: zero_grad → loss forward → backward → Adam(1e-3, β 0.9/0.95) step,
+/// on uniform random bytes (seed 1234), model seed 0; median over timed steps after warm-up.
+/// </summary>
+internal static class TrainStepBenchmark
+{
+    // Reference (Python mblm 0.4.0, OpenMP OpenBLAS, same machine) medians from reference-perf.md §3, ms per step.
+    private static readonly Dictionary<string, double> ReferenceMs = new() { ["p1-2d-tt"] = 491, ["p2-2d-st"] = 1064, ["p3-3d-ttt"] = 347 };
+
+    public static void Run(Options o)
+    {
+        string path = o.Str("config", "examples/configs/p1-2d-tt.yaml");
+        int batch = o.Int("batch", 4), length = o.Int("length", 2048), steps = o.Int("steps", 15), warmup = o.Int("warmup", 2);
+        var config = ConfigReader.LoadModel(path);
+        manual_seed(0);
+        var model = new MblmModel(config);
+        model.train();
+        var optimizer = optim.Adam(model.parameters(), lr: 1e-3, beta1: 0.9, beta2: 0.95);
+        var gen = new Generator(1234);
+        var ids = randint(0, 256, new long[] { batch, length }, generator: gen);
+        var fwd = new List<double>(); var bwd = new List<double>(); var opt = new List<double>(); var total = new List<double>();
+        var losses = new List<float>();
+        for (int s = 0; s < warmup + steps; s++)
+        {
+            using var scope = NewDisposeScope();
+            var sw = Stopwatch.StartNew();
+            optimizer.zero_grad();
+            var loss = model.Loss(ids);
+            double tf = sw.Elapsed.TotalMilliseconds;
+            loss.backward();
+            double tb = sw.Elapsed.TotalMilliseconds;
+            optimizer.step();
+            double tt = sw.Elapsed.TotalMilliseconds;
+            losses.Add(loss.item<float>());
+            if (s >= warmup) { fwd.Add(tf); bwd.Add(tb - tf); opt.Add(tt - tb); total.Add(tt); }
+        }
+        string name = Path.GetFileNameWithoutExtension(path);
+        double median = Stats.Median(total);
+        Console.WriteLine($"config {name}: {config.CountParameters():N0} params, batch {batch} x {length} bytes, {steps} timed steps after {warmup} warm-up");
+        Console.WriteLine($"| config | ms/step (median) | min-max | fwd+loss / bwd / Adam ms | bytes/s | peak RSS MiB | reference ms/step | speed-up |");
+        Console.WriteLine($"| --- | --- | --- | --- | --- | --- | --- | --- |");
+        string reference = ReferenceMs.TryGetValue(name, out var r) && batch == 4 && length == 2048 ? $"{r:F0}" : "n/a";
+        string ratio = reference == "n/a" ? "n/a" : $"{r / median:F2}x";
+        Console.WriteLine($"| {name} | {median:F0} | {total.Min():F0}-{total.Max():F0} | {Stats.Median(fwd):F0} / {Stats.Median(bwd):F0} / {Stats.Median(opt):F1} | " +
+                          $"{batch * length / median * 1000:N0} | {Stats.PeakRssMiB():F0} | {reference} | {ratio} |");
+        Console.WriteLine($"losses: {string.Join(" ", losses.Select(l => l.ToString("F3")))}");
+    }
+}

@@ -1,0 +1,56 @@
+using Mblm.Config;
+using Mblm.Native;
+
+namespace Mblm.Cli;
+
+/// <summary>Entry point of the <c>mblm</c> tool. Results go to standard output (last line JSON where a command promises it); logs to standard error.</summary>
+public static class Program
+{
+    private const string Usage = """
+        mblm — Multiscale Byte Language Model (TorchSharp)
+
+        Commands:
+          info     --config C                          stages, shapes and parameter count (no weights allocated)
+          forward  --config C --weights W --input I.json [--logits-out F.bin] [--device cpu|cuda]
+                   prints {"loss": x, "shape": [B, L, V]} as the last line; logits as raw little-endian float32
+
+        Configs: a model config (JSON or YAML, the reference's keys) or a reference training YAML (model keys under params).
+        """;
+
+    /// <summary>Process entry.</summary>
+    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+
+    /// <summary>Runs a command with the given output writers (used in-process by tests); returns the exit code.</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        TorchRuntime.EnsureLoadable();
+        if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+        {
+            stdout.WriteLine(Usage);
+            return args.Length == 0 ? 2 : 0;
+        }
+        try
+        {
+            var rest = args.Skip(1);
+            switch (args[0])
+            {
+                case "info": return InfoCommand.Run(new CliArgs(rest), stdout);
+                case "forward": return ForwardCommand.Run(new CliArgs(rest), stdout, stderr);
+                default:
+                    stderr.WriteLine($"mblm: unknown command '{args[0]}'\n\n{Usage}");
+                    return 2;
+            }
+        }
+        catch (UsageException e)
+        {
+            stderr.WriteLine($"mblm {args[0]}: {e.Message}");
+            return 2;
+        }
+        catch (Exception e) when (e is ConfigException or FileNotFoundException or InvalidDataException or ArgumentException
+                                    or Weights.WeightsMismatchException or System.Text.Json.JsonException)
+        {
+            stderr.WriteLine($"mblm {args[0]}: {e.Message}");
+            return 1;
+        }
+    }
+}

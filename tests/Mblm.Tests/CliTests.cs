@@ -1,0 +1,98 @@
+using System.Globalization;
+using System.Text.Json;
+using Mblm.Cli;
+
+namespace Mblm.Tests;
+
+/// <summary>The <c>mblm</c> tool, run in-process.</summary>
+[TestClass]
+public sealed class CliTests
+{
+    internal static (int Code, string Out, string Err) Mblm(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int code = Program.Run(args, stdout, stderr);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    private static string LastLine(string text) => text.TrimEnd().Split('\n').Last();
+
+    [TestMethod]
+    [DataRow("v1_t2")]
+    [DataRow("v2_t3")]
+    [DataRow("v3_s2")]
+    public void Forward_ReproducesGoldenCase(string caseName)
+    {
+        string dir = TestData.Shared("golden", caseName);
+        string logitsOut = Path.Combine(Path.GetTempPath(), $"mblm-cli-{Guid.NewGuid():N}.bin");
+        try
+        {
+            var (code, output, err) = Mblm("forward", "--config", Path.Combine(dir, "config.json"), "--weights", Path.Combine(dir, "weights.safetensors"),
+                "--input", Path.Combine(dir, "input.json"), "--logits-out", logitsOut, "--device", "cpu");
+            Assert.AreEqual(0, code, err);
+            using var result = JsonDocument.Parse(LastLine(output));
+            using var expected = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")));
+            double loss = result.RootElement.GetProperty("loss").GetDouble();
+            double want = expected.RootElement.GetProperty("loss").GetDouble();
+            Assert.IsTrue(Math.Abs(loss - want) <= 1e-5 * want, $"loss {loss} vs {want}");
+            // Round-trip exact: the printed text parses back to the float32 the model computed.
+            string printed = result.RootElement.GetProperty("loss").GetRawText();
+            Assert.AreEqual(printed, float.Parse(printed, CultureInfo.InvariantCulture).ToString("R", CultureInfo.InvariantCulture));
+            CollectionAssert.AreEqual(expected.RootElement.GetProperty("logits_shape").EnumerateArray().Select(x => x.GetInt64()).ToArray(),
+                result.RootElement.GetProperty("shape").EnumerateArray().Select(x => x.GetInt64()).ToArray());
+            var mine = File.ReadAllBytes(logitsOut);
+            var reference = File.ReadAllBytes(Path.Combine(dir, "logits.bin"));
+            Assert.AreEqual(reference.Length, mine.Length, "logits file size");
+            double maxDiff = 0;
+            for (int i = 0; i < mine.Length; i += 4)
+                maxDiff = Math.Max(maxDiff, Math.Abs(BitConverter.ToSingle(mine, i) - BitConverter.ToSingle(reference, i)));
+            Assert.IsTrue(maxDiff <= 1e-4, $"logits differ by {maxDiff}");
+        }
+        finally { File.Delete(logitsOut); }
+    }
+
+    [TestMethod]
+    [DataRow("pg19_30bb_360m_1d_t.yaml", 361_451_776L)]
+    [DataRow("pg19_30bb_360m_2d_ss.yaml", 360_850_000L)]
+    [DataRow("pg19_30bb_360m_2d_st.yaml", 358_900_000L)]
+    [DataRow("pg19_200bb_360m_3d_stt.yaml", 362_870_000L)]
+    [DataRow("clevr_7mi_360m_1d_s_ft.yaml", 356_980_000L)]
+    public void Info_ReportsReferenceParameterCounts(string file, long approx)
+    {
+        var (code, output, err) = Mblm("info", "--config", TestData.Shared("reference", "configs", file));
+        Assert.AreEqual(0, code, err);
+        using var json = JsonDocument.Parse(LastLine(output));
+        long count = json.RootElement.GetProperty("parameters").GetInt64();
+        Assert.AreEqual(approx / 10_000, (count + 5_000) / 10_000, $"{count:N0} parameters");
+        StringAssert.Contains(output, "stage 0");
+    }
+
+    [TestMethod]
+    public void Info_WorksOnShippedExampleConfigs()
+    {
+        foreach (string file in Directory.GetFiles(Path.Combine(TestData.RepoRoot, "examples", "configs")))
+        {
+            var (code, output, err) = Mblm("info", "--config", file);
+            Assert.AreEqual(0, code, $"{file}: {err}");
+            StringAssert.Contains(output, "total:");
+        }
+    }
+
+    [TestMethod]
+    public void UsageErrors_NameTheFlag()
+    {
+        var (code, _, err) = Mblm("forward", "--config", "x.yaml");
+        Assert.AreEqual(2, code);
+        StringAssert.Contains(err, "--weights is required");
+        (code, _, err) = Mblm("info", "--config", "x.yaml", "--bogus", "1");
+        Assert.AreEqual(2, code);
+        StringAssert.Contains(err, "--bogus");
+        (code, _, err) = Mblm("info", "--config", "/nonexistent/config.yaml");
+        Assert.AreEqual(1, code);
+        StringAssert.Contains(err, "/nonexistent/config.yaml");
+        (code, _, err) = Mblm("frobnicate");
+        Assert.AreEqual(2, code);
+        StringAssert.Contains(err, "unknown command 'frobnicate'");
+    }
+}

@@ -1,0 +1,69 @@
+using System.Diagnostics;
+
+namespace Mblm.Tests;
+
+/// <summary>
+/// A user's own project, created outside this repository (so none of our Directory.Build files apply), that references
+/// src/Mblm: it must build and run a tensor operation on this machine (Debian 12's libstdc++ lacks GLIBCXX_3.4.32, so
+/// this only passes when the runtime fallback patches the consumer's copy of libLibTorchSharp.so).
+/// </summary>
+[TestClass]
+public sealed class ConsumerProjectTests
+{
+    [TestMethod]
+    [Timeout(600_000, CooperativeCancellation = true)]
+    public void ConsumerOutsideRepo_BuildsAndRunsTensorOperation()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"mblm-consumer-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string mblmProject = Path.Combine(TestData.RepoRoot, "src", "Mblm", "Mblm.csproj");
+            File.Copy(Path.Combine(TestData.RepoRoot, "NuGet.config"), Path.Combine(dir, "NuGet.config"));
+            File.WriteAllText(Path.Combine(dir, "Consumer.csproj"), $"""
+                <Project Sdk="Microsoft.NET.Sdk">
+                  <PropertyGroup>
+                    <OutputType>Exe</OutputType>
+                    <TargetFramework>net10.0</TargetFramework>
+                    <ImplicitUsings>enable</ImplicitUsings>
+                  </PropertyGroup>
+                  <ItemGroup>
+                    <ProjectReference Include="{mblmProject}" />
+                  </ItemGroup>
+                </Project>
+                """);
+            File.WriteAllText(Path.Combine(dir, "Program.cs"), """
+                using TorchSharp;
+                Mblm.Native.TorchRuntime.EnsureLoadable();
+                var t = torch.arange(6, dtype: torch.float32).view(2, 3);
+                Console.WriteLine($"sum={t.sum().item<float>()}");
+                Console.WriteLine($"patched={Mblm.Native.TorchRuntime.PatchedFiles.Count}");
+                """);
+            var build = Run("dotnet", $"build -c Release -o \"{Path.Combine(dir, "out")}\" -p:SkipLibTorchSharpPatch=true", dir);
+            Assert.AreEqual(0, build.Code, "consumer build failed:\n" + build.Output);
+            var run = Run("dotnet", $"\"{Path.Combine(dir, "out", "Consumer.dll")}\"", dir);
+            Assert.AreEqual(0, run.Code, "consumer run failed:\n" + run.Output);
+            StringAssert.Contains(run.Output, "sum=15");
+            StringAssert.Contains(run.Output, "patched=1", "the runtime fallback patched the consumer's own copy");
+        }
+        finally
+        {
+            try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    private static (int Code, string Output) Run(string file, string arguments, string workingDirectory)
+    {
+        var psi = new ProcessStartInfo(file, arguments)
+        {
+            WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        psi.Environment["DOTNET_NOLOGO"] = "1";
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        p.WaitForExit();
+        return (p.ExitCode, stdout.Result + stderr.Result);
+    }
+}
