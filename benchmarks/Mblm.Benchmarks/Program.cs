@@ -7,15 +7,18 @@ using Mblm.Native;
 //   train-step [--config examples/configs/p1-2d-tt.yaml] [--batch 4] [--length 2048] [--steps 15] [--warmup 2]
 //   mamba      [--lengths 1024,4096,16384] [--reps 3]
 TorchRuntime.EnsureLoadable();
+bool tuned = TorchRuntime.TuneAllocator();
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 var opts = Options.Parse(args.Skip(1).ToArray());
 Console.WriteLine($"# {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, torch threads {TorchSharp.torch.get_num_threads()}, " +
-                  $"load avg {File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
+                  $"load avg {File.ReadAllText("/proc/loadavg").Split(' ')[0]}, " +
+                  $"allocator tuning {(tuned ? "on" : "off")}");
 switch (args.FirstOrDefault())
 {
     case "train-step": TrainStepBenchmark.Run(opts); break;
     case "mamba": MambaBenchmark.Run(opts); break;
+    case "mamba-profile": MambaProfile.Run(opts); break;
     default:
         Console.Error.WriteLine("benchmarks: train-step | mamba (see Program.cs for options)");
         return 2;

@@ -77,8 +77,7 @@ public sealed class Mamba2Layer : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         long rows = u.size(0), length = u.size(1);
         var (z, xbc, dtRaw) = Split(_inProj.forward(u));
-        // Depthwise causal conv over time: left context only (padding d_conv-1, keep the first L outputs).
-        xbc = nn.functional.silu(_conv.forward(xbc.transpose(1, 2))[.., .., ..(int)length].transpose(1, 2));
+        xbc = nn.functional.silu(CausalConv(xbc));
         var parts = xbc.split(new[] { _inner, _state, _state }, -1);
         var x = parts[0].view(rows, length, _heads, _headDim);
         var dt = nn.functional.softplus(dtRaw + _dtBias);                       // (R, L, H)
@@ -111,6 +110,23 @@ public sealed class Mamba2Layer : nn.Module<Tensor, Tensor>
         state.Ssm.copy_(state.Ssm * decay + input);
         var y = matmul(state.Ssm, parts[2].view(rows, 1, _state, 1)).squeeze(-1) + x * _d.view(1, _heads, 1);
         return _outProj.forward(Gate(y.reshape(rows, _inner), z)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Depthwise causal conv over time on (R, L, C): <c>y_t = b + Σ_k w_k · x_{t−(d_conv−1)+k}</c> with zeros before t = 0 —
+    /// the same function as <c>conv1d(groups = C, padding = d_conv − 1)</c> truncated to L, written as d_conv shifted
+    /// multiply-adds in the (R, L, C) layout (libtorch's depthwise conv1d is slow on CPU, mostly in backward).
+    /// </summary>
+    private Tensor CausalConv(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        long length = x.size(1);
+        var padded = nn.functional.pad(x, new long[] { 0, 0, _convWidth - 1, 0 });   // (R, L + d_conv − 1, C)
+        var w = _conv.weight!.squeeze(1);                                             // (C, d_conv)
+        Tensor y = _conv.bias!;
+        for (long k = 0; k < _convWidth; k++)
+            y = y + padded[.., (int)k..(int)(k + length), ..] * w[.., k];
+        return y.MoveToOuterDisposeScope();
     }
 
     private (Tensor Z, Tensor Xbc, Tensor Dt) Split(Tensor projected)
