@@ -68,15 +68,15 @@ public static class Mamba2Scan
         var cum = logDecay.cumsum(-1);                                                           // (b, c, h, K)
 
         // 1. Within each chunk: y_i = Σ_{j ≤ i} (C_i·B_j) · exp(cum_i − cum_j) · Δ_j x_j.
-        // Decay matrix exp(cum_i − cum_j) for i ≥ j, 0 above the diagonal (as mamba-ssm's chunk-scan kernel computes it:
-        // within a chunk the cumulative sums stay small, so the difference loses no useful precision).
-        var upper = ones(k, k, dtype: ScalarType.Bool, device: x.device).triu(1);
-        var decayMatrix = (cum.unsqueeze(-1) - cum.unsqueeze(-2)).masked_fill(upper, double.NegativeInfinity).exp(); // (b, c, h, K, K)
+        // Decay matrix exp(a_{j+1} + … + a_i) for i ≥ j, 0 above the diagonal. Summed segment by segment rather than as
+        // cum_i − cum_j: with strong decay the cumulative sums grow large and their difference would lose precision.
+        var decayMatrix = SegSum(logDecay).exp();                                                // (b, c, h, K, K)
         var cb = matmul(cc, bc.transpose(-1, -2)).unsqueeze(2);                                  // (b, c, 1, K, K)
         var yDiag = matmul(cb * decayMatrix, xd);                                                // (b, c, h, K, p)
 
         // 2. Each chunk's final state from its own inputs: Σ_j exp(cum_last − cum_j) · Δ_j x_j ⊗ B_j.
-        var toEnd = (cum[.., .., .., ^1..] - cum).exp().unsqueeze(-1);                           // (b, c, h, K, 1)
+        // Σ_{k > j} a_k summed from the chunk's end, so the terms that matter (j near the end) are exact.
+        var toEnd = (logDecay.flip(-1).cumsum(-1).flip(-1) - logDecay).exp().unsqueeze(-1);      // (b, c, h, K, 1)
         var states = matmul((xd * toEnd).transpose(-1, -2), bc.unsqueeze(2));                    // (b, c, h, p, n)
 
         // 3. Carry states across chunks: state entering chunk z = Σ_{y < z} exp(Σ decays between) · states_y.
