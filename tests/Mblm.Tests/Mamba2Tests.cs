@@ -25,6 +25,7 @@ public sealed class Mamba2Tests
     [DataRow(33L, 8)]
     [DataRow(101L, 16)]
     [DataRow(257L, 64)]
+    [DataRow(1000L, 8)]        // 125 chunks: the inter-chunk carry runs as a loop
     [DataRow(300L, 256, 40.0)] // strong decay: cumulative log-decays reach −10⁴ inside a chunk
     public void ChunkedScan_EqualsSequentialRecurrence_OutputsAndGradients(long length, int chunk, double decayScale = 4)
     {

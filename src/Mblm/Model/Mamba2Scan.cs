@@ -79,19 +79,48 @@ public static class Mamba2Scan
         var toEnd = (logDecay.flip(-1).cumsum(-1).flip(-1) - logDecay).exp().unsqueeze(-1);      // (b, c, h, K, 1)
         var states = matmul((xd * toEnd).transpose(-1, -2), bc.unsqueeze(2));                    // (b, c, h, p, n)
 
-        // 3. Carry states across chunks: state entering chunk z = Σ_{y < z} exp(Σ decays between) · states_y.
-        var chunkDecay = nn.functional.pad(cum.select(-1, -1).permute(0, 2, 1), new long[] { 1, 0 }); // (b, h, c+1)
-        var carry = SegSum(chunkDecay).exp();                                                    // (b, h, c+1, c+1)
-        var withStart = cat(new[] { zeros(new[] { batch, 1, heads, p, n }, x.dtype, x.device), states }, 1)
-            .permute(0, 2, 1, 3, 4).reshape(batch, heads, chunks + 1, p * n);                    // (b, h, c+1, p·n)
-        var entering = matmul(carry, withStart)[.., .., ..(int)chunks, ..]
-            .view(batch, heads, chunks, p, n).permute(0, 2, 1, 3, 4);                             // (b, c, h, p, n)
+        // 3. Carry states across chunks: the state entering chunk z is Σ_{y < z} exp(decay of chunks y+1..z−1) · states_y.
+        var chunkTotals = cum.select(-1, -1);                                                    // (b, c, h)
+        Tensor entering = chunks <= MatrixCarryMaxChunks
+            ? CarryByMatrix(states, chunkTotals)
+            : CarryByLoop(states, chunkTotals);                                                  // (b, c, h, p, n)
 
         // 4. Contribution of the entering state: exp(cum_i) · C_i · S_enter.
         var yOff = matmul(cc.unsqueeze(2), entering.transpose(-1, -2)) * cum.exp().unsqueeze(-1); // (b, c, h, K, p)
 
         var y = (yDiag + yOff).permute(0, 1, 3, 2, 4).reshape(batch, chunks * k, heads, p);
         return y[.., ..(int)length, .., ..].MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Up to this many chunks the inter-chunk carry is one (c+1)² matrix product; beyond, a loop over chunks.</summary>
+    public const int MatrixCarryMaxChunks = 64;
+
+    // All chunk carries at once: exp(segsum) over chunk totals, one matrix product (O(c²), best for few chunks).
+    private static Tensor CarryByMatrix(Tensor states, Tensor chunkTotals)
+    {
+        long batch = states.size(0), chunks = states.size(1), heads = states.size(2), p = states.size(3), n = states.size(4);
+        var padded = nn.functional.pad(chunkTotals.permute(0, 2, 1), new long[] { 1, 0 });     // (b, h, c+1)
+        var carry = SegSum(padded).exp();                                                       // (b, h, c+1, c+1)
+        var withStart = cat(new[] { zeros(new[] { batch, 1, heads, p, n }, states.dtype, states.device), states }, 1)
+            .permute(0, 2, 1, 3, 4).reshape(batch, heads, chunks + 1, p * n);                   // (b, h, c+1, p·n)
+        return matmul(carry, withStart)[.., .., ..(int)chunks, ..]
+            .view(batch, heads, chunks, p, n).permute(0, 2, 1, 3, 4);                            // (b, c, h, p, n)
+    }
+
+    // One chunk at a time: S_enter(z+1) = exp(total_z) · S_enter(z) + states_z (O(c), for long sequences).
+    private static Tensor CarryByLoop(Tensor states, Tensor chunkTotals)
+    {
+        long batch = states.size(0), heads = states.size(2);
+        var perChunk = states.unbind(1);
+        var decays = chunkTotals.exp().unbind(1);                                               // c × (b, h)
+        var entering = new Tensor[perChunk.Length];
+        var current = zeros_like(perChunk[0]);
+        for (int z = 0; z < perChunk.Length; z++)
+        {
+            entering[z] = current;
+            current = current * decays[z].view(batch, heads, 1, 1) + perChunk[z];
+        }
+        return stack(entering, 1);
     }
 
     /// <summary>
