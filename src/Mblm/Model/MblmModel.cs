@@ -58,6 +58,7 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
             .Select(i => i < n - 1 ? (nn.Module)new NextStageProjection(dims[i], config.SeqLens[i + 1], dims[i + 1]) : new Placeholder())
             .ToArray());
         _toLogits = nn.Linear(dn, v);
+        CheckpointChunks = config.TrainCheckpointChunks;
 
         register_module("start_tokens", _startTokens);
         register_module("pos_embs", _posEmbs);
@@ -66,6 +67,9 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
         register_module("to_next_stage_proj", _toNextStageProj);
         register_module("to_logits", _toLogits);
     }
+
+    /// <summary>The stage models, global → local.</summary>
+    public IReadOnlyList<StageModel> Stages => _stageModels.ToList();
 
     /// <summary>The device the parameters live on.</summary>
     public Device Device => _toLogits.weight!.device;
@@ -191,11 +195,29 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
             var x = cat(new[] { start, rows }, 1);                                       // (R_s, 1+S_s, D_s)
             if (context is not null)
                 x = x + nn.functional.pad(context, new long[] { 0, 0, 1, 0 });           // zero row: the start token gets no context
-            h = _stageModels[s].forward(x);
+            h = RunStage(s, x);
             if (s < n - 1)
                 context = ((NextStageProjection)_toNextStageProj[s]).forward(h[.., ..^1, ..]); // drop the last output: (R_s·S_s, P_{s+1}, D_{s+1})
         }
         return h;
+    }
+
+    /// <summary>
+    /// Checkpoint chunk counts for stages 1..n-1 used in training mode; defaults to the config's
+    /// <c>train_checkpoint_chunks</c>. Stage 0 is never checkpointed (reference semantics). Null disables checkpointing.
+    /// </summary>
+    public IReadOnlyList<int>? CheckpointChunks { get; set; }
+
+    // In training mode with checkpoint chunks, stage s ≥ 1 runs as torch.chunk(x, c) pieces (chunk size ceil(R/c), possibly
+    // fewer chunks), each checkpointed; in eval mode, or with grad disabled, the stage runs whole.
+    private Tensor RunStage(int s, Tensor x)
+    {
+        var stage = _stageModels[s];
+        var chunks = CheckpointChunks;
+        if (s == 0 || chunks is null || !training || !is_grad_enabled()) return stage.forward(x);
+        int c = chunks[s - 1];
+        var pieces = x.chunk(c, 0).Select(piece => CheckpointFunction.Run(stage, piece)).ToArray();
+        return pieces.Length == 1 ? pieces[0] : cat(pieces, 0);
     }
 
     private Tensor AddPositions(int stage, Tensor e)
