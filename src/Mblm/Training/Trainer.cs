@@ -1,0 +1,208 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Mblm.Model;
+using Mblm.Weights;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Mblm.Training;
+
+/// <summary>
+/// The one training loop (CLI and ML.NET stages use it): Adam(β 0.9/0.95) or AdamW, linear warm-up then cosine, gradient
+/// accumulation, clipping, non-finite-loss skipping, periodic validation, atomic checkpoints and exact resume.
+/// Deterministic on CPU for a given model initialisation, data and <see cref="TrainerOptions.Seed"/>.
+/// </summary>
+public sealed class Trainer
+{
+    private readonly MblmModel _model;
+
+    /// <summary>The options (immutable).</summary>
+    public TrainerOptions Options { get; }
+
+    /// <summary>Creates a trainer for <paramref name="model"/>.</summary>
+    public Trainer(MblmModel model, TrainerOptions options)
+    {
+        _model = model;
+        Options = options.Validate();
+    }
+
+    /// <summary>
+    /// Trains for <see cref="TrainerOptions.Steps"/> optimiser steps. With <paramref name="resume"/> and an output directory,
+    /// continues from the newest complete checkpoint there (weights, optimiser, schedule, RNG and data position), or starts
+    /// fresh when there is none. Writes <c>weights.safetensors</c> to the output directory at the end.
+    /// </summary>
+    public TrainingResult Train(ISampleSource train, ISampleSource? validation = null, IProgress<TrainingProgress>? progress = null,
+        bool resume = false, CancellationToken cancellationToken = default)
+    {
+        var o = Options;
+        var parameters = _model.parameters().ToList();
+        optim.Optimizer optimizer = o.AdamW
+            ? optim.AdamW(parameters, lr: o.LearningRate, beta1: o.Beta1, beta2: o.Beta2, weight_decay: o.WeightDecay)
+            : optim.Adam(parameters, lr: o.LearningRate, beta1: o.Beta1, beta2: o.Beta2);
+        var schedule = new LearningRateSchedule(o.LearningRate, o.Steps, o.WarmupFraction);
+        var position = new DataPosition(0, 0);
+        long step = 0;
+        long? resumedFrom = null;
+        if (o.OutputDirectory is not null) Directory.CreateDirectory(o.OutputDirectory);
+        if (resume && o.OutputDirectory is not null && CheckpointStore.Newest(o.OutputDirectory) is { } latest)
+        {
+            (step, position) = CheckpointStore.Load(latest, _model, optimizer);
+            resumedFrom = step;
+        }
+        else
+        {
+            manual_seed(o.Seed);
+        }
+
+        _model.train();
+        var order = new SampleOrder(train, o.Shuffle, o.Seed);
+        var clock = Stopwatch.StartNew();
+        long bytesSeen = 0, stepsThisRun = 0;
+        double lastLoss = double.NaN;
+        double? lastValidation = null;
+        int nonFinite = 0;
+        while (step < o.Steps)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            double lr = schedule.At(step);
+            foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
+            optimizer.zero_grad();
+            double lossValue;
+            using (var scope = NewDisposeScope())
+            {
+                Tensor total = zeros(1, device: _model.Device);
+                for (int micro = 0; micro < o.GradientAccumulation; micro++)
+                {
+                    var samples = new List<ByteSample>();
+                    while (samples.Count < o.BatchSize) samples.Add(order.Next(ref position));
+                    var (ids, mask) = Batching.Collate(samples, _model.Config.PadTokenId, _model.Device);
+                    var loss = _model.Loss(ids, mask);
+                    (loss / o.GradientAccumulation).backward();
+                    total = total + loss.detach();
+                    bytesSeen += samples.Sum(s => (long)s.Ids.Length);
+                }
+                lossValue = total.item<float>() / o.GradientAccumulation; // one host sync per optimiser step
+            }
+            if (!double.IsFinite(lossValue))
+            {
+                optimizer.zero_grad();
+                if (++nonFinite >= o.MaxConsecutiveNonFinite)
+                    throw new InvalidOperationException($"training stopped: {nonFinite} non-finite losses in a row at step {step} (lower LearningRate or check the data)");
+                progress?.Report(new TrainingProgress(step, o.Steps, lossValue, lr, 0, TimeSpan.Zero, null, $"non-finite loss at step {step}: step skipped"));
+                continue;
+            }
+            nonFinite = 0;
+            if (o.GradientClipping is double clip) nn.utils.clip_grad_norm_(parameters, clip);
+            optimizer.step();
+            step++;
+            stepsThisRun++;
+            lastLoss = lossValue;
+
+            double seconds = clock.Elapsed.TotalSeconds;
+            var eta = TimeSpan.FromSeconds(seconds / stepsThisRun * (o.Steps - step));
+            bool validate = validation is not null && (step == o.Steps || (o.ValidateEvery > 0 && step % o.ValidateEvery == 0));
+            if (validate)
+                lastValidation = Evaluator.Evaluate(_model, validation!, o.BatchSize, o.MaxValidationSamples).BitsPerByte;
+            progress?.Report(new TrainingProgress(step, o.Steps, lossValue, lr, bytesSeen / Math.Max(seconds, 1e-9), eta, validate ? lastValidation : null));
+
+            if (o.OutputDirectory is not null && ((o.CheckpointEvery > 0 && step % o.CheckpointEvery == 0) || step == o.Steps))
+                CheckpointStore.Save(o.OutputDirectory, step, position, _model, optimizer);
+        }
+        if (o.OutputDirectory is not null)
+            ModelWeights.Save(_model, Path.Combine(o.OutputDirectory, "weights.safetensors"));
+        return new TrainingResult(step, lastLoss, lastValidation, resumedFrom);
+    }
+}
+
+/// <summary>Where the trainer is in the data: epoch and index within the epoch's order.</summary>
+public readonly record struct DataPosition(int Epoch, long Index);
+
+/// <summary>Sequential or seeded-shuffled visiting order over a sample source, epoch after epoch.</summary>
+internal sealed class SampleOrder(ISampleSource source, bool shuffle, long seed)
+{
+    private int _permutationEpoch = -1;
+    private long[]? _permutation;
+
+    public ByteSample Next(ref DataPosition position)
+    {
+        for (int guard = 0; position.Index >= source.Count(position.Epoch); guard++)
+        {
+            if (guard > 1 && source.Count(position.Epoch) == 0)
+                throw new InvalidOperationException("the training data has no complete sample (file shorter than one window?)");
+            position = new DataPosition(position.Epoch + 1, 0);
+        }
+        long index = position.Index;
+        if (shuffle)
+        {
+            if (_permutationEpoch != position.Epoch)
+            {
+                var rng = new Random(unchecked((int)(seed * 1_000_003 + position.Epoch)));
+                _permutation = Enumerable.Range(0, (int)source.Count(position.Epoch)).Select(i => (long)i).ToArray();
+                rng.Shuffle(_permutation);
+                _permutationEpoch = position.Epoch;
+            }
+            index = _permutation![index];
+        }
+        var sample = source.Get(position.Epoch, index);
+        position = position with { Index = position.Index + 1 };
+        return sample;
+    }
+}
+
+/// <summary>
+/// Checkpoints under <c>DIR/checkpoints/step-NNNNNNNN/</c>: <c>weights.safetensors</c>, <c>optimizer.bin</c>,
+/// <c>rng.bin</c> (CPU generator state) and <c>trainer.json</c> (step, data position; written last). Each is assembled in a
+/// temporary folder and moved into place, so a crash never leaves a half-written checkpoint under a final name.
+/// </summary>
+public static class CheckpointStore
+{
+    /// <summary>Name of the checkpoint folder of <paramref name="step"/>.</summary>
+    public static string FolderName(long step) => $"step-{step:D8}";
+
+    /// <summary>The newest complete checkpoint folder under <paramref name="outputDirectory"/>, or null.</summary>
+    public static string? Newest(string outputDirectory)
+    {
+        string root = Path.Combine(outputDirectory, "checkpoints");
+        if (!Directory.Exists(root)) return null;
+        return Directory.GetDirectories(root, "step-*")
+            .Where(d => File.Exists(Path.Combine(d, "trainer.json")))
+            .OrderBy(d => d, StringComparer.Ordinal).LastOrDefault();
+    }
+
+    internal static void Save(string outputDirectory, long step, DataPosition position, MblmModel model, optim.Optimizer optimizer)
+    {
+        string root = Path.Combine(outputDirectory, "checkpoints");
+        string final = Path.Combine(root, FolderName(step));
+        string temp = Path.Combine(root, $".tmp-{FolderName(step)}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(temp);
+        try
+        {
+            ModelWeights.Save(model, Path.Combine(temp, "weights.safetensors"));
+            ((TorchSharp.Modules.OptimizerHelper)optimizer).save_state_dict(Path.Combine(temp, "optimizer.bin"));
+            using (var rng = get_rng_state()) File.WriteAllBytes(Path.Combine(temp, "rng.bin"), rng.data<byte>().ToArray());
+            File.WriteAllText(Path.Combine(temp, "trainer.json"), JsonSerializer.Serialize(new Dictionary<string, object>
+            {
+                ["step"] = step, ["epoch"] = position.Epoch, ["index_in_epoch"] = position.Index,
+                ["saved_utc"] = DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture),
+            }));
+            if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
+            Directory.Move(temp, final);
+        }
+        finally
+        {
+            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+        }
+    }
+
+    internal static (long Step, DataPosition Position) Load(string folder, MblmModel model, optim.Optimizer optimizer)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "trainer.json")));
+        var root = doc.RootElement;
+        ModelWeights.Load(model, Path.Combine(folder, "weights.safetensors"));
+        ((TorchSharp.Modules.OptimizerHelper)optimizer).load_state_dict(Path.Combine(folder, "optimizer.bin"));
+        using (var rng = tensor(File.ReadAllBytes(Path.Combine(folder, "rng.bin")))) set_rng_state(rng);
+        return (root.GetProperty("step").GetInt64(),
+                new DataPosition(root.GetProperty("epoch").GetInt32(), root.GetProperty("index_in_epoch").GetInt64()));
+    }
+}

@@ -1,0 +1,72 @@
+namespace Mblm.Training;
+
+/// <summary>Immutable training settings (the reference's <c>train</c> section and more). Defaults follow the paper.</summary>
+public sealed record TrainerOptions
+{
+    /// <summary>Optimiser steps to take in total (each of <see cref="GradientAccumulation"/> micro-batches).</summary>
+    public required long Steps { get; init; }
+    /// <summary>Samples per micro-batch.</summary>
+    public int BatchSize { get; init; } = 4;
+    /// <summary>Peak learning rate.</summary>
+    public double LearningRate { get; init; } = 1e-3;
+    /// <summary>Adam β₁.</summary>
+    public double Beta1 { get; init; } = 0.9;
+    /// <summary>Adam β₂ (the reference uses 0.95).</summary>
+    public double Beta2 { get; init; } = 0.95;
+    /// <summary>Use AdamW (decoupled weight decay) instead of the reference's Adam.</summary>
+    public bool AdamW { get; init; }
+    /// <summary>Weight decay (AdamW only).</summary>
+    public double WeightDecay { get; init; } = 0.01;
+    /// <summary>Fraction of optimiser steps for the linear warm-up from 0.1× (reference: 0.1).</summary>
+    public double WarmupFraction { get; init; } = 0.1;
+    /// <summary>Micro-batches per optimiser step; the loss is divided by this count.</summary>
+    public int GradientAccumulation { get; init; } = 1;
+    /// <summary>Gradient-norm clipping threshold, or null for none (the paper: 1.0).</summary>
+    public double? GradientClipping { get; init; } = 1.0;
+    /// <summary>Seed of model-independent randomness (data order, dropout).</summary>
+    public long Seed { get; init; }
+    /// <summary>Visit training samples in a seeded random order per epoch.</summary>
+    public bool Shuffle { get; init; }
+    /// <summary>Write a checkpoint every this many optimiser steps (0 = only at the end when a directory is set).</summary>
+    public long CheckpointEvery { get; init; }
+    /// <summary>Directory for <c>weights.safetensors</c> and <c>checkpoints/step-NNNNNNNN/</c>; null = keep in memory only.</summary>
+    public string? OutputDirectory { get; init; }
+    /// <summary>Evaluate validation bits per byte every this many optimiser steps (0 = only at the end).</summary>
+    public long ValidateEvery { get; init; }
+    /// <summary>Cap on validation samples per evaluation (null = all).</summary>
+    public long? MaxValidationSamples { get; init; }
+    /// <summary>Non-finite losses in a row after which training stops with an error (each is skipped with a warning).</summary>
+    public int MaxConsecutiveNonFinite { get; init; } = 5;
+
+    /// <summary>Checks the options; throws <see cref="ArgumentException"/> naming the option.</summary>
+    public TrainerOptions Validate()
+    {
+        if (Steps <= 0) throw new ArgumentException($"Steps must be positive, got {Steps}", nameof(Steps));
+        if (BatchSize <= 0) throw new ArgumentException($"BatchSize must be positive, got {BatchSize}", nameof(BatchSize));
+        if (!(LearningRate > 0)) throw new ArgumentException($"LearningRate must be positive, got {LearningRate}", nameof(LearningRate));
+        if (GradientAccumulation <= 0) throw new ArgumentException("GradientAccumulation must be positive", nameof(GradientAccumulation));
+        if (WarmupFraction is < 0 or >= 1) throw new ArgumentException("WarmupFraction must be in [0, 1)", nameof(WarmupFraction));
+        if (GradientClipping is <= 0) throw new ArgumentException("GradientClipping must be positive or null", nameof(GradientClipping));
+        if (CheckpointEvery < 0 || ValidateEvery < 0) throw new ArgumentException("CheckpointEvery and ValidateEvery must be >= 0");
+        return this;
+    }
+}
+
+/// <summary>A progress report, raised after every optimiser step (and after validations).</summary>
+/// <param name="Step">Optimiser steps completed.</param>
+/// <param name="TotalSteps">Optimiser steps planned.</param>
+/// <param name="Loss">Mean training loss (nats) of the step's micro-batches.</param>
+/// <param name="LearningRate">Learning rate the step used.</param>
+/// <param name="BytesPerSecond">Scored bytes per second since the run (or resume) started.</param>
+/// <param name="Eta">Estimated time to the last step.</param>
+/// <param name="ValidationBitsPerByte">Validation bits per byte when this report follows a validation.</param>
+/// <param name="Warning">A skipped step's reason, when the step was skipped.</param>
+public sealed record TrainingProgress(long Step, long TotalSteps, double Loss, double LearningRate, double BytesPerSecond, TimeSpan Eta,
+    double? ValidationBitsPerByte = null, string? Warning = null);
+
+/// <summary>Outcome of <see cref="Trainer.Train"/>.</summary>
+/// <param name="Steps">Optimiser steps completed (including those before a resume).</param>
+/// <param name="FinalLoss">Training loss of the last step.</param>
+/// <param name="ValidationBitsPerByte">Validation bits per byte at the end, when a validation set was given.</param>
+/// <param name="ResumedFromStep">The checkpoint step training resumed from, or null.</param>
+public sealed record TrainingResult(long Steps, double FinalLoss, double? ValidationBitsPerByte, long? ResumedFromStep);
