@@ -13,6 +13,12 @@ public static class Program
           info     --config C                          stages, shapes and parameter count (no weights allocated)
           forward  --config C --weights W --input I.json [--logits-out F.bin] [--device cpu|cuda]
                    prints {"loss": x, "shape": [B, L, V]} as the last line; logits as raw little-endian float32
+          train    --config C --data FILE [--val FILE | --val-fraction F] --steps N --batch B --lr X --out DIR
+                   [--checkpoint-every K] [--resume] [--grad-accum A] [--clip C] [--shuffle] [--adamw] [--seed S]
+                   [--validate-every K] [--window L] [--init W.safetensors] [--device D]
+                   weights to DIR/weights.safetensors, checkpoints to DIR/checkpoints/step-NNNNNNNN/; progress on stderr
+          eval     --config C --weights W --data FILE [--batch B] [--window L]
+                   prints {"bits_per_byte": x, "loss": y, "bytes": n} as the last line
 
         Configs: a model config (JSON or YAML, the reference's keys) or a reference training YAML (model keys under params).
         """;
@@ -37,6 +43,8 @@ public static class Program
             {
                 case "info": return InfoCommand.Run(new CliArgs(rest), stdout);
                 case "forward": return ForwardCommand.Run(new CliArgs(rest), stdout, stderr);
+                case "train": return TrainCommand.Run(new CliArgs(rest, "resume", "shuffle", "adamw"), stdout, stderr);
+                case "eval": return EvalCommand.Run(new CliArgs(rest), stdout, stderr);
                 default:
                     stderr.WriteLine($"mblm: unknown command '{args[0]}'\n\n{Usage}");
                     return 2;
@@ -48,7 +56,7 @@ public static class Program
             return 2;
         }
         catch (Exception e) when (e is ConfigException or FileNotFoundException or InvalidDataException or ArgumentException
-                                    or Weights.WeightsMismatchException or System.Text.Json.JsonException)
+                                    or Weights.WeightsMismatchException or System.Text.Json.JsonException or InvalidOperationException)
         {
             stderr.WriteLine($"mblm {args[0]}: {e.Message}");
             return 1;

@@ -95,4 +95,40 @@ public sealed class CliTests
         Assert.AreEqual(2, code);
         StringAssert.Contains(err, "unknown command 'frobnicate'");
     }
+
+    [TestMethod]
+    public void TrainThenEvalThenResume_OnRepositoryText()
+    {
+        string outDir = Path.Combine(Path.GetTempPath(), $"mblm-cli-train-{Guid.NewGuid():N}");
+        string config = Path.Combine(TestData.RepoRoot, "examples", "configs", "tiny-2d-st.json");
+        string data = Path.Combine(TestData.RepoRoot, "README.md");
+        try
+        {
+            var (code, output, err) = Mblm("train", "--config", config, "--data", data, "--val-fraction", "0.2", "--steps", "6", "--batch", "2",
+                "--lr", "2e-3", "--out", outDir, "--checkpoint-every", "3", "--device", "cpu");
+            Assert.AreEqual(0, code, err);
+            StringAssert.Contains(err, "step 6/6");
+            using var trained = JsonDocument.Parse(LastLine(output));
+            Assert.AreEqual(6, trained.RootElement.GetProperty("steps").GetInt64());
+            Assert.IsTrue(Directory.Exists(Path.Combine(outDir, "checkpoints", "step-00000003")));
+            Assert.IsTrue(Directory.Exists(Path.Combine(outDir, "checkpoints", "step-00000006")));
+
+            (code, output, err) = Mblm("eval", "--config", config, "--weights", Path.Combine(outDir, "weights.safetensors"), "--data", data);
+            Assert.AreEqual(0, code, err);
+            using var eval = JsonDocument.Parse(LastLine(output));
+            Assert.AreEqual(new FileInfo(data).Length, eval.RootElement.GetProperty("bytes").GetInt64(), "every byte of the file is scored once");
+            double bpb = eval.RootElement.GetProperty("bits_per_byte").GetDouble();
+            Assert.AreEqual(eval.RootElement.GetProperty("loss").GetDouble() * 1.4426950408889634, bpb, 1e-9);
+            Assert.IsTrue(bpb is > 0 and < 8.1, $"bits per byte {bpb}");
+
+            // --resume with nothing left to do continues from the newest complete checkpoint (step 6) and stops there.
+            (code, _, err) = Mblm("train", "--config", config, "--data", data, "--steps", "6", "--batch", "2", "--out", outDir, "--resume");
+            Assert.AreEqual(0, code, err);
+            StringAssert.Contains(err, "resumed from step 6");
+        }
+        finally
+        {
+            if (Directory.Exists(outDir)) Directory.Delete(outDir, true);
+        }
+    }
 }

@@ -66,7 +66,7 @@ public sealed record TrainingProgress(long Step, long TotalSteps, double Loss, d
 
 /// <summary>Outcome of <see cref="Trainer.Train"/>.</summary>
 /// <param name="Steps">Optimiser steps completed (including those before a resume).</param>
-/// <param name="FinalLoss">Training loss of the last step.</param>
+/// <param name="FinalLoss">Training loss of the last step taken in this run (NaN when the run had nothing left to do).</param>
 /// <param name="ValidationBitsPerByte">Validation bits per byte at the end, when a validation set was given.</param>
 /// <param name="ResumedFromStep">The checkpoint step training resumed from, or null.</param>
 public sealed record TrainingResult(long Steps, double FinalLoss, double? ValidationBitsPerByte, long? ResumedFromStep);
