@@ -7,7 +7,7 @@ using Mblm.Native;
 //   train-step [--config examples/configs/p1-2d-tt.yaml] [--batch 4] [--length 2048] [--steps 15] [--warmup 2]
 //   mamba      [--lengths 1024,4096,16384] [--reps 3]
 TorchRuntime.EnsureLoadable();
-bool tuned = TorchRuntime.TuneAllocator();
+bool tuned = TorchRuntime.AllocatorTuningRequested && TorchRuntime.TuneAllocator();
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 var opts = Options.Parse(args.Skip(1).ToArray());
@@ -19,6 +19,7 @@ switch (args.FirstOrDefault())
     case "train-step": TrainStepBenchmark.Run(opts); break;
     case "mamba": MambaBenchmark.Run(opts); break;
     case "mamba-profile": MambaProfile.Run(opts); break;
+    case "long-context": LongContextBenchmark.Run(opts); break;
     default:
         Console.Error.WriteLine("benchmarks: train-step | mamba (see Program.cs for options)");
         return 2;

@@ -30,7 +30,7 @@ public static class Program
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
         TorchRuntime.EnsureLoadable();
-        TorchRuntime.TuneAllocator();
+        if (TorchRuntime.AllocatorTuningRequested) TorchRuntime.TuneAllocator();
         if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
         {
             stdout.WriteLine(Usage);

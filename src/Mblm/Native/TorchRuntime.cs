@@ -25,16 +25,21 @@ public static class TorchRuntime
 
     private static int _tuned;
 
+    /// <summary>True when the environment asks for <see cref="TuneAllocator"/> (<c>MBLM_MALLOC_TUNING=1</c>).</summary>
+    public static bool AllocatorTuningRequested => Environment.GetEnvironmentVariable("MBLM_MALLOC_TUNING") == "1";
+
     /// <summary>
     /// Keeps freed memory in the process (glibc <c>mallopt</c>: no mmap-backed blocks, no trimming, large heap growth steps)
     /// instead of returning every large tensor's pages to the OS and faulting them in again on the next step; this halves
     /// the time of long-context steps on CPU. Peak memory is unchanged; memory is not returned to the OS after a peak.
-    /// The change is process-wide, so the library never makes it by itself: the <c>mblm</c> tool and the benchmarks call
-    /// this at start-up, and applications may opt in. <c>MBLM_MALLOC_TUNING=0</c> turns it off. Returns true when applied.
+    /// The cost: freed memory is never returned and the heap fragments, so peak address space grows — at million-byte
+    /// contexts this can exhaust memory (an M3 step at 1M bytes fits in 9.3 GiB without it and not in 21 GiB with it).
+    /// The change is process-wide, so it is opt-in: applications call this; the <c>mblm</c> tool and the benchmarks call it
+    /// when <c>MBLM_MALLOC_TUNING=1</c>. Returns true when applied.
     /// </summary>
     public static bool TuneAllocator()
     {
-        if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("MBLM_MALLOC_TUNING") == "0") return false;
+        if (!OperatingSystem.IsLinux()) return false;
         if (Interlocked.Exchange(ref _tuned, 1) == 1) return true;
         try
         {
