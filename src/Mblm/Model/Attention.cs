@@ -43,6 +43,23 @@ public sealed class Attention : nn.Module
         return Merge(o).MoveToOuterDisposeScope();
     }
 
+    /// <summary>Empty KV cache for <paramref name="rows"/> rows, growing from <paramref name="capacity"/> positions.</summary>
+    public KvCache NewKv(long rows, long capacity, Device device) => new(rows, _heads, _headDim, Math.Max(1, capacity), device);
+
+    /// <summary>
+    /// Attention at one new position <paramref name="position"/>: <paramref name="x"/> (R, D) → (R, D); the new key and
+    /// value are written into <paramref name="kv"/> and the query attends to positions 0..position.
+    /// </summary>
+    public Tensor Step(Tensor x, RotaryAngles? angles, KvCache kv, long position)
+    {
+        using var scope = NewDisposeScope();
+        var (q, k, v) = Project(x.unsqueeze(1), angles);           // (R, h, 1, d_h)
+        kv.Write(k, v, position);
+        var (keys, values) = kv.Upto(position + 1);
+        var o = nn.functional.scaled_dot_product_attention(q, keys, values);
+        return Merge(o).squeeze(1).MoveToOuterDisposeScope();
+    }
+
     /// <summary>Normalised, projected, rotated heads: q, k, v each <c>(R, h, S, d_h)</c>.</summary>
     internal (Tensor q, Tensor k, Tensor v) Project(Tensor x, RotaryAngles? angles)
     {
@@ -101,5 +118,52 @@ public sealed class FeedForward : nn.Module<Tensor, Tensor>
         var h = nn.functional.gelu(_up.forward(_norm.forward(x)));
         if (training && _dropout > 0) h = nn.functional.dropout(h, _dropout, training: true);
         return _down.forward(h).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>Keys and values of past positions (R, h, capacity, d_h), doubled in capacity when full.</summary>
+public sealed class KvCache : IDisposable
+{
+    private Tensor _k, _v;
+
+    internal KvCache(long rows, long heads, long headDim, long capacity, Device device)
+    {
+        _k = zeros(new[] { rows, heads, capacity, headDim }, device: device).DetachFromDisposeScope();
+        _v = zeros(new[] { rows, heads, capacity, headDim }, device: device).DetachFromDisposeScope();
+    }
+
+    /// <summary>Writes k, v (R, h, S, d_h) at positions <paramref name="at"/>..at+S−1, growing as needed.</summary>
+    public void Write(Tensor k, Tensor v, long at)
+    {
+        long needed = at + k.size(2);
+        if (needed > _k.size(2))
+        {
+            long capacity = Math.Max(needed, 2 * _k.size(2));
+            _k = Grow(_k, capacity);
+            _v = Grow(_v, capacity);
+        }
+        using (no_grad())
+        {
+            _k[.., .., (int)at..(int)needed, ..] = k;
+            _v[.., .., (int)at..(int)needed, ..] = v;
+        }
+    }
+
+    /// <summary>Views of the first <paramref name="length"/> positions.</summary>
+    public (Tensor K, Tensor V) Upto(long length) => (_k[.., .., ..(int)length, ..], _v[.., .., ..(int)length, ..]);
+
+    private static Tensor Grow(Tensor t, long capacity)
+    {
+        var bigger = zeros(new[] { t.size(0), t.size(1), capacity, t.size(3) }, t.dtype, t.device);
+        bigger[.., .., ..(int)t.size(2), ..] = t;
+        t.Dispose();
+        return bigger.DetachFromDisposeScope();
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _k.Dispose();
+        _v.Dispose();
     }
 }

@@ -72,25 +72,43 @@ public sealed class Mamba2Layer : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>Mixes <paramref name="u"/> (R, L, D) causally along L.</summary>
-    public override Tensor forward(Tensor u)
+    public override Tensor forward(Tensor u) => Forward(u, null);
+
+    /// <summary>
+    /// Mixes <paramref name="u"/> (R, L, D); with <paramref name="finalState"/> also stores the state after the last
+    /// position (conv window and SSM state), so that <see cref="Step"/> continues the sequence exactly.
+    /// </summary>
+    public Tensor Forward(Tensor u, Mamba2State? finalState)
     {
         using var scope = NewDisposeScope();
         long rows = u.size(0), length = u.size(1);
-        var (z, xbc, dtRaw) = Split(_inProj.forward(u));
-        xbc = nn.functional.silu(CausalConv(xbc));
+        var (z, xbcRaw, dtRaw) = Split(_inProj.forward(u));
+        var xbc = nn.functional.silu(CausalConv(xbcRaw));
         var parts = xbc.split(new[] { _inner, _state, _state }, -1);
         var x = parts[0].view(rows, length, _heads, _headDim);
         var dt = nn.functional.softplus(dtRaw + _dtBias);                       // (R, L, H)
         var a = -_aLog.exp();                                                   // (H)
         var y = Mamba2Scan.Run(ScanMode, x, dt, a, parts[1], parts[2], ChunkSize);
+        if (finalState is not null)
+        {
+            using var noGrad = no_grad();
+            // Conv window: the last d_conv pre-conv inputs (zeros before the sequence start), as (R, C, d_conv).
+            var window = nn.functional.pad(xbcRaw, new long[] { 0, 0, _convWidth, 0 })[.., ^(int)_convWidth.., ..].transpose(1, 2);
+            finalState.Conv.copy_(window);
+            // SSM state after the last step: Σ_t exp(a_{t+1} + … + a_{L−1}) · Δ_t x_t ⊗ B_t, decays summed from the end.
+            var logDecay = dt * a;                                                                  // (R, L, H)
+            var toEnd = (logDecay.flip(1).cumsum(1).flip(1) - logDecay).exp() * dt;                 // (R, L, H)
+            var weighted = (x * toEnd.unsqueeze(-1)).permute(0, 2, 3, 1);                            // (R, H, p, L)
+            finalState.Ssm.copy_(matmul(weighted, parts[1].unsqueeze(1)));                          // (R, H, p, N)
+        }
         y = y + x * _d.view(1, 1, _heads, 1);
         return _outProj.forward(Gate(y.reshape(rows, length, _inner), z)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Zero conv window (R, d_inner + 2N, d_conv) and SSM state (R, H, headdim, N).</summary>
     public Mamba2State NewState(long rows, Device device) => new(
-        zeros(new[] { rows, _inner + 2 * _state, _convWidth }, device: device),
-        zeros(new[] { rows, _heads, _headDim, _state }, device: device));
+        zeros(new[] { rows, _inner + 2 * _state, _convWidth }, device: device).DetachFromDisposeScope(),
+        zeros(new[] { rows, _heads, _headDim, _state }, device: device).DetachFromDisposeScope());
 
     /// <summary>One time step <paramref name="u"/> (R, D) → (R, D), updating <paramref name="state"/> in place.</summary>
     public Tensor Step(Tensor u, Mamba2State state)

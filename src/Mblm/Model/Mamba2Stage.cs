@@ -56,6 +56,36 @@ public sealed class Mamba2Stage : StageModel
     /// <summary>Fresh recurrent state (conv windows and SSM states of every layer) for <paramref name="rows"/> sequences.</summary>
     public Mamba2State[] NewState(long rows, Device device) => _layers.Select(l => l.Mixer.NewState(rows, device)).ToArray();
 
+    /// <inheritdoc />
+    public override StageCache NewCache(long rows, long capacity, Device device) => new Mamba2Cache(NewState(rows, device));
+
+    /// <inheritdoc />
+    public override Tensor Step(Tensor x, StageCache cache)
+    {
+        var c = (Mamba2Cache)cache;
+        c.Advance(1);
+        return Step(x, c.Layers);
+    }
+
+    /// <inheritdoc />
+    public override Tensor Prefill(Tensor x, StageCache cache)
+    {
+        using var scope = NewDisposeScope();
+        var c = (Mamba2Cache)cache;
+        if (c.Position != 0) throw new InvalidOperationException("Prefill needs a fresh (reset) cache");
+        Tensor h = x;
+        Tensor? residual = null;
+        for (int i = 0; i < _layers.Count; i++)
+        {
+            var r = residual is null ? h : h + residual;
+            h = _layers[i].Mixer.Forward(_layers[i].Norm.forward(r), c.Layers[i]);
+            residual = r;
+        }
+        c.Advance(x.size(1));
+        var sum = residual is null ? h : h + residual;
+        return _normF.forward(sum).MoveToOuterDisposeScope();
+    }
+
     /// <summary>One time step: <paramref name="x"/> (R, D) → (R, D), advancing <paramref name="state"/> in place.</summary>
     public Tensor Step(Tensor x, Mamba2State[] state)
     {
@@ -75,6 +105,9 @@ public sealed class Mamba2Stage : StageModel
 public sealed class Mamba2Block : nn.Module
 {
     private readonly EpsRmsNorm _norm;
+
+    /// <summary>The block's pre-norm.</summary>
+    public EpsRmsNorm Norm => _norm;
 
     /// <summary>The Mamba2 mixer of this block.</summary>
     public Mamba2Layer Mixer { get; }
@@ -102,5 +135,32 @@ public sealed class Mamba2Block : nn.Module
     {
         var r = residual is null ? h : h + residual;
         return (Mixer.Step(_norm.forward(r), state), r);
+    }
+}
+
+/// <summary>Decoding state of a Mamba2 stage: each layer's conv window and SSM state.</summary>
+public sealed class Mamba2Cache : StageCache
+{
+    internal Mamba2State[] Layers { get; }
+
+    internal Mamba2Cache(Mamba2State[] layers) => Layers = layers;
+
+    internal void Advance(long positions) => Position += positions;
+
+    /// <inheritdoc />
+    public override void Reset()
+    {
+        Position = 0;
+        foreach (var l in Layers)
+        {
+            l.Conv.zero_();
+            l.Ssm.zero_();
+        }
+    }
+
+    /// <inheritdoc />
+    public override void Dispose()
+    {
+        foreach (var l in Layers) l.Dispose();
     }
 }

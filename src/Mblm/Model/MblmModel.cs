@@ -71,6 +71,18 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     /// <summary>The stage models, global → local.</summary>
     public IReadOnlyList<StageModel> Stages => _stageModels.ToList();
 
+    /// <summary>The next-stage projections (index s projects stage s into stage s+1; the last entry is a placeholder).</summary>
+    public IReadOnlyList<nn.Module> Projections => _toNextStageProj.ToList();
+
+    /// <summary>The LM head <c>to_logits</c>.</summary>
+    public Linear Head => _toLogits;
+
+    /// <summary>The start vector of stage <paramref name="stage"/>.</summary>
+    public Tensor StartToken(int stage) => _startTokens[stage];
+
+    /// <summary>Token embedding of stage <paramref name="stage"/>: ids (…) → (…, D) for the local stage, units (…, Q) → (…, D_s) otherwise.</summary>
+    public nn.Module<Tensor, Tensor> TokenEmbedding(int stage) => (nn.Module<Tensor, Tensor>)_tokenEmbsRev[Config.NumStages - 1 - stage];
+
     /// <summary>The device the parameters live on.</summary>
     public Device Device => _toLogits.weight!.device;
 
@@ -178,7 +190,7 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
         for (int s = n - 1; s >= 0; s--)
         {
             var e = ((nn.Module<Tensor, Tensor>)_tokenEmbsRev[n - 1 - s]).forward(unitIds);
-            e = AddPositions(s, e);
+            e = AddPositions(s, e, 0);
             embs[s] = e;
             if (s < n - 1 && s > 0) unitIds = unitIds.flatten(-2); // merge two innermost id dims for the next, coarser stage
         }
@@ -220,15 +232,21 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
         return pieces.Length == 1 ? pieces[0] : cat(pieces, 0);
     }
 
-    private Tensor AddPositions(int stage, Tensor e)
+    /// <summary>
+    /// Adds stage <paramref name="stage"/>'s positional embedding to <paramref name="e"/> (…, S, D) whose second-to-last
+    /// axis holds row positions <paramref name="firstPosition"/>, firstPosition+1, ….
+    /// </summary>
+    public Tensor AddPositions(int stage, Tensor e, long firstPosition)
     {
         switch (_posEmbs[stage])
         {
             case Embedding fixedPos:
-                using (var positions = arange(e.size(-2), dtype: int64, device: e.device))
+                if (firstPosition + e.size(-2) > fixedPos.weight!.size(0))
+                    throw new ArgumentException($"stage {stage} has {fixedPos.weight!.size(0)} fixed positions; position {firstPosition + e.size(-2) - 1} is beyond them");
+                using (var positions = arange(firstPosition, firstPosition + e.size(-2), dtype: int64, device: e.device))
                     return e + fixedPos.forward(positions);
             case InterleavedRope rope:
-                return rope.forward(e);
+                return rope.forward(e, firstPosition);
             default:
                 return e;
         }

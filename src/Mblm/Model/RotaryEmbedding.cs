@@ -74,12 +74,15 @@ public sealed class InterleavedRope : nn.Module<Tensor, Tensor>
     public InterleavedRope(long dim) : base("RoPE") => _dim = dim;
 
     /// <summary>Applies the rotation to <paramref name="x"/> <c>(…, S, D)</c> along its second-to-last dimension.</summary>
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => forward(x, 0);
+
+    /// <summary>The same for positions starting at <paramref name="firstPosition"/> (incremental decoding).</summary>
+    public Tensor forward(Tensor x, long firstPosition)
     {
         using var scope = NewDisposeScope();
         long s = x.size(-2);
         var theta = 1.0 / pow(10000.0, arange(0, _dim, 2, dtype: float32, device: x.device) / (float)_dim); // (D/2)
-        var angles = outer(arange(s, dtype: float32, device: x.device), theta);                               // (S, D/2)
+        var angles = outer(arange(firstPosition, firstPosition + s, dtype: float32, device: x.device), theta); // (S, D/2)
         var (cos, sin) = (angles.cos(), angles.sin());
         var shape = x.shape;
         var pairs = x.to_type(float32).reshape(shape[..^1].Append(_dim / 2).Append(2).ToArray());          // (…, S, D/2, 2)

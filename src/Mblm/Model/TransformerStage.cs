@@ -15,10 +15,12 @@ public sealed class TransformerStage : StageModel
     private readonly ModuleList<TransformerLayer> _layers;
     private readonly ClampRmsNorm _norm;
     private readonly RotaryEmbedding? _rotary;
+    private readonly long _dim;
 
     /// <summary>Builds the stage for width <paramref name="dim"/> with <paramref name="numLayers"/> layers.</summary>
     public TransformerStage(TransformerBlockConfig block, long dim, int numLayers) : base("TransformerDecoder")
     {
+        _dim = dim;
         if (block.AttnUseRotEmbs)
         {
             _rotary = new RotaryEmbedding(block.AttnHeadDims);
@@ -40,6 +42,61 @@ public sealed class TransformerStage : StageModel
         return _norm.forward(x).MoveToOuterDisposeScope();
     }
 
+    /// <inheritdoc />
+    public override StageCache NewCache(long rows, long capacity, Device device) =>
+        new TransformerCache(_layers.Select(l => l.Attention.NewKv(rows, capacity, device)).ToArray(), rows, _dim, device);
+
+    /// <inheritdoc />
+    public override Tensor Step(Tensor x, StageCache cache)
+    {
+        using var scope = NewDisposeScope();
+        var c = (TransformerCache)cache;
+        long position = c.Position;
+        var angles = _rotary?.Angles(1, position);
+        for (int i = 0; i < _layers.Count; i++)
+        {
+            var layer = _layers[i];
+            // Token shift at one position: the second half of the features comes from the previous position's input.
+            var shifted = ShiftStep(x, c.PreviousAttentionInput[i]);
+            c.PreviousAttentionInput[i].copy_(x);
+            x = layer.Attention.Step(shifted, angles, c.Kv[i], position) + x;
+            shifted = ShiftStep(x, c.PreviousFeedForwardInput[i]);
+            c.PreviousFeedForwardInput[i].copy_(x);
+            x = layer.FeedForward.forward(shifted.unsqueeze(1)).squeeze(1) + x;
+        }
+        c.Advance(1);
+        return _norm.forward(x).MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc />
+    public override Tensor Prefill(Tensor x, StageCache cache)
+    {
+        using var scope = NewDisposeScope();
+        var c = (TransformerCache)cache;
+        if (c.Position != 0) throw new InvalidOperationException("Prefill needs a fresh (reset) cache");
+        long s = x.size(1);
+        var angles = _rotary?.Angles(s);
+        for (int i = 0; i < _layers.Count; i++)
+        {
+            var layer = _layers[i];
+            c.PreviousAttentionInput[i].copy_(x[.., -1, ..]);
+            var (q, k, v) = layer.Attention.Project(TokenShift(x), angles);
+            c.Kv[i].Write(k, v, 0);
+            x = layer.Attention.Merge(nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true)) + x;
+            c.PreviousFeedForwardInput[i].copy_(x[.., -1, ..]);
+            x = layer.FeedForward.forward(TokenShift(x)) + x;
+        }
+        c.Advance(s);
+        return _norm.forward(x).MoveToOuterDisposeScope();
+    }
+
+    // (R, D) input at position t and the input at t−1 → the token-shifted input at t.
+    private static Tensor ShiftStep(Tensor x, Tensor previous)
+    {
+        long half = (x.size(-1) + 1) / 2; // chunk(2): the first part takes the odd feature
+        return cat(new[] { x[.., ..(int)half], previous[.., (int)half..] }, -1);
+    }
+
     /// <summary>
     /// Token shift (from RWKV, as in MEGABYTE): the second half of the features is moved one step forward in time
     /// (position 0 gets zeros); the first half is unchanged.
@@ -59,6 +116,12 @@ public sealed class TransformerLayer : nn.Module
     private readonly Attention _attention;
     private readonly FeedForward _feedForward;
 
+    /// <summary>The attention sublayer.</summary>
+    public Attention Attention => _attention;
+
+    /// <summary>The feed-forward sublayer.</summary>
+    public FeedForward FeedForward => _feedForward;
+
     /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
 
@@ -77,5 +140,36 @@ public sealed class TransformerLayer : nn.Module
         x = _attention.forward(TransformerStage.TokenShift(x), angles) + x;
         x = _feedForward.forward(TransformerStage.TokenShift(x)) + x;
         return x.MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>Decoding state of a Transformer stage: per layer the KV cache and the previous sublayer inputs (token shift).</summary>
+public sealed class TransformerCache : StageCache
+{
+    internal KvCache[] Kv { get; }
+    internal Tensor[] PreviousAttentionInput { get; }
+    internal Tensor[] PreviousFeedForwardInput { get; }
+
+    internal TransformerCache(KvCache[] kv, long rows, long dim, Device device)
+    {
+        Kv = kv;
+        PreviousAttentionInput = kv.Select(_ => zeros(new[] { rows, dim }, device: device).DetachFromDisposeScope()).ToArray();
+        PreviousFeedForwardInput = kv.Select(_ => zeros(new[] { rows, dim }, device: device).DetachFromDisposeScope()).ToArray();
+    }
+
+    internal void Advance(long positions) => Position += positions;
+
+    /// <inheritdoc />
+    public override void Reset()
+    {
+        Position = 0;
+        foreach (var t in PreviousAttentionInput.Concat(PreviousFeedForwardInput)) t.zero_();
+    }
+
+    /// <inheritdoc />
+    public override void Dispose()
+    {
+        foreach (var kv in Kv) kv.Dispose();
+        foreach (var t in PreviousAttentionInput.Concat(PreviousFeedForwardInput)) t.Dispose();
     }
 }

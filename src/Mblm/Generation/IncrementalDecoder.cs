@@ -1,0 +1,169 @@
+using Mblm.Config;
+using Mblm.Model;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Mblm.Generation;
+
+/// <summary>
+/// Cached incremental decoding through the whole hierarchy. Each stage keeps the state of its current row (KV cache and
+/// token-shift inputs for Transformer stages, conv window and SSM state for Mamba2 stages); a global stage advances once
+/// per completed unit, and every new row starts from its start token with context projected from the stage above —
+/// exactly the computation of the full forward, position by position. After <see cref="Start"/> and each
+/// <see cref="Append"/>, <see cref="NextLogits"/> (B, V) is the distribution of the next byte, equal to the full forward's
+/// last logits (the start logits for an empty prompt: the same start-token path as training).
+/// </summary>
+public sealed class IncrementalDecoder : IDisposable
+{
+    private readonly MblmModel _model;
+    private readonly MblmConfig _c;
+    private readonly int _n;
+    private readonly long[] _unitBytes;          // U_s: bytes per unit of stage s
+    private readonly StageCache[] _caches;
+    private readonly Tensor?[] _context;         // (B, P_s, D_s) context of each stage's current row (s ≥ 1)
+    private readonly List<Tensor> _history = []; // (B) ids per position
+    private Tensor? _next;
+
+    /// <summary>Rows decoded in lockstep.</summary>
+    public long Batch { get; }
+
+    /// <summary>Tokens consumed so far.</summary>
+    public long Length => _history.Count;
+
+    /// <summary>Distribution logits (B, V) of the next token.</summary>
+    public Tensor NextLogits => _next ?? throw new InvalidOperationException("call Start first");
+
+    /// <summary>Creates a decoder for <paramref name="batch"/> rows (the model is put in eval mode).</summary>
+    public IncrementalDecoder(MblmModel model, long batch)
+    {
+        _model = model;
+        _c = model.Config;
+        _n = _c.NumStages;
+        Batch = batch;
+        model.eval();
+        _unitBytes = Enumerable.Range(0, _n).Select(s => _c.SeqLens.Skip(s + 1).Aggregate(1L, (a, p) => a * p)).ToArray();
+        _caches = Enumerable.Range(0, _n)
+            .Select(s => model.Stages[s].NewCache(batch, s == 0 ? Math.Min(_c.SeqLens[0] + 1, 4096) : _c.SeqLens[s] + 1, model.Device)).ToArray();
+        _context = new Tensor?[_n];
+    }
+
+    /// <summary>
+    /// Consumes the prompt <paramref name="prompt"/> (B, L), L ≥ 0, and computes the next-token logits. All but the last
+    /// prompt token are fed in parallel (one prefill per stage), the last one through <see cref="Append"/>.
+    /// </summary>
+    public void Start(Tensor prompt)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        if (prompt.dim() != 2 || prompt.size(0) != Batch) throw new ArgumentException($"prompt must have shape ({Batch}, L)", nameof(prompt));
+        foreach (var c in _caches) c.Reset();
+        foreach (var t in _history) t.Dispose();
+        _history.Clear();
+        prompt = prompt.to(int64, _model.Device);
+        long length = prompt.size(1);
+        long prefix = Math.Max(0, length - 1);
+        foreach (var t in prompt[.., ..(int)prefix].unbind(1)) _history.Add(t.clone().DetachFromDisposeScope());
+
+        // Stage 0 row: start token + every complete top-level unit of the prefix, in one parallel pass.
+        long fullUnits = prefix / _unitBytes[0];
+        var top = StartToken(0, fullUnits + 1);
+        if (fullUnits > 0)
+        {
+            var units = prompt[.., ..(int)(fullUnits * _unitBytes[0])].view(Batch, fullUnits, _unitBytes[0]);
+            top = cat(new[] { top[.., ..1, ..], Embed(0, units, 0) }, 1);
+        }
+        var h = _model.Stages[0].Prefill(top, _caches[0])[.., -1, ..];
+        // Deeper stages: only their current rows, fed unit by unit (at most P_s − 1 units each).
+        for (int s = 1; s < _n; s++)
+        {
+            h = StartRow(s, h);
+            long done = prefix % _unitBytes[s - 1] / _unitBytes[s];
+            long rowStart = prefix - prefix % _unitBytes[s - 1];
+            for (long j = 0; j < done; j++)
+            {
+                long from = rowStart + j * _unitBytes[s];
+                h = FeedUnit(s, prompt[.., (int)from..(int)(from + _unitBytes[s])], j);
+            }
+        }
+        SetNext(h);
+        if (length > 0) Append(prompt[.., -1]);
+    }
+
+    /// <summary>Appends one token per row (<paramref name="ids"/> (B)) and computes the next-token logits.</summary>
+    public void Append(Tensor ids)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        ids = ids.to(int64, _model.Device).reshape(Batch);
+        long t = _history.Count;
+        if (t + 1 > _c.MaxContext && _c.Blocks[0].PosEmbType == PosEmbType.Fixed)
+            throw new InvalidOperationException($"the context is full: the model's maximum context is {_c.MaxContext} bytes (Π seq_lens)");
+        _history.Add(ids.clone().DetachFromDisposeScope());
+
+        // The local stage consumes the byte at position k+1 of its current row: its output predicts the next byte.
+        long k = _n == 1 ? t : t % _c.SeqLens[_n - 1];
+        var local = FeedUnit(_n - 1, ids.view(Batch, 1), k);
+        var logits = local;
+
+        // The coarsest global stage whose unit this byte completes advances by that unit; the finer stages' rows have
+        // completed with it (their last outputs are unused), so they restart from their start tokens.
+        int coarsest = -1;
+        for (int s = 0; s < _n - 1; s++)
+            if ((t + 1) % _unitBytes[s] == 0) { coarsest = s; break; }
+        if (coarsest >= 0)
+        {
+            long u = _unitBytes[coarsest];
+            long unitIndex = (t + 1) / u - 1;
+            long j = coarsest == 0 ? unitIndex : unitIndex % _c.SeqLens[coarsest];
+            var unitIds = stack(_history.Skip((int)(t + 1 - u)).Take((int)u).ToArray(), 1);
+            var h = FeedUnit(coarsest, unitIds, j);
+            for (int s = coarsest + 1; s < _n; s++) h = StartRow(s, h);
+        }
+        SetNext(logits);
+    }
+
+    // A new row of stage s: context from the parent's output (R, D_{s-1}), then the start token at position 0.
+    private Tensor StartRow(int s, Tensor parentOutput)
+    {
+        _caches[s].Reset();
+        _context[s]?.Dispose();
+        var proj = (NextStageProjection)_model.Projections[s - 1];
+        _context[s] = proj.forward(parentOutput.unsqueeze(1)).view(Batch, _c.SeqLens[s], _c.HiddenDims[s]).DetachFromDisposeScope();
+        return _model.Stages[s].Step(StartToken(s, 1).squeeze(1), _caches[s]);
+    }
+
+    // Unit j of stage s's current row: embedding (+ position j) + context j, one step of the stage.
+    private Tensor FeedUnit(int s, Tensor unitIds, long j)
+    {
+        var x = Embed(s, unitIds.unsqueeze(1), j).squeeze(1);
+        if (s > 0) x = x + _context[s]![.., (int)j, ..];
+        return _model.Stages[s].Step(x, _caches[s]);
+    }
+
+    // Embeds units (B, S, U_s) of stage s whose first unit has row position `firstPosition` → (B, S, D_s).
+    private Tensor Embed(int s, Tensor units, long firstPosition)
+    {
+        var embedding = _model.TokenEmbedding(s);
+        var e = s == _n - 1 ? embedding.forward(units.squeeze(-1)) : embedding.forward(units);
+        return _model.AddPositions(s, e, firstPosition);
+    }
+
+    private Tensor StartToken(int s, long count) =>
+        _model.StartToken(s).view(1, 1, -1).expand(Batch, count, _c.HiddenDims[s]);
+
+    private void SetNext(Tensor localOutput)
+    {
+        _next?.Dispose();
+        _next = _model.Head.forward(localOutput).DetachFromDisposeScope();
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var c in _caches) c.Dispose();
+        foreach (var t in _context) t?.Dispose();
+        foreach (var t in _history) t.Dispose();
+        _next?.Dispose();
+    }
+}

@@ -1,0 +1,72 @@
+using static TorchSharp.torch;
+
+namespace Mblm.Generation;
+
+/// <summary>What to do when a sequence reaches the model's maximum context (Π seq_lens with a fixed stage-0 embedding).</summary>
+public enum ContextOverflow
+{
+    /// <summary>Stop generating; the result says why (<see cref="GenerationResult.StopReason"/>).</summary>
+    Stop,
+    /// <summary>Keep the most recent half of the context (whole top-level patches) and continue from there.</summary>
+    SlidingWindow,
+}
+
+/// <summary>Sampling settings. Greedy when <see cref="TopK"/> is 1 or <see cref="Temperature"/> is 0.</summary>
+public sealed record SamplingOptions
+{
+    /// <summary>Tokens to generate at most.</summary>
+    public int MaxNewTokens { get; init; } = 256;
+    /// <summary>Softmax temperature (0 = greedy).</summary>
+    public double Temperature { get; init; } = 1.0;
+    /// <summary>Keep only the k most likely tokens (null = all).</summary>
+    public int? TopK { get; init; }
+    /// <summary>Keep the smallest set of most likely tokens whose probability reaches p (null = all).</summary>
+    public double? TopP { get; init; }
+    /// <summary>Seed of the sampling generator (null = nondeterministic).</summary>
+    public long? Seed { get; init; }
+    /// <summary>Stop after any of these token sequences (they are included in the output). Pad and special ids never stop generation unless listed.</summary>
+    public IReadOnlyList<long[]> StopSequences { get; init; } = [];
+    /// <summary>Policy at the maximum context.</summary>
+    public ContextOverflow Overflow { get; init; } = ContextOverflow.Stop;
+
+    /// <summary>Checks the options; throws <see cref="ArgumentException"/> naming the option.</summary>
+    public SamplingOptions Validate()
+    {
+        if (MaxNewTokens < 0) throw new ArgumentException("MaxNewTokens must be >= 0", nameof(MaxNewTokens));
+        if (Temperature < 0 || double.IsNaN(Temperature)) throw new ArgumentException("Temperature must be >= 0", nameof(Temperature));
+        if (TopK is <= 0) throw new ArgumentException("TopK must be positive", nameof(TopK));
+        if (TopP is <= 0 or > 1) throw new ArgumentException("TopP must be in (0, 1]", nameof(TopP));
+        if (StopSequences.Any(s => s.Length == 0)) throw new ArgumentException("stop sequences must not be empty", nameof(StopSequences));
+        return this;
+    }
+
+    internal bool Greedy => TopK == 1 || Temperature == 0;
+}
+
+/// <summary>Picks next tokens from logits (B, V) by greedy, temperature, top-k and top-p sampling.</summary>
+public sealed class Sampler(SamplingOptions options)
+{
+    private readonly TorchSharp.torch.Generator? _generator = options.Seed is long seed ? new TorchSharp.torch.Generator((ulong)seed) : null;
+
+    /// <summary>Next token per row (B) int64.</summary>
+    public Tensor Next(Tensor logits)
+    {
+        using var scope = NewDisposeScope();
+        if (options.Greedy) return logits.argmax(-1).MoveToOuterDisposeScope();
+        var scaled = logits.to_type(float32) / options.Temperature;
+        if (options.TopK is int k && k < scaled.size(-1))
+        {
+            var kth = scaled.topk(k).values[.., -1..];
+            scaled = scaled.masked_fill(scaled < kth, double.NegativeInfinity);
+        }
+        if (options.TopP is double p && p < 1)
+        {
+            var (sorted, order) = scaled.sort(-1, descending: true);
+            var cumulative = sorted.softmax(-1).cumsum(-1);
+            var drop = (cumulative - sorted.softmax(-1)) >= p; // keep tokens until the mass before them reaches p
+            var dropOriginal = zeros_like(drop).scatter(-1, order, drop);
+            scaled = scaled.masked_fill(dropOriginal, double.NegativeInfinity);
+        }
+        return multinomial(scaled.softmax(-1), 1, generator: _generator).squeeze(-1).MoveToOuterDisposeScope();
+    }
+}
