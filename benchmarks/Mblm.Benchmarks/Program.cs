@@ -20,6 +20,7 @@ switch (args.FirstOrDefault())
     case "mamba": MambaBenchmark.Run(opts); break;
     case "mamba-profile": MambaProfile.Run(opts); break;
     case "long-context": LongContextBenchmark.Run(opts); break;
+    case "generation": GenerationBenchmark.Run(opts); break;
     default:
         Console.Error.WriteLine("benchmarks: train-step | mamba (see Program.cs for options)");
         return 2;

@@ -15,31 +15,41 @@ public sealed class CheckpointFunction : autograd.SingleTensorFunction<Checkpoin
     public override string Name => "MblmCheckpoint";
 
     /// <summary>Runs <paramref name="stage"/> on <paramref name="input"/> under checkpointing.</summary>
-    public static Tensor Run(nn.Module<Tensor, Tensor> stage, Tensor input) => apply(stage, input);
+    public static Tensor Run(nn.Module<Tensor, Tensor> stage, Tensor input) =>
+        apply((Func<Tensor, Tensor[], Tensor>)((x, _) => stage.forward(x)), input, Array.Empty<Tensor>());
+
+    /// <summary>
+    /// Runs <paramref name="function"/>(input, constants) under checkpointing; the constants (e.g. targets) receive no
+    /// gradient and are kept alive by autograd until the backward recomputation.
+    /// </summary>
+    public static Tensor Run(Func<Tensor, Tensor[], Tensor> function, Tensor input, params Tensor[] constants) => apply(function, input, constants);
 
     /// <inheritdoc />
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
-        var stage = (nn.Module<Tensor, Tensor>)vars[0];
+        var stage = (Func<Tensor, Tensor[], Tensor>)vars[0];
         var input = (Tensor)vars[1];
+        var constants = (Tensor[])vars[2];
         ctx.save_data("stage", stage);
         using (var rng = get_rng_state()) ctx.save_data("rng", rng.data<byte>().ToArray()); // managed copy: no native leak
-        ctx.save_for_backward(new List<Tensor> { input });
-        using (no_grad()) return stage.forward(input);
+        ctx.save_for_backward(new[] { input }.Concat(constants).ToList());
+        using (no_grad()) return stage(input, constants);
     }
 
     /// <inheritdoc />
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
     {
-        var stage = (nn.Module<Tensor, Tensor>)ctx.get_data("stage");
-        var input = ctx.get_saved_variables()[0].detach().requires_grad_();
+        var stage = (Func<Tensor, Tensor[], Tensor>)ctx.get_data("stage");
+        var saved = ctx.get_saved_variables();
+        var input = saved[0].detach().requires_grad_();
+        var constants = saved.Skip(1).ToArray();
         using var current = get_rng_state().DetachFromDisposeScope();
-        using (var saved = tensor((byte[])ctx.get_data("rng"))) set_rng_state(saved);
+        using (var rng = tensor((byte[])ctx.get_data("rng"))) set_rng_state(rng);
         try
         {
             using (enable_grad())
             {
-                var output = stage.forward(input);
+                var output = stage(input, constants);
                 autograd.backward(new[] { output }, new[] { gradOutput });
             }
         }
@@ -47,6 +57,6 @@ public sealed class CheckpointFunction : autograd.SingleTensorFunction<Checkpoin
         {
             set_rng_state(current);
         }
-        return new List<Tensor> { null!, input.grad! };
+        return new List<Tensor> { null!, input.grad!, null! };
     }
 }

@@ -111,7 +111,7 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         ids = CheckIds(ids, nameof(ids));
         long batch = ids.size(0), length = ids.size(1);
-        var h = RunStages(ids);                                    // (R, 1+S, D_n), R = B·K·P_2…P_{n-1}
+        var h = RunStage(Config.NumStages - 1, LocalStageInput(ids)); // (R, 1+S, D_n), R = B·K·P_2…P_{n-1}
         long s1 = h.size(1), dn = h.size(2);
         var grid = h.view(batch, -1, s1, dn);                      // (B, rows per sample, 1+S, D_n)
         var start = grid[.., 0, 0, ..];                            // start position of the first local row
@@ -125,7 +125,12 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     /// ignored, terms are multiplied by <paramref name="lossMask"/> (same shape as ids) and
     /// <c>loss = Σ ce / count(ce ≠ 0)</c>; 0 when every term is masked.
     /// </summary>
-    public Tensor Loss(Tensor ids, Tensor? lossMask = null) => LossAndLogits(ids, lossMask).Loss;
+    public Tensor Loss(Tensor ids, Tensor? lossMask = null)
+    {
+        if (training && is_grad_enabled() && Config.NumStages > 1 && CheckpointChunks is { } chunks)
+            return FoldedLoss(ids, lossMask, chunks[^1]);
+        return LossAndLogits(ids, lossMask).Loss;
+    }
 
     /// <summary>The loss together with the logits <c>(B, L, V)</c> and start logits <c>(B, V)</c>.</summary>
     public (Tensor Loss, Tensor Logits, Tensor StartLogits) LossAndLogits(Tensor ids, Tensor? lossMask = null)
@@ -163,9 +168,52 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
         return (weighted.sum() / count).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// Training loss with the LM head and cross-entropy folded into the local stage's checkpointed chunks: only a per-chunk
+    /// vector of losses leaves each chunk, so the (B·L, V) logits never exist at once (the memory that bounds long contexts).
+    /// Equal to <see cref="LossAndLogits"/>'s loss; used by <see cref="Loss"/> in training mode with checkpoint chunks.
+    /// </summary>
+    private Tensor FoldedLoss(Tensor ids, Tensor? lossMask, int chunks)
+    {
+        using var scope = NewDisposeScope();
+        ids = CheckIds(ids, nameof(ids));
+        var mask = lossMask is null ? null : CheckMask(lossMask, ids);
+        long batch = ids.size(0), length = ids.size(1), pad = Config.PadTokenId;
+        var x = LocalStageInput(ids);                                   // (R, 1+P, D_n)
+        long rows = x.size(0), p = x.size(1) - 1, perSample = rows / batch, padded = perSample * p;
+
+        // Targets aligned with local outputs: position k+1 of row r predicts byte r·P + k + 1; position 0 of a sample's
+        // first row predicts byte 0; other start positions and bytes beyond L get the pad id (ignored).
+        var flat = nn.functional.pad(ids, new long[] { 0, padded + 1 - length }, value: pad);                 // (B, K·Q + 1)
+        var next = flat[.., 1..].reshape(batch, perSample, p);
+        var first = full(new[] { batch, perSample, 1L }, pad, dtype: int64, device: ids.device);
+        first[.., 0, 0] = ids[.., 0];
+        var targets = cat(new[] { first, next }, -1).reshape(rows, p + 1);
+        Tensor? weights = null;
+        if (mask is not null)
+        {
+            var flatMask = nn.functional.pad(mask, new long[] { 0, padded + 1 - length });
+            var firstMask = zeros(new[] { batch, perSample, 1L }, device: ids.device);
+            firstMask[.., 0, 0] = mask[.., 0];
+            weights = cat(new[] { firstMask, flatMask[.., 1..].reshape(batch, perSample, p) }, -1).reshape(rows, p + 1);
+        }
+
+        var stage = _stageModels[Config.NumStages - 1];
+        var pieces = x.chunk(chunks, 0).Zip(targets.chunk(chunks, 0), (xc, tc) => CheckpointFunction.Run((input, constants) =>
+        {
+            var t = constants[0];
+            var logits = _toLogits.forward(stage.forward(input));
+            return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), t.reshape(-1), ignore_index: pad, reduction: nn.Reduction.None)
+                .view(t.size(0), t.size(1));
+        }, xc, tc)).ToArray();
+        var ce = pieces.Length == 1 ? pieces[0] : cat(pieces, 0);
+        return ReduceLoss(ce, weights).MoveToOuterDisposeScope();
+    }
+
     // ---- the hierarchy ----
 
-    private Tensor RunStages(Tensor ids)
+    // Runs stages 0..n-2 and returns the local stage's input (R, 1+P_n, D_n): start tokens, byte embeddings and context.
+    private Tensor LocalStageInput(Tensor ids)
     {
         int n = Config.NumStages;
         long batch = ids.size(0), length = ids.size(1);
@@ -195,9 +243,8 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
             if (s < n - 1 && s > 0) unitIds = unitIds.flatten(-2); // merge two innermost id dims for the next, coarser stage
         }
 
-        // 3. Stages, global -> local.
+        // 3. Stages, global -> local (the local stage itself is run by the caller).
         Tensor? context = null;   // previous stage's projection: (R_s, S_s, D_s)
-        Tensor h = null!;
         for (int s = 0; s < n; s++)
         {
             var e = embs[s];
@@ -207,11 +254,11 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
             var x = cat(new[] { start, rows }, 1);                                       // (R_s, 1+S_s, D_s)
             if (context is not null)
                 x = x + nn.functional.pad(context, new long[] { 0, 0, 1, 0 });           // zero row: the start token gets no context
-            h = RunStage(s, x);
-            if (s < n - 1)
-                context = ((NextStageProjection)_toNextStageProj[s]).forward(h[.., ..^1, ..]); // drop the last output: (R_s·S_s, P_{s+1}, D_{s+1})
+            if (s == n - 1) return x;
+            var h = RunStage(s, x);
+            context = ((NextStageProjection)_toNextStageProj[s]).forward(h[.., ..^1, ..]); // drop the last output: (R_s·S_s, P_{s+1}, D_{s+1})
         }
-        return h;
+        throw new InvalidOperationException("unreachable");
     }
 
     /// <summary>
