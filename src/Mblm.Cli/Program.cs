@@ -17,6 +17,9 @@ public static class Program
                    [--checkpoint-every K] [--resume] [--grad-accum A] [--clip C] [--shuffle] [--adamw] [--seed S]
                    [--validate-every K] [--window L] [--init W.safetensors] [--device D]
                    weights to DIR/weights.safetensors, checkpoints to DIR/checkpoints/step-NNNNNNNN/; progress on stderr
+          generate --config C --weights W (--prompt TEXT | --prompt-file F | --prompt-ids IDS.json) --max-bytes N
+                   [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop TEXT] [--stop-ids a,b]
+                   [--ids-out NEW.json] [--sliding-window] [--device D]       streams text to stdout (cached decoding)
           eval     --config C --weights W --data FILE [--batch B] [--window L]
                    prints {"bits_per_byte": x, "loss": y, "bytes": n} as the last line
 
@@ -45,6 +48,7 @@ public static class Program
                 case "forward": return ForwardCommand.Run(new CliArgs(rest), stdout, stderr);
                 case "train": return TrainCommand.Run(new CliArgs(rest, "resume", "shuffle", "adamw"), stdout, stderr);
                 case "eval": return EvalCommand.Run(new CliArgs(rest), stdout, stderr);
+                case "generate": return GenerateCommand.RunAsync(new CliArgs(rest, "sliding-window"), stdout, stderr).GetAwaiter().GetResult();
                 default:
                     stderr.WriteLine($"mblm: unknown command '{args[0]}'\n\n{Usage}");
                     return 2;

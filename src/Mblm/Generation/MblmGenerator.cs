@@ -123,6 +123,15 @@ public sealed class MblmGenerator(MblmModel model)
         for (int i = 0; i < options.MaxNewTokens; i++)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            if (decoder.Length >= max)
+            {
+                // The sequence fills the model's context: one more token would not fit.
+                if (options.Overflow == ContextOverflow.Stop) { yield return new Step(null, StopReason.ContextFull); yield break; }
+                // Sliding window: keep the newest whole top-level patches, about half the context, and re-prefill.
+                long unit = config.PatchSize;
+                long keep = Math.Max(unit, max / 2 / unit * unit);
+                decoder.Start(history[.., (int)(history.size(1) - keep)..]);
+            }
             long[] tokens;
             using (var scope = NewDisposeScope())
             {
@@ -131,18 +140,8 @@ public sealed class MblmGenerator(MblmModel model)
                 history = cat(new[] { history, next.cpu().unsqueeze(1) }, 1).DetachFromDisposeScope();
             }
             yield return new Step(tokens, StopReason.MaxTokens);
-            if (i + 1 == options.MaxNewTokens) yield break;
-            if (decoder.Length + 1 > max)
-            {
-                if (options.Overflow == ContextOverflow.Stop) { yield return new Step(null, StopReason.ContextFull); yield break; }
-                // Sliding window: keep the newest whole top-level patches, about half the context, and re-prefill.
-                long unit = config.PatchSize;
-                long keep = Math.Max(unit, max / 2 / unit * unit);
-                long from = Math.Max(0, history.size(1) - keep);
-                decoder.Start(history[.., (int)from..]);
-                continue;
-            }
-            using (var t = tensor(tokens)) decoder.Append(t);
+            if (i + 1 < options.MaxNewTokens)
+                using (var t = tensor(tokens)) decoder.Append(t);
         }
     }
 

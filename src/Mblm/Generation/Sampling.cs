@@ -56,7 +56,7 @@ public sealed class Sampler(SamplingOptions options)
         var scaled = logits.to_type(float32) / options.Temperature;
         if (options.TopK is int k && k < scaled.size(-1))
         {
-            var kth = scaled.topk(k).values[.., -1..];
+            var kth = scaled.topk(k).values[.., ^1..];
             scaled = scaled.masked_fill(scaled < kth, double.NegativeInfinity);
         }
         if (options.TopP is double p && p < 1)
