@@ -52,5 +52,49 @@ internal static class TrainStepBenchmark
         Console.WriteLine($"| {name} | {median:F0} | {total.Min():F0}-{total.Max():F0} | {Stats.Median(fwd):F0} / {Stats.Median(bwd):F0} / {Stats.Median(opt):F1} | " +
                           $"{batch * length / median * 1000:N0} | {Stats.PeakRssMiB():F0} | {reference} | {ratio} |");
         Console.WriteLine($"losses: {string.Join(" ", losses.Select(l => l.ToString("F3")))}");
+        double flops = StepFlops(config, batch, length);
+        double peak = MatmulGflops();
+        double achieved = flops / (median / 1000) / 1e9;
+        Console.WriteLine($"model FLOPs per step {flops / 1e9:F1} G (fwd+bwd ≈ 3 × forward matmuls); achieved {achieved:F1} GFLOP/s; " +
+                          $"2048² fp32 matmul on this machine {peak:F0} GFLOP/s → model FLOP utilisation {achieved / peak:P1}");
+    }
+
+    /// <summary>Matmul FLOPs of one training step (3 × forward): stage layers, attention scores, embedders, projections, head.</summary>
+    public static double StepFlops(MblmConfig c, long batch, long length)
+    {
+        int n = c.NumStages;
+        double forward = 0;
+        long q = c.PatchSize;
+        long padded = (length + q - 1) / q * q;
+        for (int s = 0; s < n; s++)
+        {
+            long unit = c.SeqLens.Skip(s + 1).Aggregate(1L, (a, p) => a * p);
+            long units = batch * padded / unit;                       // positions of stage s (without start tokens)
+            long seq = s == 0 ? padded / unit : c.SeqLens[s];
+            long rows = units / seq;
+            long positions = units + rows;                            // + one start token per row
+            long dim = c.HiddenDims[s];
+            long layerParams = c.Blocks[s].CountParameters(dim, c.NumLayers[s]);
+            forward += 2.0 * layerParams * positions;
+            if (c.Blocks[s] is TransformerBlockConfig t)              // causal q·kᵀ and p·v: 2 × 2·S²·inner / 2 per row and layer
+                forward += 2.0 * (seq + 1) * (seq + 1) * t.AttnHeadDims * t.AttnNumHeads * rows * c.NumLayers[s];
+            if (s < n - 1)
+            {
+                forward += 2.0 * unit * c.HiddenDims[n - 1] * dim * units;                  // patch embedder projection
+                forward += 2.0 * dim * c.SeqLens[s + 1] * c.HiddenDims[s + 1] * units;     // next-stage projection
+            }
+        }
+        forward += 2.0 * c.HiddenDims[n - 1] * c.NumTokens * batch * padded;                // LM head
+        return 3 * forward;
+    }
+
+    private static double MatmulGflops()
+    {
+        using var scope = NewDisposeScope();
+        var a = randn(2048, 2048);
+        var b = randn(2048, 2048);
+        matmul(a, b);
+        var times = Enumerable.Range(0, 5).Select(_ => Stats.TimeMs(() => matmul(a, b).Dispose())).ToList();
+        return 2.0 * 2048 * 2048 * 2048 / (Stats.Median(times) / 1000) / 1e9;
     }
 }

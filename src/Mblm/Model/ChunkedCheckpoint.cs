@@ -57,6 +57,6 @@ public sealed class CheckpointFunction : autograd.SingleTensorFunction<Checkpoin
         {
             set_rng_state(current);
         }
-        return new List<Tensor> { null!, input.grad!, null! };
+        return new List<Tensor> { null!, input.grad ?? zeros_like(input), null! };
     }
 }

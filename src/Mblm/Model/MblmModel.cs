@@ -179,8 +179,8 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
         ids = CheckIds(ids, nameof(ids));
         var mask = lossMask is null ? null : CheckMask(lossMask, ids);
         long batch = ids.size(0), length = ids.size(1), pad = Config.PadTokenId;
-        var x = LocalStageInput(ids);                                   // (R, 1+P, D_n)
-        long rows = x.size(0), p = x.size(1) - 1, perSample = rows / batch, padded = perSample * p;
+        var (localIds, context) = GlobalStages(ids);                    // (R, P), (R, P, D_n)
+        long rows = localIds.size(0), p = localIds.size(1), perSample = rows / batch, padded = perSample * p;
 
         // Targets aligned with local outputs: position k+1 of row r predicts byte r·P + k + 1; position 0 of a sample's
         // first row predicts byte 0; other start positions and bytes beyond L get the pad id (ignored).
@@ -199,13 +199,17 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
         }
 
         var stage = _stageModels[Config.NumStages - 1];
-        var pieces = x.chunk(chunks, 0).Zip(targets.chunk(chunks, 0), (xc, tc) => CheckpointFunction.Run((input, constants) =>
+        // Each chunk builds its local input (embeddings + context) inside the checkpoint: only the context chunk is kept.
+        var contextChunks = context!.chunk(chunks, 0);
+        var idChunks = localIds.chunk(chunks, 0);
+        var targetChunks = targets.chunk(chunks, 0);
+        var pieces = Enumerable.Range(0, contextChunks.Length).Select(i => CheckpointFunction.Run((ctx, constants) =>
         {
-            var t = constants[0];
-            var logits = _toLogits.forward(stage.forward(input));
+            var t = constants[1];
+            var logits = _toLogits.forward(stage.forward(LocalInput(constants[0], ctx)));
             return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), t.reshape(-1), ignore_index: pad, reduction: nn.Reduction.None)
                 .view(t.size(0), t.size(1));
-        }, xc, tc)).ToArray();
+        }, contextChunks[i], idChunks[i], targetChunks[i])).ToArray();
         var ce = pieces.Length == 1 ? pieces[0] : cat(pieces, 0);
         return ReduceLoss(ce, weights).MoveToOuterDisposeScope();
     }
@@ -214,6 +218,24 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
 
     // Runs stages 0..n-2 and returns the local stage's input (R, 1+P_n, D_n): start tokens, byte embeddings and context.
     private Tensor LocalStageInput(Tensor ids)
+    {
+        var (localIds, context) = GlobalStages(ids);
+        return LocalInput(localIds, context);
+    }
+
+    // Local rows' input: [start ; E(ids) + positions] + [0 ; context]. localIds (R, P), context (R, P, D_n) or null.
+    private Tensor LocalInput(Tensor localIds, Tensor? context)
+    {
+        int n = Config.NumStages;
+        var e = AddPositions(n - 1, TokenEmbedding(n - 1).forward(localIds), 0);       // (R, P, D_n)
+        var start = _startTokens[n - 1].view(1, 1, -1).expand(e.size(0), 1, e.size(2));
+        var x = cat(new[] { start, e }, 1);                                            // (R, 1+P, D_n)
+        return context is null ? x : x + nn.functional.pad(context, new long[] { 0, 0, 1, 0 }); // zero row: the start token gets no context
+    }
+
+    // Pads ids to the patch grid, runs stages 0..n-2 and returns the local rows' ids (R, P_n) and their context
+    // (R, P_n, D_n) from stage n-2 (null for a single stage).
+    private (Tensor LocalIds, Tensor? Context) GlobalStages(Tensor ids)
     {
         int n = Config.NumStages;
         long batch = ids.size(0), length = ids.size(1);
@@ -230,22 +252,22 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
             throw new ArgumentException(
                 $"input of {length} bytes needs {k} top-level patches but seq_lens[0] is {Config.SeqLens[0]} and stage 0 uses a fixed " +
                 $"positional embedding: at most {Config.MaxContext} bytes fit", nameof(ids));
+        var localIds = n == 1 ? grid : grid.reshape(-1, Config.SeqLens[n - 1]);          // (R, P_n): one row per local unit row
+        if (n == 1) return (localIds, null);
 
-        // 2. Embeddings, local -> global. Stage s sees ids (B, K, P_2, …, P_{s+1}, units of Q_s bytes) and yields
+        // 2. Patch embeddings of the global stages. Stage s sees ids (B, K, P_2, …, P_{s+1}, Q_s bytes) and yields
         //    (B, K, P_2, …, P_{s+1}, D_s), i.e. (…, S_s, D_s) with S_s its sequence length.
-        var embs = new Tensor[n];
+        var embs = new Tensor[n - 1];
         var unitIds = grid;
-        for (int s = n - 1; s >= 0; s--)
+        for (int s = n - 2; s >= 0; s--)
         {
-            var e = ((nn.Module<Tensor, Tensor>)_tokenEmbsRev[n - 1 - s]).forward(unitIds);
-            e = AddPositions(s, e, 0);
-            embs[s] = e;
-            if (s < n - 1 && s > 0) unitIds = unitIds.flatten(-2); // merge two innermost id dims for the next, coarser stage
+            embs[s] = AddPositions(s, EmbedUnits(s, unitIds), 0);
+            if (s > 0) unitIds = unitIds.flatten(-2); // merge two innermost id dims for the next, coarser stage
         }
 
-        // 3. Stages, global -> local (the local stage itself is run by the caller).
+        // 3. Global stages, coarse -> fine; each feeds the next through its projection.
         Tensor? context = null;   // previous stage's projection: (R_s, S_s, D_s)
-        for (int s = 0; s < n; s++)
+        for (int s = 0; s < n - 1; s++)
         {
             var e = embs[s];
             long seq = e.size(-2), dim = e.size(-1);
@@ -254,11 +276,20 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
             var x = cat(new[] { start, rows }, 1);                                       // (R_s, 1+S_s, D_s)
             if (context is not null)
                 x = x + nn.functional.pad(context, new long[] { 0, 0, 1, 0 });           // zero row: the start token gets no context
-            if (s == n - 1) return x;
             var h = RunStage(s, x);
             context = ((NextStageProjection)_toNextStageProj[s]).forward(h[.., ..^1, ..]); // drop the last output: (R_s·S_s, P_{s+1}, D_{s+1})
         }
-        throw new InvalidOperationException("unreachable");
+        return (localIds, context);
+    }
+
+    // A global stage's patch embedder; in checkpointed training it is recomputed in backward (its byte-level activations,
+    // Q_s·D_n wide, are among the largest tensors at long contexts).
+    private Tensor EmbedUnits(int s, Tensor unitIds)
+    {
+        var embedder = TokenEmbedding(s);
+        if (CheckpointChunks is null || !training || !is_grad_enabled()) return embedder.forward(unitIds);
+        using var anchor = zeros(1, device: unitIds.device).requires_grad_(); // gives the checkpoint an input that requires grad
+        return CheckpointFunction.Run((_, constants) => embedder.forward(constants[0]), anchor, unitIds);
     }
 
     /// <summary>
