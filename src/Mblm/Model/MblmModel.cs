@@ -179,8 +179,8 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
         ids = CheckIds(ids, nameof(ids));
         var mask = lossMask is null ? null : CheckMask(lossMask, ids);
         long batch = ids.size(0), length = ids.size(1), pad = Config.PadTokenId;
-        var (localIds, context) = GlobalStages(ids);                    // (R, P), (R, P, D_n)
-        long rows = localIds.size(0), p = localIds.size(1), perSample = rows / batch, padded = perSample * p;
+        var x = LocalStageInput(ids);                                   // (R, 1+P, D_n)
+        long rows = x.size(0), p = x.size(1) - 1, perSample = rows / batch, padded = perSample * p;
 
         // Targets aligned with local outputs: position k+1 of row r predicts byte r·P + k + 1; position 0 of a sample's
         // first row predicts byte 0; other start positions and bytes beyond L get the pad id (ignored).
@@ -199,17 +199,16 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
         }
 
         var stage = _stageModels[Config.NumStages - 1];
-        // Each chunk builds its local input (embeddings + context) inside the checkpoint: only the context chunk is kept.
-        var contextChunks = context!.chunk(chunks, 0);
-        var idChunks = localIds.chunk(chunks, 0);
+        // (Building the local input inside each chunk instead, so that only the context is kept, measured worse: 5.2 vs
+        // 3.9 GB above base at 256K bytes.)
         var targetChunks = targets.chunk(chunks, 0);
-        var pieces = Enumerable.Range(0, contextChunks.Length).Select(i => CheckpointFunction.Run((ctx, constants) =>
+        var pieces = x.chunk(chunks, 0).Select((xc, i) => CheckpointFunction.Run((input, constants) =>
         {
-            var t = constants[1];
-            var logits = _toLogits.forward(stage.forward(LocalInput(constants[0], ctx)));
+            var t = constants[0];
+            var logits = _toLogits.forward(stage.forward(input));
             return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), t.reshape(-1), ignore_index: pad, reduction: nn.Reduction.None)
                 .view(t.size(0), t.size(1));
-        }, contextChunks[i], idChunks[i], targetChunks[i])).ToArray();
+        }, xc, targetChunks[i])).ToArray();
         var ce = pieces.Length == 1 ? pieces[0] : cat(pieces, 0);
         return ReduceLoss(ce, weights).MoveToOuterDisposeScope();
     }
@@ -282,12 +281,17 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
         return (localIds, context);
     }
 
-    // A global stage's patch embedder; in checkpointed training it is recomputed in backward (its byte-level activations,
-    // Q_s·D_n wide, are among the largest tensors at long contexts).
+    /// <summary>
+    /// Recompute the global stages' patch embedders in backward during checkpointed training. Off by default: it saved
+    /// about 0.4 GB of 4.3 GB at 256K bytes (M3), within run-to-run variation; see benchmarks/ long-context --ckpt-embedders.
+    /// </summary>
+    public bool CheckpointEmbedders { get; set; }
+
+    // A global stage's patch embedder, optionally recomputed in backward.
     private Tensor EmbedUnits(int s, Tensor unitIds)
     {
         var embedder = TokenEmbedding(s);
-        if (CheckpointChunks is null || !training || !is_grad_enabled()) return embedder.forward(unitIds);
+        if (!CheckpointEmbedders || CheckpointChunks is null || !training || !is_grad_enabled()) return embedder.forward(unitIds);
         using var anchor = zeros(1, device: unitIds.device).requires_grad_(); // gives the checkpoint an input that requires grad
         return CheckpointFunction.Run((_, constants) => embedder.forward(constants[0]), anchor, unitIds);
     }
