@@ -219,17 +219,22 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     private Tensor LocalStageInput(Tensor ids)
     {
         var (localIds, context) = GlobalStages(ids);
-        return LocalInput(localIds, context);
+        var x = LocalInput(localIds, context);
+        context?.Dispose(); // autograd keeps what backward needs; the handle itself can go now
+        return x;
     }
 
     // Local rows' input: [start ; E(ids) + positions] + [0 ; context]. localIds (R, P), context (R, P, D_n) or null.
+    // Byte-level temporaries are released as soon as they are consumed (a dispose scope per step), which keeps the
+    // forward's peak memory near what autograd saves.
     private Tensor LocalInput(Tensor localIds, Tensor? context)
     {
+        using var scope = NewDisposeScope();
         int n = Config.NumStages;
         var e = AddPositions(n - 1, TokenEmbedding(n - 1).forward(localIds), 0);       // (R, P, D_n)
+        if (context is not null) e = e.add_(context);                                  // in place: nothing here is saved for backward
         var start = _startTokens[n - 1].view(1, 1, -1).expand(e.size(0), 1, e.size(2));
-        var x = cat(new[] { start, e }, 1);                                            // (R, 1+P, D_n)
-        return context is null ? x : x + nn.functional.pad(context, new long[] { 0, 0, 1, 0 }); // zero row: the start token gets no context
+        return cat(new[] { start, e }, 1).MoveToOuterDisposeScope();                  // (R, 1+P, D_n); the start position gets no context
     }
 
     // Pads ids to the patch grid, runs stages 0..n-2 and returns the local rows' ids (R, P_n) and their context
@@ -260,7 +265,8 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
         var unitIds = grid;
         for (int s = n - 2; s >= 0; s--)
         {
-            embs[s] = AddPositions(s, EmbedUnits(s, unitIds), 0);
+            using (var scope = NewDisposeScope())
+                embs[s] = AddPositions(s, EmbedUnits(s, unitIds), 0).MoveToOuterDisposeScope();
             if (s > 0) unitIds = unitIds.flatten(-2); // merge two innermost id dims for the next, coarser stage
         }
 
@@ -268,15 +274,18 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
         Tensor? context = null;   // previous stage's projection: (R_s, S_s, D_s)
         for (int s = 0; s < n - 1; s++)
         {
+            using var scope = NewDisposeScope();
             var e = embs[s];
             long seq = e.size(-2), dim = e.size(-1);
             var rows = e.reshape(-1, seq, dim);                                          // (R_s, S_s, D_s): one row per unit of stage s-1
+            if (context is not null) rows = rows + context;                              // context of unit j goes to position j+1
             var start = _startTokens[s].view(1, 1, dim).expand(rows.size(0), 1, dim);
-            var x = cat(new[] { start, rows }, 1);                                       // (R_s, 1+S_s, D_s)
-            if (context is not null)
-                x = x + nn.functional.pad(context, new long[] { 0, 0, 1, 0 });           // zero row: the start token gets no context
+            var x = cat(new[] { start, rows }, 1);                                       // (R_s, 1+S_s, D_s); the start token gets no context
             var h = RunStage(s, x);
-            context = ((NextStageProjection)_toNextStageProj[s]).forward(h[.., ..^1, ..]); // drop the last output: (R_s·S_s, P_{s+1}, D_{s+1})
+            var next = ((NextStageProjection)_toNextStageProj[s]).forward(h[.., ..^1, ..]); // drop the last output: (R_s·S_s, P_{s+1}, D_{s+1})
+            context?.Dispose();
+            e.Dispose();
+            context = next.MoveToOuterDisposeScope();
         }
         return (localIds, context);
     }
