@@ -58,6 +58,19 @@ public sealed class SamplingTests
     }
 
     [TestMethod]
+    public void RaggedPrompts_EqualGeneratingEachAlone()
+    {
+        using var scope = NewDisposeScope();
+        var model = RandomModel(Cfg([16, 8], [10, 4], [T(), S()]), seed: 4);
+        var generator = new MblmGenerator(model);
+        long[][] prompts = [[1, 2, 3], [9], [4, 5, 6], []];
+        var options = new SamplingOptions { MaxNewTokens = 6, TopK = 1 };
+        var together = generator.Generate(prompts, options);
+        for (int i = 0; i < prompts.Length; i++)
+            CollectionAssert.AreEqual(generator.Generate(tensor(prompts[i], new long[] { 1, prompts[i].Length }), options)[0], together[i].Tokens, $"prompt {i}");
+    }
+
+    [TestMethod]
     public void ContextFull_StopsWithReason_OrSlidesTheWindow()
     {
         using var scope = NewDisposeScope();

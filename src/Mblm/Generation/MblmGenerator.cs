@@ -50,6 +50,23 @@ public sealed class MblmGenerator(MblmModel model)
         return rows.Select((r, b) => new GenerationResult(r.ToArray(), reasons[b] ?? StopReason.MaxTokens)).ToArray();
     }
 
+    /// <summary>
+    /// Generates for prompts of different lengths: rows of equal length are decoded together in lockstep, groups one after
+    /// another; results come back in the prompts' order.
+    /// </summary>
+    public GenerationResult[] Generate(IReadOnlyList<long[]> prompts, SamplingOptions options, CancellationToken cancellationToken = default)
+    {
+        var results = new GenerationResult[prompts.Count];
+        foreach (var group in Enumerable.Range(0, prompts.Count).GroupBy(i => prompts[i].Length))
+        {
+            var rows = group.ToArray();
+            using var batch = tensor(rows.SelectMany(i => prompts[i]).ToArray(), new long[] { rows.Length, group.Key });
+            var generated = GenerateDetailed(batch, options, cancellationToken);
+            for (int r = 0; r < rows.Length; r++) results[rows[r]] = generated[r];
+        }
+        return results;
+    }
+
     /// <summary>Streams the new tokens of a single prompt (1-D ids) as they are produced.</summary>
     public async IAsyncEnumerable<long> StreamTokens(long[] prompt, SamplingOptions options,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
