@@ -33,7 +33,8 @@ public static class TorchRuntime
     /// instead of returning every large tensor's pages to the OS and faulting them in again on the next step; this halves
     /// the time of long-context steps on CPU. Peak memory is unchanged; memory is not returned to the OS after a peak.
     /// The cost: freed memory is never returned and the heap fragments, so peak address space grows — at million-byte
-    /// contexts this can exhaust memory (an M3 step at 1M bytes fits in 9.3 GiB without it and not in 21 GiB with it).
+    /// contexts this can exhaust memory (an M3 step at 1M bytes peaks at 8.1 GiB without it and failed under a 21 GiB
+    /// address-space cap with it).
     /// The change is process-wide, so it is opt-in: applications call this; the <c>mblm</c> tool and the benchmarks call it
     /// when <c>MBLM_MALLOC_TUNING=1</c>. Returns true when applied.
     /// </summary>
