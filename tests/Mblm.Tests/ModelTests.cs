@@ -1,5 +1,6 @@
 using Mblm.Config;
 using Mblm.Model;
+using TorchSharp;
 using static Mblm.Tests.TestData;
 using static TorchSharp.torch;
 
@@ -126,5 +127,20 @@ public sealed class ModelTests
         var all = model.forward(ids);
         for (int b = 0; b < 3; b++)
             Assert.IsTrue((model.forward(ids[b..(b + 1)]) - all[b..(b + 1)]).abs().max().item<float>() < 1e-5);
+    }
+
+    [TestMethod]
+    public void ModuleTo_ConvertsEveryParameter_IncludingTheExplicitlyRegisteredOnes()
+    {
+        using var scope = NewDisposeScope();
+        var model = RandomModel(Cfg([16, 8], [4, 3], [S(), T(pos: PosEmbType.Rope)]), seed: 12);
+        var ids = randint(0, 256, new long[] { 2, 11 });
+        using var noGrad = no_grad();
+        var expected = model.forward(ids);
+        model.to(ScalarType.Float64);
+        Assert.IsTrue(model.parameters().All(p => p.dtype == ScalarType.Float64));
+        var actual = model.forward(ids);
+        Assert.AreEqual(ScalarType.Float64, actual.dtype);
+        Assert.IsTrue((actual.to_type(ScalarType.Float32) - expected).abs().max().item<float>() < 1e-4);
     }
 }

@@ -138,6 +138,27 @@ public sealed class TrainingTests
     }
 
     [TestMethod]
+    public void Bf16WorkingCopy_TrainsTheFp32MasterLikeFp32Training()
+    {
+        string path = TempFile(Text(3000));
+        try
+        {
+            using var data = new ByteFileDataset(path, 32);
+            var options = new TrainerOptions { Steps = 12, BatchSize = 4, LearningRate = 3e-3 };
+            var fp32 = TinyModel(1);
+            var fp32Result = new Trainer(fp32, options).Train(data);
+            var mixed = TinyModel(1);
+            var before = mixed.parameters().Select(p => p.clone()).ToList();
+            var mixedResult = new Trainer(mixed, options with { Bf16 = true }).Train(data);
+            Assert.IsTrue(mixed.parameters().All(p => p.dtype == ScalarType.Float32), "master weights stay fp32");
+            Assert.IsTrue(mixed.parameters().Zip(before).Any(x => !x.First.eq(x.Second).all().item<bool>()), "master weights were updated");
+            Assert.IsTrue(double.IsFinite(mixedResult.FinalLoss));
+            Assert.AreEqual(fp32Result.FinalLoss, mixedResult.FinalLoss, 0.1, "bf16 loss trajectory stays close to fp32");
+        }
+        finally { File.Delete(path); }
+    }
+
+    [TestMethod]
     public void NonFiniteLosses_AreSkippedThenStopTraining()
     {
         string path = TempFile(Text(2000));

@@ -45,7 +45,6 @@ public sealed class PatchEmbedder : nn.Module<Tensor, Tensor>
 /// <summary>One learned start vector per stage; state <c>0</c>, <c>1</c>, … (each D_i), initialised N(0, 1).</summary>
 public sealed class StartTokens : nn.Module
 {
-    private readonly Parameter[] _tokens;
 
     /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
@@ -53,12 +52,11 @@ public sealed class StartTokens : nn.Module
     /// <summary>Creates one vector per entry of <paramref name="dims"/>.</summary>
     public StartTokens(IReadOnlyList<int> dims) : base("StartTokens")
     {
-        _tokens = dims.Select(d => new Parameter(randn(d))).ToArray();
-        for (int i = 0; i < _tokens.Length; i++) register_parameter(i.ToString(), _tokens[i]);
+        for (int i = 0; i < dims.Count; i++) register_parameter(i.ToString(), new Parameter(randn(dims[i])));
     }
 
     /// <summary>The start vector of stage <paramref name="stage"/>.</summary>
-    public Parameter this[int stage] => _tokens[stage];
+    public Parameter this[int stage] => get_parameter(stage.ToString()); // by name: Module.to() replaces parameters
 }
 
 /// <summary>

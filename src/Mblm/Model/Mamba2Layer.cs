@@ -19,7 +19,10 @@ public sealed class Mamba2Layer : nn.Module<Tensor, Tensor>
 
     private readonly Linear _inProj, _outProj;
     private readonly Conv1d _conv;
-    private readonly Parameter _dtBias, _aLog, _d;
+    // Looked up by name at use: Module.to(device/dtype) replaces parameters, so cached references would go stale.
+    private Parameter _dtBias => get_parameter("dt_bias");
+    private Parameter _aLog => get_parameter("A_log");
+    private Parameter _d => get_parameter("D");
     private readonly EpsRmsNorm _gatedNorm;
     private readonly long _inner, _heads, _headDim, _state, _convWidth;
 
@@ -49,9 +52,9 @@ public sealed class Mamba2Layer : nn.Module<Tensor, Tensor>
         {
             // Δ initialised log-uniformly in [1e-3, 0.1], floored at 1e-4; dt_bias = softplus⁻¹(Δ).
             var dt = (rand(_heads) * (Math.Log(0.1) - Math.Log(1e-3)) + Math.Log(1e-3)).exp().clamp_min(1e-4);
-            _dtBias = new Parameter(dt + (-(-dt).expm1()).log());
-            _aLog = new Parameter(empty(_heads).uniform_(1, 16).log());
-            _d = new Parameter(ones(_heads));
+            register_parameter("dt_bias", new Parameter(dt + (-(-dt).expm1()).log()));
+            register_parameter("A_log", new Parameter(empty(_heads).uniform_(1, 16).log()));
+            register_parameter("D", new Parameter(ones(_heads)));
         }
         _gatedNorm = new EpsRmsNorm(_inner);
         _outProj = nn.Linear(_inner, dim, hasBias: false);
@@ -64,9 +67,6 @@ public sealed class Mamba2Layer : nn.Module<Tensor, Tensor>
 
         register_module("in_proj", _inProj);
         register_module("conv1d", _conv);
-        register_parameter("dt_bias", _dtBias);
-        register_parameter("A_log", _aLog);
-        register_parameter("D", _d);
         register_module("norm", _gatedNorm);
         register_module("out_proj", _outProj);
     }

@@ -10,7 +10,8 @@ namespace Mblm.Model;
 /// </summary>
 public sealed class ClampRmsNorm : nn.Module<Tensor, Tensor>
 {
-    private readonly Parameter _g;
+    // Parameters are looked up by name at use: Module.to(device/dtype) replaces them, so cached references would go stale.
+    private Parameter G => get_parameter("g");
     private readonly double _scale;
 
     /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
@@ -20,8 +21,7 @@ public sealed class ClampRmsNorm : nn.Module<Tensor, Tensor>
     public ClampRmsNorm(long dim) : base("RMSNorm")
     {
         _scale = Math.Pow(dim, -0.5);
-        _g = new Parameter(ones(dim));
-        register_parameter("g", _g);
+        register_parameter("g", new Parameter(ones(dim)));
     }
 
     /// <inheritdoc />
@@ -29,7 +29,7 @@ public sealed class ClampRmsNorm : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var rms = (linalg.vector_norm(x, 2, new long[] { -1 }, keepdim: true) * _scale).clamp_min(1e-8);
-        return (x / rms * _g).MoveToOuterDisposeScope();
+        return (x / rms * G).MoveToOuterDisposeScope();
     }
 }
 
@@ -38,7 +38,8 @@ public sealed class ClampRmsNorm : nn.Module<Tensor, Tensor>
 /// </summary>
 public sealed class EpsRmsNorm : nn.Module<Tensor, Tensor>
 {
-    private readonly Parameter _weight;
+    // Parameters are looked up by name at use: Module.to(device/dtype) replaces them, so cached references would go stale.
+    private Parameter Weight => get_parameter("weight");
     private readonly double _eps;
 
     /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
@@ -48,8 +49,7 @@ public sealed class EpsRmsNorm : nn.Module<Tensor, Tensor>
     public EpsRmsNorm(long dim, double eps = 1e-5) : base("RMSNorm")
     {
         _eps = eps;
-        _weight = new Parameter(ones(dim));
-        register_parameter("weight", _weight);
+        register_parameter("weight", new Parameter(ones(dim)));
     }
 
     /// <inheritdoc />
@@ -57,6 +57,6 @@ public sealed class EpsRmsNorm : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var inv = (x.square().mean(new long[] { -1 }, keepdim: true) + _eps).rsqrt();
-        return (x * inv * _weight).MoveToOuterDisposeScope();
+        return (x * inv * Weight).MoveToOuterDisposeScope();
     }
 }

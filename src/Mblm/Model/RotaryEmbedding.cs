@@ -10,7 +10,7 @@ namespace Mblm.Model;
 /// </summary>
 public sealed class RotaryEmbedding : nn.Module
 {
-    private readonly Tensor _invFreq;
+    private Tensor _invFreq => get_buffer("inv_freq"); // by name: Module.to() replaces buffers
 
     /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
@@ -18,8 +18,7 @@ public sealed class RotaryEmbedding : nn.Module
     /// <summary>Creates the embedding for heads of size <paramref name="headDim"/> (even).</summary>
     public RotaryEmbedding(long headDim) : base("RotaryEmbedding")
     {
-        _invFreq = 1.0 / pow(10000.0, arange(0, headDim, 2, dtype: float32) / (float)headDim);
-        register_buffer("inv_freq", _invFreq, persistent: true);
+        register_buffer("inv_freq", 1.0 / pow(10000.0, arange(0, headDim, 2, dtype: float32) / (float)headDim), persistent: true);
     }
 
     /// <summary>
@@ -30,7 +29,10 @@ public sealed class RotaryEmbedding : nn.Module
     {
         using var scope = NewDisposeScope();
         var positions = arange(offset, offset + length, dtype: float32, device: _invFreq.device);
-        var freqs = outer(positions, _invFreq);
+        // A model cast to a low-precision dtype (bf16 training) must not round the frequencies: recompute them in fp32.
+        var invFreq = _invFreq.dtype == float32 ? _invFreq
+            : 1.0 / pow(10000.0, arange(0, 2 * _invFreq.size(0), 2, dtype: float32, device: _invFreq.device) / (float)(2 * _invFreq.size(0)));
+        var freqs = outer(positions, invFreq);
         var angles = cat(new[] { freqs, freqs }, -1);
         return new RotaryAngles(angles.cos().MoveToOuterDisposeScope(), angles.sin().MoveToOuterDisposeScope());
     }

@@ -56,6 +56,15 @@ public sealed class Trainer
         }
 
         _model.train();
+        // bf16: a low-precision working copy runs forward/backward; the fp32 master keeps weights and optimiser state.
+        MblmModel? working = null;
+        if (o.Bf16)
+        {
+            working = new MblmModel(_model.Config) { CheckpointChunks = _model.CheckpointChunks, CheckpointEmbedders = _model.CheckpointEmbedders };
+            working.to(ScalarType.BFloat16).to(_model.Device);
+            working.train();
+        }
+        var workingParameters = working?.parameters().ToList();
         var order = new SampleOrder(train, o.Shuffle, o.Seed);
         var clock = Stopwatch.StartNew();
         long bytesSeen = 0, stepsThisRun = 0;
@@ -68,6 +77,12 @@ public sealed class Trainer
             double lr = schedule.At(step);
             foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
             optimizer.zero_grad();
+            if (working is not null)
+            {
+                using var noGrad = no_grad();
+                working.zero_grad();
+                for (int i = 0; i < parameters.Count; i++) workingParameters![i].copy_(parameters[i]);
+            }
             double lossValue;
             using (var scope = NewDisposeScope())
             {
@@ -77,7 +92,7 @@ public sealed class Trainer
                     var samples = new List<ByteSample>();
                     while (samples.Count < o.BatchSize) samples.Add(order.Next(ref position));
                     var (ids, mask) = Batching.Collate(samples, _model.Config.PadTokenId, _model.Device);
-                    var loss = _model.Loss(ids, mask);
+                    var loss = (working ?? _model).Loss(ids, mask).to_type(ScalarType.Float32);
                     (loss / o.GradientAccumulation).backward();
                     total = total + loss.detach();
                     bytesSeen += samples.Sum(s => (long)s.Ids.Length);
@@ -93,6 +108,10 @@ public sealed class Trainer
                 continue;
             }
             nonFinite = 0;
+            if (working is not null)
+                using (no_grad())
+                    for (int i = 0; i < parameters.Count; i++)
+                        if (workingParameters![i].grad is { } g) parameters[i].grad = g.to_type(ScalarType.Float32);
             if (o.GradientClipping is double clip) nn.utils.clip_grad_norm_(parameters, clip);
             optimizer.step();
             step++;

@@ -35,6 +35,13 @@ public sealed record TrainerOptions
     public long ValidateEvery { get; init; }
     /// <summary>Cap on validation samples per evaluation (null = all).</summary>
     public long? MaxValidationSamples { get; init; }
+    /// <summary>
+    /// Mixed precision by explicit casts (TorchSharp has no autocast): forward and backward run on a bfloat16 copy of the
+    /// model; gradients are cast back onto the fp32 master weights, which the optimiser updates. Meant for CUDA; it also
+    /// runs on CPU (tested there for its mechanics only). Untested on a GPU: none was available.
+    /// </summary>
+    public bool Bf16 { get; init; }
+
     /// <summary>Non-finite losses in a row after which training stops with an error (each is skipped with a warning).</summary>
     public int MaxConsecutiveNonFinite { get; init; } = 5;
 
