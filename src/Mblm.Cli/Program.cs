@@ -15,7 +15,7 @@ public static class Program
                    prints {"loss": x, "shape": [B, L, V]} as the last line; logits as raw little-endian float32
           train    --config C --data FILE [--val FILE | --val-fraction F] --steps N --batch B --lr X --out DIR
                    [--checkpoint-every K] [--resume] [--grad-accum A] [--clip C] [--shuffle] [--adamw] [--seed S]
-                   [--validate-every K] [--window L] [--init W.safetensors] [--device D]
+                   [--validate-every K] [--window L] [--init W.safetensors] [--device D] [--bf16]
                    weights to DIR/weights.safetensors, checkpoints to DIR/checkpoints/step-NNNNNNNN/; progress on stderr
           generate --config C --weights W (--prompt TEXT | --prompt-file F | --prompt-ids IDS.json) --max-bytes N
                    [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop TEXT] [--stop-ids a,b]
@@ -46,7 +46,7 @@ public static class Program
             {
                 case "info": return InfoCommand.Run(new CliArgs(rest), stdout);
                 case "forward": return ForwardCommand.Run(new CliArgs(rest), stdout, stderr);
-                case "train": return TrainCommand.Run(new CliArgs(rest, "resume", "shuffle", "adamw"), stdout, stderr);
+                case "train": return TrainCommand.Run(new CliArgs(rest, "resume", "shuffle", "adamw", "bf16"), stdout, stderr);
                 case "eval": return EvalCommand.Run(new CliArgs(rest), stdout, stderr);
                 case "generate": return GenerateCommand.RunAsync(new CliArgs(rest, "sliding-window"), stdout, stderr).GetAwaiter().GetResult();
                 default:

@@ -23,7 +23,7 @@ internal static class TrainCommand
         long? steps = args.Long("steps"), batch = args.Long("batch"), every = args.Long("checkpoint-every"), seed = args.Long("seed"),
               accumulate = args.Long("grad-accum"), validateEvery = args.Long("validate-every"), window = args.Long("window");
         double? lr = args.Double("lr"), clip = args.Double("clip");
-        bool resume = args.Switch("resume"), shuffle = args.Switch("shuffle"), adamw = args.Switch("adamw");
+        bool resume = args.Switch("resume"), shuffle = args.Switch("shuffle"), adamw = args.Switch("adamw"), bf16 = args.Switch("bf16");
         string? init = args.Optional("init");
         var device = DeviceOption.Parse(args.Optional("device"));
         args.RejectUnknown("train");
@@ -51,7 +51,7 @@ internal static class TrainCommand
             Steps = totalSteps, BatchSize = batchSize, GradientAccumulation = accum,
             LearningRate = lr ?? t?.LearningRate ?? 1e-3, GradientClipping = clip ?? t?.GradientClipping ?? 1.0,
             WarmupFraction = t?.WarmupStepsPerc ?? 0.1, Shuffle = shuffle || (t?.ShuffleTrain ?? false), Seed = seed ?? 0,
-            AdamW = adamw, CheckpointEvery = every ?? 0, ValidateEvery = validateEvery ?? 0, OutputDirectory = outDir,
+            AdamW = adamw, Bf16 = bf16, CheckpointEvery = every ?? 0, ValidateEvery = validateEvery ?? 0, OutputDirectory = outDir,
             MaxValidationSamples = t?.MaxEvalSteps is long m ? m * batchSize : null,
         };
         manual_seed(options.Seed);
