@@ -66,4 +66,20 @@ public sealed class GenerationTests
         var generated = new MblmGenerator(model).Generate(ids[..1, ..promptLength], new SamplingOptions { MaxNewTokens = want.Length, TopK = 1 });
         CollectionAssert.AreEqual(want, generated[0]);
     }
+
+    [TestMethod]
+    public void Decoder_RestoresTrainingMode_AndWorksInFloat64()
+    {
+        using var scope = NewDisposeScope();
+        var model = RandomModel(Cfg([16, 8], [10, 4], [S(), T()]), seed: 3);
+        model.train();
+        using (var decoder = new IncrementalDecoder(model, 1)) decoder.Start(tensor(new long[] { 1, 2, 3 }).view(1, 3));
+        Assert.IsTrue(model.training, "decoding must not leave a training model in eval mode");
+        TorchSharp.ModuleExtensionMethods.to(model, ScalarType.Float64);
+        var ids = randint(0, 256, new long[] { 1, 9 });
+        using var d64 = new IncrementalDecoder(model, 1);
+        d64.Start(ids);
+        using var noGrad = no_grad();
+        Assert.IsTrue((d64.NextLogits - model.forward(ids)[.., -1, ..]).abs().max().item<double>() < 1e-9);
+    }
 }

@@ -22,14 +22,16 @@ public sealed class IncrementalDecoder : IDisposable
     private readonly long[] _unitBytes;          // U_s: bytes per unit of stage s
     private readonly StageCache[] _caches;
     private readonly Tensor?[] _context;         // (B, P_s, D_s) context of each stage's current row (s ≥ 1)
-    private readonly List<Tensor> _history = []; // (B) ids per position
+    private readonly List<Tensor> _tail = [];    // (B) ids since the last completed top-level unit (the only ones read again)
+    private readonly bool _wasTraining;
+    private long _length;
     private Tensor? _next;
 
     /// <summary>Rows decoded in lockstep.</summary>
     public long Batch { get; }
 
     /// <summary>Tokens consumed so far.</summary>
-    public long Length => _history.Count;
+    public long Length => _length;
 
     /// <summary>Distribution logits (B, V) of the next token.</summary>
     public Tensor NextLogits => _next ?? throw new InvalidOperationException("call Start first");
@@ -41,7 +43,8 @@ public sealed class IncrementalDecoder : IDisposable
         _c = model.Config;
         _n = _c.NumStages;
         Batch = batch;
-        model.eval();
+        _wasTraining = model.training;
+        model.eval(); // restored by Dispose
         _unitBytes = Enumerable.Range(0, _n).Select(s => _c.SeqLens.Skip(s + 1).Aggregate(1L, (a, p) => a * p)).ToArray();
         _caches = Enumerable.Range(0, _n)
             .Select(s => model.Stages[s].NewCache(batch, s == 0 ? Math.Min(_c.SeqLens[0] + 1, 4096) : _c.SeqLens[s] + 1, model.Device)).ToArray();
@@ -57,13 +60,16 @@ public sealed class IncrementalDecoder : IDisposable
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         if (prompt.dim() != 2 || prompt.size(0) != Batch) throw new ArgumentException($"prompt must have shape ({Batch}, L)", nameof(prompt));
-        foreach (var c in _caches) c.Reset();
-        foreach (var t in _history) t.Dispose();
-        _history.Clear();
-        prompt = prompt.to(int64, _model.Device);
         long length = prompt.size(1);
+        if (length > _c.MaxContext && _c.Blocks[0].PosEmbType == PosEmbType.Fixed)
+            throw new ArgumentException($"the prompt has {length} tokens; the model's maximum context is {_c.MaxContext} bytes (Π seq_lens)", nameof(prompt));
+        _next?.Dispose();
+        _next = null;
+        foreach (var c in _caches) c.Reset();
+        ClearTail();
+        prompt = prompt.to(int64, _model.Device);
         long prefix = Math.Max(0, length - 1);
-        foreach (var t in prompt[.., ..(int)prefix].unbind(1)) _history.Add(t.clone().DetachFromDisposeScope());
+        _length = prefix;
 
         // Stage 0 row: start token + every complete top-level unit of the prefix, in one parallel pass.
         long fullUnits = prefix / _unitBytes[0];
@@ -74,6 +80,7 @@ public sealed class IncrementalDecoder : IDisposable
             top = cat(new[] { top[.., ..1, ..], Embed(0, units, 0) }, 1);
         }
         var h = _model.Stages[0].Prefill(top, _caches[0])[.., -1, ..];
+        foreach (var t in prompt[.., (int)(fullUnits * _unitBytes[0])..(int)prefix].unbind(1)) _tail.Add(t.clone().DetachFromDisposeScope());
         // Deeper stages: only their current rows, fed unit by unit (at most P_s − 1 units each).
         for (int s = 1; s < _n; s++)
         {
@@ -96,10 +103,11 @@ public sealed class IncrementalDecoder : IDisposable
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         ids = ids.to(int64, _model.Device).reshape(Batch);
-        long t = _history.Count;
+        long t = _length;
         if (t + 1 > _c.MaxContext && _c.Blocks[0].PosEmbType == PosEmbType.Fixed)
             throw new InvalidOperationException($"the context is full: the model's maximum context is {_c.MaxContext} bytes (Π seq_lens)");
-        _history.Add(ids.clone().DetachFromDisposeScope());
+        _tail.Add(ids.clone().DetachFromDisposeScope());
+        _length = t + 1;
 
         // The local stage consumes the byte at position k+1 of its current row: its output predicts the next byte.
         long k = _n == 1 ? t : t % _c.SeqLens[_n - 1];
@@ -116,10 +124,11 @@ public sealed class IncrementalDecoder : IDisposable
             long u = _unitBytes[coarsest];
             long unitIndex = (t + 1) / u - 1;
             long j = coarsest == 0 ? unitIndex : unitIndex % _c.SeqLens[coarsest];
-            var unitIds = stack(_history.Skip((int)(t + 1 - u)).Take((int)u).ToArray(), 1);
+            var unitIds = stack(_tail.Skip(_tail.Count - (int)u).ToArray(), 1); // the unit lies inside the current top-level unit
             var h = FeedUnit(coarsest, unitIds, j);
             for (int s = coarsest + 1; s < _n; s++) h = StartRow(s, h);
         }
+        if ((t + 1) % _unitBytes[0] == 0) ClearTail();
         SetNext(logits);
     }
 
@@ -149,6 +158,12 @@ public sealed class IncrementalDecoder : IDisposable
         return _model.AddPositions(s, e, firstPosition);
     }
 
+    private void ClearTail()
+    {
+        foreach (var t in _tail) t.Dispose();
+        _tail.Clear();
+    }
+
     private Tensor StartToken(int s, long count) =>
         _model.StartToken(s).view(1, 1, -1).expand(Batch, count, _c.HiddenDims[s]);
 
@@ -163,7 +178,8 @@ public sealed class IncrementalDecoder : IDisposable
     {
         foreach (var c in _caches) c.Dispose();
         foreach (var t in _context) t?.Dispose();
-        foreach (var t in _history) t.Dispose();
+        ClearTail();
         _next?.Dispose();
+        _model.train(_wasTraining);
     }
 }

@@ -110,7 +110,9 @@ public sealed class MblmGenerator(MblmModel model)
         var sampler = new Sampler(options);
         var sequence = prompt.to(int64, model.Device);
         var outputs = new List<Tensor>();
+        bool wasTraining = model.training;
         model.eval();
+        using var restore = new RestoreMode(model, wasTraining);
         using var noGrad = no_grad();
         for (int i = 0; i < options.MaxNewTokens && sequence.size(1) < model.Config.MaxContext; i++)
         {
@@ -125,6 +127,11 @@ public sealed class MblmGenerator(MblmModel model)
 
     private readonly record struct Step(long[]? Tokens, StopReason Reason);
 
+    private sealed class RestoreMode(MblmModel model, bool training) : IDisposable
+    {
+        public void Dispose() => model.train(training);
+    }
+
     // Lockstep decoding of all rows; yields each step's tokens, or a null-token step with the reason generation ended.
     private IEnumerable<Step> Steps(Tensor prompt, SamplingOptions options, CancellationToken cancellationToken)
     {
@@ -134,7 +141,7 @@ public sealed class MblmGenerator(MblmModel model)
         long max = config.Blocks[0].PosEmbType == PosEmbType.Fixed ? config.MaxContext : long.MaxValue;
         if (prompt.size(1) > max) throw new ArgumentException($"the prompt has {prompt.size(1)} tokens; the model's maximum context is {max}", nameof(prompt));
         var sampler = new Sampler(options);
-        var history = prompt.to(int64, CPU);
+        var history = prompt.to(int64, CPU).clone(); // owned here: disposed as it grows
         using var decoder = new IncrementalDecoder(model, prompt.size(0));
         decoder.Start(prompt);
         for (int i = 0; i < options.MaxNewTokens; i++)
@@ -147,14 +154,16 @@ public sealed class MblmGenerator(MblmModel model)
                 // Sliding window: keep the newest whole top-level patches, about half the context, and re-prefill.
                 long unit = config.PatchSize;
                 long keep = Math.Max(unit, max / 2 / unit * unit);
-                decoder.Start(history[.., (int)(history.size(1) - keep)..]);
+                using (var window = history[.., (int)(history.size(1) - keep)..]) decoder.Start(window);
             }
             long[] tokens;
             using (var scope = NewDisposeScope())
             {
                 var next = sampler.Next(decoder.NextLogits);
                 tokens = next.cpu().data<long>().ToArray();
-                history = cat(new[] { history, next.cpu().unsqueeze(1) }, 1).DetachFromDisposeScope();
+                var longer = cat(new[] { history, next.cpu().unsqueeze(1) }, 1).DetachFromDisposeScope();
+                history.Dispose();
+                history = longer;
             }
             yield return new Step(tokens, StopReason.MaxTokens);
             if (i + 1 < options.MaxNewTokens)

@@ -67,6 +67,8 @@ public sealed class Sampler(SamplingOptions options)
             var dropOriginal = zeros_like(drop).scatter(-1, order, drop);
             scaled = scaled.masked_fill(dropOriginal, double.NegativeInfinity);
         }
-        return multinomial(scaled.softmax(-1), 1, generator: _generator).squeeze(-1).MoveToOuterDisposeScope();
+        // A seeded generator is a CPU generator: sample on the CPU (one (B, V) row per token), then return to the device.
+        var probabilities = _generator is null ? scaled.softmax(-1) : scaled.softmax(-1).cpu();
+        return multinomial(probabilities, 1, generator: _generator).squeeze(-1).to(logits.device).MoveToOuterDisposeScope();
     }
 }

@@ -44,7 +44,8 @@ public sealed class Attention : nn.Module
     }
 
     /// <summary>Empty KV cache for <paramref name="rows"/> rows, growing from <paramref name="capacity"/> positions.</summary>
-    public KvCache NewKv(long rows, long capacity, Device device) => new(rows, _heads, _headDim, Math.Max(1, capacity), device);
+    public KvCache NewKv(long rows, long capacity, Device device, ScalarType dtype = ScalarType.Float32) =>
+        new(rows, _heads, _headDim, Math.Max(1, capacity), device, dtype);
 
     /// <summary>
     /// Attention at one new position <paramref name="position"/>: <paramref name="x"/> (R, D) → (R, D); the new key and
@@ -126,10 +127,10 @@ public sealed class KvCache : IDisposable
 {
     private Tensor _k, _v;
 
-    internal KvCache(long rows, long heads, long headDim, long capacity, Device device)
+    internal KvCache(long rows, long heads, long headDim, long capacity, Device device, ScalarType dtype)
     {
-        _k = zeros(new[] { rows, heads, capacity, headDim }, device: device).DetachFromDisposeScope();
-        _v = zeros(new[] { rows, heads, capacity, headDim }, device: device).DetachFromDisposeScope();
+        _k = zeros(new[] { rows, heads, capacity, headDim }, dtype, device).DetachFromDisposeScope();
+        _v = zeros(new[] { rows, heads, capacity, headDim }, dtype, device).DetachFromDisposeScope();
     }
 
     /// <summary>Writes k, v (R, h, S, d_h) at positions <paramref name="at"/>..at+S−1, growing as needed.</summary>

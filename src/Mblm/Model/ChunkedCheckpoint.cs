@@ -14,6 +14,9 @@ public sealed class CheckpointFunction : autograd.SingleTensorFunction<Checkpoin
     /// <inheritdoc />
     public override string Name => "MblmCheckpoint";
 
+    /// <summary>Set by the model when any of its blocks has dropout > 0 (checked for non-CPU devices).</summary>
+    [ThreadStatic] internal static bool DropoutActive;
+
     /// <summary>Runs <paramref name="stage"/> on <paramref name="input"/> under checkpointing.</summary>
     public static Tensor Run(nn.Module<Tensor, Tensor> stage, Tensor input) =>
         apply((Func<Tensor, Tensor[], Tensor>)((x, _) => stage.forward(x)), input, Array.Empty<Tensor>());
@@ -27,6 +30,8 @@ public sealed class CheckpointFunction : autograd.SingleTensorFunction<Checkpoin
     /// <inheritdoc />
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
+        if (((Tensor)vars[1]).device.type != DeviceType.CPU && DropoutActive)
+            throw new NotSupportedException("checkpointing with dropout > 0 replays only the CPU RNG; on a GPU set dropout to 0 or disable train_checkpoint_chunks");
         var stage = (Func<Tensor, Tensor[], Tensor>)vars[0];
         var input = (Tensor)vars[1];
         var constants = (Tensor[])vars[2];
@@ -39,6 +44,7 @@ public sealed class CheckpointFunction : autograd.SingleTensorFunction<Checkpoin
     /// <inheritdoc />
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
     {
+        using var scope = NewDisposeScope(); // backward may run where no scope is active: release the recomputation here
         var stage = (Func<Tensor, Tensor[], Tensor>)ctx.get_data("stage");
         var saved = ctx.get_saved_variables();
         var input = saved[0].detach().requires_grad_();
@@ -57,6 +63,7 @@ public sealed class CheckpointFunction : autograd.SingleTensorFunction<Checkpoin
         {
             set_rng_state(current);
         }
-        return new List<Tensor> { null!, input.grad ?? zeros_like(input), null! };
+        var grad = (input.grad ?? zeros_like(input)).MoveToOuterDisposeScope();
+        return new List<Tensor> { null!, grad, null! };
     }
 }

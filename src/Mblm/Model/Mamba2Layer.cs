@@ -107,8 +107,8 @@ public sealed class Mamba2Layer : nn.Module<Tensor, Tensor>
 
     /// <summary>Zero conv window (R, d_inner + 2N, d_conv) and SSM state (R, H, headdim, N).</summary>
     public Mamba2State NewState(long rows, Device device) => new(
-        zeros(new[] { rows, _inner + 2 * _state, _convWidth }, device: device).DetachFromDisposeScope(),
-        zeros(new[] { rows, _heads, _headDim, _state }, device: device).DetachFromDisposeScope());
+        zeros(new[] { rows, _inner + 2 * _state, _convWidth }, _inProj.weight!.dtype, device).DetachFromDisposeScope(),
+        zeros(new[] { rows, _heads, _headDim, _state }, _inProj.weight!.dtype, device).DetachFromDisposeScope());
 
     /// <summary>One time step <paramref name="u"/> (R, D) → (R, D), updating <paramref name="state"/> in place.</summary>
     public Tensor Step(Tensor u, Mamba2State state)

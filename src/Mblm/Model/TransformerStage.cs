@@ -44,7 +44,10 @@ public sealed class TransformerStage : StageModel
 
     /// <inheritdoc />
     public override StageCache NewCache(long rows, long capacity, Device device) =>
-        new TransformerCache(_layers.Select(l => l.Attention.NewKv(rows, capacity, device)).ToArray(), rows, _dim, device);
+        new TransformerCache(_layers.Select(l => l.Attention.NewKv(rows, capacity, device, CacheDtype)).ToArray(), rows, _dim, device, CacheDtype);
+
+    // Caches hold activations in the model's dtype (a bf16 model decodes with bf16 caches).
+    private ScalarType CacheDtype => parameters().First().dtype;
 
     /// <inheritdoc />
     public override Tensor Step(Tensor x, StageCache cache)
@@ -150,11 +153,11 @@ public sealed class TransformerCache : StageCache
     internal Tensor[] PreviousAttentionInput { get; }
     internal Tensor[] PreviousFeedForwardInput { get; }
 
-    internal TransformerCache(KvCache[] kv, long rows, long dim, Device device)
+    internal TransformerCache(KvCache[] kv, long rows, long dim, Device device, ScalarType dtype)
     {
         Kv = kv;
-        PreviousAttentionInput = kv.Select(_ => zeros(new[] { rows, dim }, device: device).DetachFromDisposeScope()).ToArray();
-        PreviousFeedForwardInput = kv.Select(_ => zeros(new[] { rows, dim }, device: device).DetachFromDisposeScope()).ToArray();
+        PreviousAttentionInput = kv.Select(_ => zeros(new[] { rows, dim }, dtype, device).DetachFromDisposeScope()).ToArray();
+        PreviousFeedForwardInput = kv.Select(_ => zeros(new[] { rows, dim }, dtype, device).DetachFromDisposeScope()).ToArray();
     }
 
     internal void Advance(long positions) => Position += positions;

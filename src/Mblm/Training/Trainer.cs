@@ -60,10 +60,27 @@ public sealed class Trainer
         MblmModel? working = null;
         if (o.Bf16)
         {
+            // Building the copy draws initial weights; keep the RNG stream as it was so runs and resumes stay identical.
+            using var rng = get_rng_state().DetachFromDisposeScope();
             working = new MblmModel(_model.Config) { CheckpointChunks = _model.CheckpointChunks, CheckpointEmbedders = _model.CheckpointEmbedders };
+            set_rng_state(rng);
             working.to(ScalarType.BFloat16).to(_model.Device);
             working.train();
         }
+        try
+        {
+            return Run(train, validation, progress, cancellationToken, o, parameters, optimizer, schedule, position, step, resumedFrom, working);
+        }
+        finally
+        {
+            working?.Dispose();
+        }
+    }
+
+    private TrainingResult Run(ISampleSource train, ISampleSource? validation, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken,
+        TrainerOptions o, List<TorchSharp.Modules.Parameter> parameters, optim.Optimizer optimizer, LearningRateSchedule schedule, DataPosition position, long step,
+        long? resumedFrom, MblmModel? working)
+    {
         var workingParameters = working?.parameters().ToList();
         var order = new SampleOrder(train, o.Shuffle, o.Seed);
         var clock = Stopwatch.StartNew();
@@ -110,6 +127,7 @@ public sealed class Trainer
             nonFinite = 0;
             if (working is not null)
                 using (no_grad())
+                using (NewDisposeScope())
                     for (int i = 0; i < parameters.Count; i++)
                         if (workingParameters![i].grad is { } g) parameters[i].grad = g.to_type(ScalarType.Float32);
             if (o.GradientClipping is double clip) nn.utils.clip_grad_norm_(parameters, clip);
