@@ -6,6 +6,9 @@ using Mblm.Native;
 // Usage: dotnet run -c Release --project benchmarks/Mblm.Benchmarks -- <benchmark> [options]
 //   train-step [--config examples/configs/p1-2d-tt.yaml] [--batch 4] [--length 2048] [--steps 15] [--warmup 2]
 //   mamba      [--lengths 1024,4096,16384] [--reps 3]
+//   mamba-profile [--length 4096]                      (forward+backward time of each Mamba2 mixer part)
+//   generation [--contexts 1024,8192,32768,65536] [--bytes 16] [--recompute-max 8192] [--text FILE]
+//   long-context [--context 1048576] [--stages 1|2|3] [--chunks 4,8|none] [--ckpt-embedders 0|1]
 TorchRuntime.EnsureLoadable();
 bool tuned = TorchRuntime.AllocatorTuningRequested && TorchRuntime.TuneAllocator();
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
@@ -22,7 +25,7 @@ switch (args.FirstOrDefault())
     case "long-context": LongContextBenchmark.Run(opts); break;
     case "generation": GenerationBenchmark.Run(opts); break;
     default:
-        Console.Error.WriteLine("benchmarks: train-step | mamba (see Program.cs for options)");
+        Console.Error.WriteLine("benchmarks: train-step | mamba | mamba-profile | generation | long-context (see Program.cs for options)");
         return 2;
 }
 return 0;
