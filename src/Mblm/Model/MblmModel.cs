@@ -102,10 +102,13 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>Logits <c>(B, L, V)</c> and the start logits <c>(B, V)</c> (the prediction of byte 0).</summary>
-    public (Tensor Logits, Tensor StartLogits) Logits(Tensor ids)
+    public (Tensor Logits, Tensor StartLogits) Logits(Tensor ids) => LogitsOf(CheckIds(ids, nameof(ids)));
+
+    // Logits of ids already checked by CheckIds.
+    private (Tensor Logits, Tensor StartLogits) LogitsOf(Tensor ids)
     {
         using var scope = NewDisposeScope();
-        var (hidden, start) = HiddenStates(ids);
+        var (hidden, start) = HiddenStatesOf(ids);
         return (_toLogits.forward(hidden).MoveToOuterDisposeScope(), _toLogits.forward(start).MoveToOuterDisposeScope());
     }
 
@@ -113,10 +116,12 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     /// The last stage's final hidden states <c>(B, L, D_n)</c> (reference <c>HIDDEN_STATE</c>) and those of the first
     /// local start position <c>(B, D_n)</c>.
     /// </summary>
-    public (Tensor Hidden, Tensor StartHidden) HiddenStates(Tensor ids)
+    public (Tensor Hidden, Tensor StartHidden) HiddenStates(Tensor ids) => HiddenStatesOf(CheckIds(ids, nameof(ids)));
+
+    // Hidden states of ids already checked by CheckIds.
+    private (Tensor Hidden, Tensor StartHidden) HiddenStatesOf(Tensor ids)
     {
         using var scope = NewDisposeScope();
-        ids = CheckIds(ids, nameof(ids));
         long batch = ids.size(0), length = ids.size(1);
         var h = RunStage(Config.NumStages - 1, LocalStageInput(ids)); // (R, 1+S, D_n), R = B·K·P_2…P_{n-1}
         long s1 = h.size(1), dn = h.size(2);
@@ -144,7 +149,7 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         ids = CheckIds(ids, nameof(ids));
-        var (logits, start) = Logits(ids);
+        var (logits, start) = LogitsOf(ids);
         var ce = TokenLosses(logits, start, ids, Config.PadTokenId);
         var loss = ReduceLoss(ce, lossMask is null ? null : CheckMask(lossMask, ids));
         return (loss.MoveToOuterDisposeScope(), logits.MoveToOuterDisposeScope(), start.MoveToOuterDisposeScope());
@@ -191,19 +196,16 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
 
         // Targets aligned with local outputs: position k+1 of row r predicts byte r·P + k + 1; position 0 of a sample's
         // first row predicts byte 0; other start positions and bytes beyond L get the pad id (ignored).
-        var flat = nn.functional.pad(ids, new long[] { 0, padded + 1 - length }, value: pad);                 // (B, K·Q + 1)
-        var next = flat[.., 1..].reshape(batch, perSample, p);
-        var first = full(new[] { batch, perSample, 1L }, pad, dtype: int64, device: ids.device);
-        first[.., 0, 0] = ids[.., 0];
-        var targets = cat(new[] { first, next }, -1).reshape(rows, p + 1);
-        Tensor? weights = null;
-        if (mask is not null)
+        // The loss weights are aligned the same way, with weight 0 where the target is filler.
+        Tensor AlignToLocalOutputs(Tensor perByte, double filler)
         {
-            var flatMask = nn.functional.pad(mask, new long[] { 0, padded + 1 - length });
-            var firstMask = zeros(new[] { batch, perSample, 1L }, device: ids.device);
-            firstMask[.., 0, 0] = mask[.., 0];
-            weights = cat(new[] { firstMask, flatMask[.., 1..].reshape(batch, perSample, p) }, -1).reshape(rows, p + 1);
+            var flat = nn.functional.pad(perByte, new long[] { 0, padded + 1 - length }, value: filler);     // (B, K·Q + 1)
+            var first = full(new[] { batch, perSample, 1L }, filler, dtype: perByte.dtype, device: perByte.device);
+            first[.., 0, 0] = perByte[.., 0];
+            return cat(new[] { first, flat[.., 1..].reshape(batch, perSample, p) }, -1).reshape(rows, p + 1);
         }
+        var targets = AlignToLocalOutputs(ids, pad);
+        var weights = mask is null ? null : AlignToLocalOutputs(mask, 0);
 
         var stage = _stageModels[Config.NumStages - 1];
         CheckpointFunction.DropoutActive = HasDropout;
@@ -357,7 +359,9 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
         if (ids.dim() != 2) throw new ArgumentException($"{name} must have shape (batch, length), got [{string.Join(", ", ids.shape)}]", name);
         if (ids.size(1) == 0) throw new ArgumentException($"{name} must hold at least one id per row (length 0); generation from nothing uses the start-token path", name);
         if (ids.dtype is not (ScalarType.Int64 or ScalarType.Int32 or ScalarType.Int16 or ScalarType.Int8 or ScalarType.Byte)) throw new ArgumentException($"{name} must be an integer tensor, got {ids.dtype}", name);
-        long min = ids.min().item<long>(), max = ids.max().item<long>();
+        // One host synchronisation for both bounds.
+        var bounds = stack(new[] { ids.min().to_type(int64), ids.max().to_type(int64) }).cpu().data<long>().ToArray();
+        long min = bounds[0], max = bounds[1];
         if (min < 0 || max >= Config.NumTokens)
             throw new ArgumentOutOfRangeException(name, $"{name} must lie in [0, num_tokens) = [0, {Config.NumTokens}), found values in [{min}, {max}]");
         return ids.to(int64, Device);
