@@ -62,8 +62,8 @@ public sealed class Sampler(SamplingOptions options)
         if (options.TopP is double p && p < 1)
         {
             var (sorted, order) = scaled.sort(-1, descending: true);
-            var cumulative = sorted.softmax(-1).cumsum(-1);
-            var drop = (cumulative - sorted.softmax(-1)) >= p; // keep tokens until the mass before them reaches p
+            var sortedProbabilities = sorted.softmax(-1);
+            var drop = (sortedProbabilities.cumsum(-1) - sortedProbabilities) >= p; // keep tokens until the mass before them reaches p
             var dropOriginal = zeros_like(drop).scatter(-1, order, drop);
             scaled = scaled.masked_fill(dropOriginal, double.NegativeInfinity);
         }

@@ -46,17 +46,18 @@ public static class Evaluator
         try
         {
             using var noGrad = no_grad();
-            using var totals = zeros(2, dtype: float64); // [Σ weighted ce, count]
+            // Totals stay on the model's device; one host copy at the end.
+            using var totals = zeros(2, dtype: float64, device: model.Device); // [Σ weighted ce, count]
             foreach (var batch in batches)
             {
                 using var scope = NewDisposeScope();
                 var (ids, mask) = Batching.Collate(batch, model.Config.PadTokenId, model.Device);
                 var (logits, start) = model.Logits(ids);
                 var weighted = MblmModel.TokenLosses(logits, start, ids, model.Config.PadTokenId) * mask;
-                totals[0] += weighted.sum().to_type(float64).cpu();
-                totals[1] += weighted.ne(0).sum().to_type(float64).cpu();
+                totals.add_(stack(new[] { weighted.sum(), weighted.ne(0).sum() }).to_type(float64));
             }
-            double sum = totals[0].item<double>(), n = totals[1].item<double>();
+            var host = totals.cpu().data<double>().ToArray();
+            double sum = host[0], n = host[1];
             return new Result(n > 0 ? sum / n : 0, (long)n);
         }
         finally
