@@ -20,9 +20,7 @@ internal static class EvalCommand
         var device = DeviceOption.Parse(args.Optional("device"));
         args.RejectUnknown("eval");
         var file = ConfigReader.LoadFile(configPath);
-        var model = new MblmModel(file.Model);
-        ModelWeights.Load(model, weightsPath);
-        model.to(device);
+        var model = CliModel.Load(file.Model, weightsPath, device);
         int windowLength = checked((int)(window ?? file.InputSeqLen ?? file.Model.MaxContext));
         using var data = new ByteFileDataset(dataPath, windowLength);
         stderr.WriteLine($"mblm eval: {data.Length:N0} bytes in windows of {windowLength} on {device.type}");

@@ -24,9 +24,8 @@ internal static class ForwardCommand
         var config = ConfigReader.LoadModel(configPath);
         var (ids, mask) = ReadInput(inputPath, config);
         using var scope = NewDisposeScope();
-        var model = new MblmModel(config);
-        ModelWeights.Load(model, weightsPath);
-        model.to(device).eval();
+        var model = CliModel.Load(config, weightsPath, device);
+        model.eval();
         stderr.WriteLine($"mblm forward: {ids.size(0)} x {ids.size(1)} ids on {device.type}, {config.NumStages} stages");
         using var noGrad = no_grad();
         var (loss, logits, _) = model.LossAndLogits(ids.to(device), mask?.to(device));
@@ -71,6 +70,18 @@ internal static class ForwardCommand
         string temp = full + ".tmp";
         File.WriteAllBytes(temp, data.bytes.ToArray());
         File.Move(temp, full, overwrite: true);
+    }
+}
+
+/// <summary>The model the commands run: built from the config, weights loaded strictly when given, moved to the device.</summary>
+internal static class CliModel
+{
+    public static MblmModel Load(MblmConfig config, string? weightsPath, Device device)
+    {
+        var model = new MblmModel(config);
+        if (weightsPath is not null) ModelWeights.Load(model, weightsPath);
+        model.to(device);
+        return model;
     }
 }
 

@@ -44,9 +44,7 @@ internal static class GenerateCommand
         options = options with { StopSequences = stops };
         try { options.Validate(); } catch (ArgumentException e) { throw new UsageException(e.Message); }
 
-        var model = new MblmModel(config);
-        ModelWeights.Load(model, weightsPath);
-        model.to(device);
+        var model = CliModel.Load(config, weightsPath, device);
         stderr.WriteLine($"mblm generate: prompt {prompt.Length} tokens, up to {maxBytes} new, device {device.type}");
 
         var generated = new List<long>();

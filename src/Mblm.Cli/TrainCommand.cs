@@ -55,9 +55,7 @@ internal static class TrainCommand
             MaxValidationSamples = t?.MaxEvalSteps is long m ? m * batchSize : null,
         };
         manual_seed(options.Seed);
-        var model = new MblmModel(config);
-        if (init is not null) ModelWeights.Load(model, init);
-        model.to(device);
+        var model = CliModel.Load(config, init, device);
         Directory.CreateDirectory(outDir);
         File.Copy(configPath, Path.Combine(outDir, "config" + Path.GetExtension(configPath)), overwrite: true);
         stderr.WriteLine($"mblm train: {config.CountParameters():N0} parameters, {trainData.Count(0):N0} windows of {windowLength} bytes, " +
