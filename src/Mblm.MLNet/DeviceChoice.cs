@@ -1,0 +1,19 @@
+using Microsoft.ML;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Mblm.MLNet;
+
+/// <summary>The device ML.NET's context asks for: CUDA device <see cref="MLContext.GpuDeviceId"/> when set and available, else the CPU (or an error when <see cref="MLContext.FallbackToCpu"/> is false).</summary>
+internal static class DeviceChoice
+{
+    public static Device For(MLContext context)
+    {
+        if (context.GpuDeviceId is not int id) return CPU;
+        if (cuda.is_available() && id >= 0 && id < cuda.device_count()) return new Device(DeviceType.CUDA, id);
+        if (!context.FallbackToCpu)
+            throw new InvalidOperationException($"MLContext.GpuDeviceId is {id} but no such CUDA device is available " +
+                $"({(cuda.is_available() ? cuda.device_count() + " devices" : "CUDA not available: build with -p:MblmTorchBackend=cuda")}) and MLContext.FallbackToCpu is false");
+        return CPU;
+    }
+}

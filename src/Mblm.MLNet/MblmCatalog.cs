@@ -1,0 +1,62 @@
+using Mblm.MLNet;
+
+namespace Microsoft.ML
+{
+    /// <summary>Entry point of the MBLM components: <c>mlContext.Mblm()</c>.</summary>
+    public static class MblmMLContextExtensions
+    {
+        /// <summary>The catalog of Multiscale Byte Language Model estimators, evaluation and persistence.</summary>
+        public static MblmCatalog Mblm(this MLContext mlContext) => new(mlContext ?? throw new ArgumentNullException(nameof(mlContext)));
+    }
+}
+
+namespace Mblm.MLNet
+{
+    using Microsoft.ML;
+
+    /// <summary>Multiscale Byte Language Model components for an <see cref="MLContext"/>.</summary>
+    public sealed class MblmCatalog
+    {
+        internal MblmCatalog(MLContext context) => Context = context;
+
+        internal MLContext Context { get; }
+
+        /// <summary>
+        /// A byte-level language model over a text or byte-vector column: trains by next-byte prediction, then adds
+        /// <c>BitsPerByte</c>, <c>Features</c> and, with <paramref name="maxNewBytes"/> &gt; 0, <c>Completion</c>.
+        /// The model is <see cref="Mblm.Config.MblmPresets.Small"/>; use the options overload for any other.
+        /// </summary>
+        public MblmLanguageModelTrainer LanguageModel(string inputColumnName = MblmLanguageModelTrainer.Options.DefaultInputColumnName,
+            int maxEpochs = MblmLanguageModelTrainer.Options.DefaultMaxEpochs,
+            int batchSize = MblmLanguageModelTrainer.Options.DefaultBatchSize,
+            double learningRate = MblmLanguageModelTrainer.Options.DefaultLearningRate,
+            int maxNewBytes = 0) =>
+            new(Context, new MblmLanguageModelTrainer.Options
+            {
+                InputColumnName = inputColumnName,
+                MaxEpochs = maxEpochs,
+                BatchSize = batchSize,
+                LearningRate = learningRate,
+                MaxNewBytes = maxNewBytes,
+            });
+
+        /// <summary>A byte-level language model with every option.</summary>
+        public MblmLanguageModelTrainer LanguageModel(MblmLanguageModelTrainer.Options options) => new(Context, options);
+
+        /// <summary>
+        /// Byte-weighted bits per byte and perplexity over every row of scored data: Σ(bits per byte × bytes) / Σ bytes,
+        /// with each row's byte count taken from <paramref name="inputColumnName"/> (empty rows count as rows, not bytes).
+        /// </summary>
+        public MblmLanguageModelMetrics Evaluate(IDataView data, string inputColumnName = MblmLanguageModelTrainer.Options.DefaultInputColumnName,
+            string bitsPerByteColumnName = "BitsPerByte") => MblmLanguageModelMetrics.Compute(data, inputColumnName, bitsPerByteColumnName);
+
+        /// <summary>
+        /// Saves a whole pipeline (MBLM stages mixed with any ML.NET transforms that <c>mlContext.Model.Save</c> can save)
+        /// to one file, atomically: a failed save leaves an existing file untouched. Format: <c>docs/pipeline-format.md</c>.
+        /// </summary>
+        public void SaveModel(ITransformer model, DataViewSchema inputSchema, string path) => PipelineFile.Save(Context, model, inputSchema, path);
+
+        /// <summary>Loads a pipeline saved by <see cref="SaveModel"/>; returns it with the input schema it was saved with.</summary>
+        public ITransformer LoadModel(string path, out DataViewSchema inputSchema) => PipelineFile.Load(Context, path, out inputSchema);
+    }
+}

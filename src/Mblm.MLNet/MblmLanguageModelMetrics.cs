@@ -1,0 +1,39 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace Mblm.MLNet;
+
+/// <summary>Language-model metrics over a scored data set (see <see cref="MblmCatalog.Evaluate"/>).</summary>
+/// <param name="BitsPerByte">Byte-weighted mean bits per byte over all rows.</param>
+/// <param name="Perplexity">Per-byte perplexity, 2^BitsPerByte.</param>
+/// <param name="RowCount">Rows read.</param>
+/// <param name="ByteCount">Bytes scored (the sum of the rows' lengths).</param>
+public sealed record MblmLanguageModelMetrics(double BitsPerByte, double Perplexity, long RowCount, long ByteCount)
+{
+    internal static MblmLanguageModelMetrics Compute(IDataView data, string inputColumnName, string bitsPerByteColumnName)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        var input = ByteColumn.Check(data.Schema, inputColumnName);
+        var bpbColumn = data.Schema.GetColumnOrNull(bitsPerByteColumnName)
+            ?? throw new ArgumentOutOfRangeException("data", $"Could not find score column '{bitsPerByteColumnName}' (transform the data with the language model first)");
+        if (bpbColumn.Type != NumberDataViewType.Single)
+            throw new ArgumentOutOfRangeException("data", $"Schema mismatch for score column '{bitsPerByteColumnName}': expected Single, got {bpbColumn.Type}");
+        using var cursor = data.GetRowCursor(new[] { input, bpbColumn });
+        var read = ByteColumn.Reader(cursor, input);
+        var bpbGetter = cursor.GetGetter<float>(bpbColumn);
+        double bits = 0;
+        long rows = 0, bytes = 0;
+        float bpb = 0;
+        while (cursor.MoveNext())
+        {
+            rows++;
+            int n = read().Length;
+            if (n == 0) continue;
+            bpbGetter(ref bpb);
+            bits += (double)bpb * n;
+            bytes += n;
+        }
+        double mean = bytes > 0 ? bits / bytes : double.NaN;
+        return new MblmLanguageModelMetrics(mean, Math.Pow(2, mean), rows, bytes);
+    }
+}

@@ -1,0 +1,185 @@
+using System.Text;
+using Mblm.Config;
+using Mblm.Generation;
+using Mblm.Inference;
+using Mblm.Model;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace Mblm.MLNet;
+
+/// <summary>
+/// A trained MBLM as an ML.NET transformer: adds bits per byte, a feature vector and (optionally) a completion for the
+/// input column of every row. Batch <see cref="Transform"/> scores rows <see cref="MblmLanguageModelTrainer.Options.ScoringBatchSize"/>
+/// at a time; <see cref="GetRowToRowMapper"/> (used by PredictionEngine) scores one row at a time. Safe to use from several
+/// threads (calls into the model are serialised). Save it with <c>mlContext.Mblm().SaveModel</c>; <c>mlContext.Model.Save</c>
+/// cannot store third-party weights and throws <see cref="NotSupportedException"/>.
+/// </summary>
+public sealed class MblmLanguageModelTransformer : ITransformer, IDisposable
+{
+    private readonly object _gate = new();
+    private readonly MLContext _context;
+    private readonly MblmModel _model;
+    private readonly DocumentScorer _scorer;
+    private bool _disposed;
+
+    internal MblmLanguageModelTransformer(MLContext context, MblmLanguageModelTrainer.Options options, MblmModel model, TrainingSummary training)
+    {
+        _context = context;
+        Options = options with { ValidationSet = null, Progress = null }; // keep the settings, not the data or callback
+        Training = training;
+        _model = model;
+        _model.eval();
+        _scorer = new DocumentScorer(model, options.ScoringBatchSize);
+        Columns = StageColumns.For(Options);
+    }
+
+    /// <summary>The options the model was fitted with (without the validation set and progress callback).</summary>
+    public MblmLanguageModelTrainer.Options Options { get; }
+
+    /// <summary>What the fit did.</summary>
+    public TrainingSummary Training { get; }
+
+    /// <summary>The model config.</summary>
+    public MblmConfig ModelConfig => Options.ModelConfig;
+
+    /// <summary>
+    /// The trained TorchSharp model, for direct use (generation, fine-tuning, <c>ModelWeights.Save</c>). It is owned by this
+    /// transformer: do not dispose it, and do not switch it to training mode while the transformer is in use.
+    /// </summary>
+    public MblmModel Model { get { ThrowIfDisposed(); return _model; } }
+
+    internal IReadOnlyList<AddedColumn> Columns { get; }
+
+    /// <inheritdoc/>
+    public bool IsRowToRowMapper => true;
+
+    /// <inheritdoc/>
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => new Bindings(this, inputSchema).Output;
+
+    /// <inheritdoc/>
+    public IDataView Transform(IDataView input) => new ScoredDataView(this, input);
+
+    /// <inheritdoc/>
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new RowMapper(this, new Bindings(this, inputSchema));
+
+    /// <summary>Not supported: ML.NET's zip format has no public way to store the weights.</summary>
+    /// <exception cref="NotSupportedException">Always; use <c>mlContext.Mblm().SaveModel(model, inputSchema, path)</c>.</exception>
+    void ICanSaveModel.Save(ModelSaveContext ctx) =>
+        throw new NotSupportedException("mlContext.Model.Save cannot store an MBLM stage's weights (ML.NET keeps its model-writing API internal). " +
+                                        "Save the whole pipeline with mlContext.Mblm().SaveModel(model, inputSchema, path) and load it with mlContext.Mblm().LoadModel(path, out inputSchema).");
+
+    /// <summary>Generates a continuation of <paramref name="prompt"/> with this model's sampling options.</summary>
+    public string Complete(string prompt, int? maxNewBytes = null)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        var limit = maxNewBytes ?? (Options.MaxNewBytes > 0 ? Options.MaxNewBytes : 128);
+        if (limit < 0) throw new ArgumentOutOfRangeException(nameof(maxNewBytes), limit, "must be >= 0");
+        return Compute([Encoding.UTF8.GetBytes(prompt)], scores: false, features: false, completion: true, limit)[0].Completion!;
+    }
+
+    /// <summary>Results for a batch of rows; only the parts asked for are computed.</summary>
+    internal RowResult[] Compute(IReadOnlyList<byte[]> rows, bool scores, bool features, bool completion, int? maxNewBytes = null)
+    {
+        var results = new RowResult[rows.Count];
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            DocumentScore[]? s = scores || features ? _scorer.Score(rows, features) : null;
+            string[]? c = completion ? Generate(rows, maxNewBytes ?? Options.MaxNewBytes) : null;
+            for (int i = 0; i < rows.Count; i++)
+                results[i] = new RowResult((float)(s?[i].BitsPerByte ?? double.NaN), s?[i].Features, c?[i]);
+        }
+        return results;
+    }
+
+    // Each prompt keeps its newest bytes that leave room in the context for the continuation.
+    private string[] Generate(IReadOnlyList<byte[]> rows, int maxNewBytes)
+    {
+        long context = ModelConfig.MaxContext;
+        long keep = Math.Max(1, context - Math.Min(maxNewBytes, context / 2));
+        var prompts = rows.Select(r => r.Skip((int)Math.Max(0, r.Length - keep)).Select(b => (long)b).ToArray()).ToList();
+        var sampling = Options.Sampling with { MaxNewTokens = maxNewBytes, Overflow = ContextOverflow.SlidingWindow };
+        var generated = new MblmGenerator(_model).Generate(prompts, sampling);
+        var utf8 = new UTF8Encoding(false, false);
+        return generated.Select(g => utf8.GetString(g.Tokens.Where(t => t is >= 0 and < 256).Select(t => (byte)t).ToArray())).ToArray();
+    }
+
+    internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+
+    /// <summary>Frees the model's native memory. Note that disposing a PredictionEngine created with default options disposes its transformer.</summary>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            _model.Dispose();
+        }
+    }
+}
+
+/// <summary>The outputs of one row.</summary>
+internal readonly record struct RowResult(float BitsPerByte, float[]? Features, string? Completion);
+
+/// <summary>Input schema + this stage's columns: the output schema and how its columns map back.</summary>
+internal sealed class Bindings
+{
+    public Bindings(MblmLanguageModelTransformer parent, DataViewSchema input)
+    {
+        Parent = parent;
+        Input = input;
+        Source = ByteColumn.Check(input, parent.Options.InputColumnName);
+        Added = parent.Columns;
+        var builder = new DataViewSchema.Builder();
+        builder.AddColumns(input);
+        foreach (var c in Added) builder.AddColumn(c.Name, c.Type);
+        Output = builder.ToSchema();
+    }
+
+    public MblmLanguageModelTransformer Parent { get; }
+    public DataViewSchema Input { get; }
+    public DataViewSchema Output { get; }
+    public DataViewSchema.Column Source { get; }
+    public IReadOnlyList<AddedColumn> Added { get; }
+
+    /// <summary>The added column at output index <paramref name="index"/>, or null for a passed-through input column.</summary>
+    public AddedColumn? AddedAt(int index) => index >= Input.Count ? Added[index - Input.Count] : null;
+
+    /// <summary>Which outputs the active columns need.</summary>
+    public (bool Scores, bool Features, bool Completion) Needs(Func<int, bool> isActive)
+    {
+        bool s = false, f = false, c = false;
+        for (int i = 0; i < Added.Count; i++)
+        {
+            if (!isActive(Input.Count + i)) continue;
+            switch (Added[i].Kind)
+            {
+                case OutputKind.BitsPerByte: s = true; break;
+                case OutputKind.Features: f = true; break;
+                case OutputKind.Completion: c = true; break;
+            }
+        }
+        return (s, f, c);
+    }
+
+    /// <summary>A getter over the current <see cref="RowResult"/> for an added column.</summary>
+    public Delegate Getter<TValue>(AddedColumn column, Func<RowResult> current)
+    {
+        Delegate getter = column.Kind switch
+        {
+            OutputKind.BitsPerByte => (ValueGetter<float>)((ref float v) => v = current().BitsPerByte),
+            OutputKind.Features => (ValueGetter<VBuffer<float>>)((ref VBuffer<float> v) =>
+            {
+                var f = current().Features!;
+                var editor = VBufferEditor.Create(ref v, f.Length);
+                f.AsSpan().CopyTo(editor.Values);
+                v = editor.Commit();
+            }),
+            _ => (ValueGetter<ReadOnlyMemory<char>>)((ref ReadOnlyMemory<char> v) => v = current().Completion.AsMemory()),
+        };
+        if (getter is not ValueGetter<TValue>)
+            throw new InvalidOperationException($"column '{column.Name}' has type {column.Type}; a getter of {typeof(TValue).Name} was asked for");
+        return getter;
+    }
+}
