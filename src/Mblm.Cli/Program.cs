@@ -22,6 +22,8 @@ public static class Program
                    [--ids-out NEW.json] [--sliding-window] [--device D]       streams text to stdout (cached decoding)
           eval     --config C --weights W --data FILE [--batch B] [--window L]
                    prints {"bits_per_byte": x, "loss": y, "bytes": n} as the last line
+          predict  --model PIPELINE.zip (--text T | --input-file F) [--column NAME]
+                   runs an ML.NET pipeline saved with mlContext.Mblm().SaveModel; one JSON line per row (one row per line of F)
 
         Configs: a model config (JSON or YAML, the reference's keys) or a reference training YAML (model keys under params).
         """;
@@ -48,6 +50,7 @@ public static class Program
                 case "forward": return ForwardCommand.Run(new CliArgs(rest), stdout, stderr);
                 case "train": return TrainCommand.Run(new CliArgs(rest, "resume", "shuffle", "adamw", "bf16"), stdout, stderr);
                 case "eval": return EvalCommand.Run(new CliArgs(rest), stdout, stderr);
+                case "predict": return PredictCommand.Run(new CliArgs(rest), stdout, stderr);
                 case "generate": return GenerateCommand.RunAsync(new CliArgs(rest, "sliding-window"), stdout, stderr).GetAwaiter().GetResult();
                 default:
                     stderr.WriteLine($"mblm: unknown command '{args[0]}'\n\n{Usage}");
@@ -60,7 +63,7 @@ public static class Program
             return 2;
         }
         catch (Exception e) when (e is ConfigException or FileNotFoundException or InvalidDataException or ArgumentException
-                                    or Weights.WeightsMismatchException or System.Text.Json.JsonException or InvalidOperationException)
+                                    or Weights.WeightsMismatchException or NotSupportedException or System.Text.Json.JsonException or InvalidOperationException)
         {
             stderr.WriteLine($"mblm {args[0]}: {e.Message}");
             return 1;
