@@ -1,0 +1,169 @@
+// MBLM quick start: an ML.NET pipeline that trains a small Multiscale Byte Language Model, evaluates it, saves it, reloads
+// it and writes a continuation. Runs on any machine with the .NET SDK; the default corpus is embedded in this program.
+//
+//   dotnet run --project examples/QuickStart                      # the embedded corpus (this repository's docs and code)
+//   dotnet run --project examples/QuickStart -- --data my.txt     # your own text
+//   options: --epochs N  --max-steps N  --out DIR  --prompt TEXT  --bytes N
+
+using System.Diagnostics;
+using System.Reflection;
+using System.Text;
+using Mblm.Generation;
+using Mblm.MLNet;
+using Mblm.Training;
+using Microsoft.ML;
+
+var flags = Flags.Parse(args);
+string outDir = flags.Get("out", "out/quickstart");
+string prompt = flags.Get("prompt", "/// <summary>");
+int epochs = int.Parse(flags.Get("epochs", "12"));
+long? maxSteps = flags.Has("max-steps") ? long.Parse(flags.Get("max-steps", "")) : null;
+int newBytes = int.Parse(flags.Get("bytes", "160"));
+
+// 1. Data: rows of text. Each row is one document for the model (up to its 512-byte context; longer rows are cut into windows).
+string corpus = flags.Has("data") ? File.ReadAllText(flags.Get("data", "")) : EmbeddedCorpus();
+var rows = Corpus.ToRows(corpus, maxBytes: 512);
+var ml = new MLContext(seed: 1);
+var all = ml.Data.LoadFromEnumerable(rows.Select(t => new TextRow { Text = t }));
+var split = ml.Data.TrainTestSplit(all, testFraction: 0.1, seed: 1);
+Console.WriteLine($"corpus: {Encoding.UTF8.GetByteCount(corpus):N0} bytes in {rows.Count} rows ({(flags.Has("data") ? flags.Get("data", "") : "embedded: this repository's docs and sources")})");
+
+// 2. The pipeline: the MBLM language model (default small preset) over the Text column.
+var bar = new ProgressBar();
+var options = new MblmLanguageModelTrainer.Options
+{
+    InputColumnName = "Text",
+    MaxEpochs = epochs,
+    MaxSteps = maxSteps,
+    MaxNewBytes = newBytes,
+    Sampling = new SamplingOptions { Temperature = 0.7, TopK = 20, Seed = 1 },
+    ValidationSet = split.TestSet,
+    Progress = bar,
+};
+var pipeline = ml.Mblm().LanguageModel(options);
+Console.WriteLine($"model: {options.ModelConfig.CountParameters():N0} parameters, context {options.ModelConfig.MaxContext} bytes");
+
+var clock = Stopwatch.StartNew();
+using var model = pipeline.Fit(split.TrainSet);
+bar.Done();
+Console.WriteLine($"trained {model.Training.Steps} steps in {clock.Elapsed.TotalSeconds:F0} s");
+
+// 3. Evaluate on the held-out rows.
+var metrics = ml.Mblm().Evaluate(model.Transform(split.TestSet));
+Console.WriteLine($"validation: {metrics.BitsPerByte:F3} bits per byte (perplexity {metrics.Perplexity:F2} per byte) over {metrics.ByteCount:N0} bytes in {metrics.RowCount} rows");
+
+// 4. Save the whole pipeline, then load it as another program would.
+Directory.CreateDirectory(outDir);
+string path = Path.Combine(outDir, "model.zip");
+ml.Mblm().SaveModel(model, split.TrainSet.Schema, path);
+Console.WriteLine($"saved: {path} ({new FileInfo(path).Length / 1024.0:F0} KiB)");
+
+var ml2 = new MLContext();
+using var loaded = (IDisposable)ml2.Mblm().LoadModel(path, out var inputSchema);
+var reloaded = (ITransformer)loaded;
+var check = ml2.Mblm().Evaluate(reloaded.Transform(split.TestSet));
+Console.WriteLine($"reloaded: {check.BitsPerByte:F3} bits per byte on the same rows");
+
+// 5. Predict one row: bits per byte of the prompt and a continuation.
+using var engine = ml2.Model.CreatePredictionEngine<TextRow, Prediction>(reloaded, new PredictionEngineOptions { OwnsTransformer = false });
+var p = engine.Predict(new TextRow { Text = prompt });
+Console.WriteLine($"prompt: {prompt}  ({p.BitsPerByte:F2} bits per byte)");
+Console.WriteLine("completion:");
+Console.WriteLine(prompt + p.Completion);
+
+static string EmbeddedCorpus()
+{
+    var asm = Assembly.GetExecutingAssembly();
+    var sb = new StringBuilder();
+    foreach (var name in asm.GetManifestResourceNames().Where(n => n.StartsWith("corpus/", StringComparison.Ordinal)).Order(StringComparer.Ordinal))
+    {
+        using var reader = new StreamReader(asm.GetManifestResourceStream(name)!);
+        sb.Append(reader.ReadToEnd()).Append('\n');
+    }
+    return sb.ToString();
+}
+
+/// <summary>An input row.</summary>
+public sealed class TextRow
+{
+    public string Text { get; set; } = "";
+}
+
+/// <summary>The outputs read back from the pipeline.</summary>
+public sealed class Prediction
+{
+    public float BitsPerByte { get; set; }
+    public string Completion { get; set; } = "";
+}
+
+/// <summary>Cuts text into rows of whole lines, each at most a given number of UTF-8 bytes (longer lines are split).</summary>
+internal static class Corpus
+{
+    public static List<string> ToRows(string text, int maxBytes)
+    {
+        var rows = new List<string>();
+        var current = new StringBuilder();
+        int bytes = 0;
+        foreach (var line in text.Replace("\r\n", "\n").Split('\n'))
+        {
+            string piece = line + "\n";
+            int n = Encoding.UTF8.GetByteCount(piece);
+            if (bytes + n > maxBytes && current.Length > 0)
+            {
+                rows.Add(current.ToString());
+                current.Clear();
+                bytes = 0;
+            }
+            current.Append(piece);
+            bytes += n;
+        }
+        if (current.Length > 0) rows.Add(current.ToString());
+        return rows.Where(r => r.Trim().Length > 0).ToList();
+    }
+}
+
+/// <summary>A one-line progress bar on the console for the training steps.</summary>
+internal sealed class ProgressBar : IProgress<TrainingProgress>
+{
+    private TrainingProgress? _last;
+
+    public void Report(TrainingProgress p)
+    {
+        _last = p;
+        const int width = 30;
+        int filled = (int)(width * p.Step / Math.Max(1, p.TotalSteps));
+        string line = $"\r[{new string('#', filled)}{new string('.', width - filled)}] step {p.Step}/{p.TotalSteps}  loss {p.Loss * EvaluatorLog2E:F3} bits/byte  " +
+                      $"{p.BytesPerSecond / 1024:F1} KiB/s  eta {p.Eta:mm\\:ss}" + (p.ValidationBitsPerByte is double v ? $"  validation {v:F3}" : "");
+        if (Console.IsOutputRedirected) { if (p.Step == p.TotalSteps || p.ValidationBitsPerByte is not null) Console.WriteLine(line.TrimStart('\r')); }
+        else Console.Write(line.PadRight(110));
+    }
+
+    private const double EvaluatorLog2E = Evaluator.Log2E;
+
+    public void Done()
+    {
+        if (!Console.IsOutputRedirected && _last is not null) Console.WriteLine();
+    }
+}
+
+/// <summary>--name value flags.</summary>
+internal sealed class Flags
+{
+    private readonly Dictionary<string, string> _values = new();
+
+    public static Flags Parse(string[] args)
+    {
+        var f = new Flags();
+        for (int i = 0; i < args.Length; i++)
+        {
+            if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length)
+                throw new ArgumentException($"expected --name value pairs (--data FILE, --epochs N, --max-steps N, --out DIR, --prompt TEXT, --bytes N); got '{args[i]}'");
+            f._values[args[i][2..]] = args[++i];
+        }
+        return f;
+    }
+
+    public bool Has(string name) => _values.ContainsKey(name);
+
+    public string Get(string name, string fallback) => _values.TryGetValue(name, out var v) ? v : fallback;
+}

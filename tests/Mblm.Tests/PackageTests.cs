@@ -1,0 +1,120 @@
+using System.Diagnostics;
+using System.IO.Compression;
+using System.Text.RegularExpressions;
+
+namespace Mblm.Tests;
+
+/// <summary>
+/// The packages as a user gets them: Mblm and Mblm.MLNet packed into a local folder feed, and the README's two ML.NET
+/// programs built outside the repository against them (no project references, none of our Directory.Build files) and run —
+/// the first trains and saves, the second loads the file in a new process and predicts.
+/// </summary>
+[TestClass]
+public sealed class PackageTests
+{
+    [TestMethod]
+    [Timeout(900_000, CooperativeCancellation = true)]
+    public void ReadmePrograms_BuildAndRun_AgainstThePackedPackages()
+    {
+        string root = Path.Combine(Path.GetTempPath(), $"mblm-packages-{Guid.NewGuid():N}");
+        string feed = Path.Combine(root, "feed"), app = Path.Combine(root, "app");
+        Directory.CreateDirectory(feed);
+        Directory.CreateDirectory(app);
+        // A fresh version per run: the global package cache never serves a stale copy.
+        string version = $"0.1.0-test.{DateTime.UtcNow:yyyyMMddHHmmss}{Random.Shared.Next(1000):D3}";
+        try
+        {
+            foreach (var project in new[] { "src/Mblm/Mblm.csproj", "src/Mblm.MLNet/Mblm.MLNet.csproj" })
+            {
+                var pack = Run("dotnet", $"pack \"{Path.Combine(TestData.RepoRoot, project)}\" -c Release -o \"{feed}\" -p:Version={version} -p:NuGetAudit=false", TestData.RepoRoot);
+                Assert.AreEqual(0, pack.Code, $"pack {project} failed:\n{pack.Output}");
+            }
+            using (var nupkg = ZipFile.OpenRead(Path.Combine(feed, $"Mblm.{version}.nupkg")))
+            {
+                var entries = nupkg.Entries.Select(e => e.FullName).ToList();
+                CollectionAssert.Contains(entries, "buildTransitive/Mblm.targets");
+                CollectionAssert.Contains(entries, "buildTransitive/GlibcxxWeakener.cs");
+                CollectionAssert.Contains(entries, "lib/net10.0/Mblm.xml");
+            }
+            using (var nupkg = ZipFile.OpenRead(Path.Combine(feed, $"Mblm.MLNet.{version}.nupkg")))
+            {
+                var nuspec = new StreamReader(nupkg.Entries.Single(e => e.FullName.EndsWith(".nuspec")).Open()).ReadToEnd();
+                StringAssert.Contains(nuspec, $"id=\"Mblm\" version=\"{version}\"");
+                StringAssert.Contains(nuspec, "id=\"Microsoft.ML\"");
+            }
+
+            File.WriteAllText(Path.Combine(app, "NuGet.config"), $"""
+                <?xml version="1.0" encoding="utf-8"?>
+                <configuration>
+                  <packageSources>
+                    <clear />
+                    <add key="local" value="{feed}" />
+                    <add key="nuget.org" value="https://api.nuget.org/v3/index.json" />
+                  </packageSources>
+                </configuration>
+                """);
+            File.WriteAllText(Path.Combine(app, "App.csproj"), $"""
+                <Project Sdk="Microsoft.NET.Sdk">
+                  <PropertyGroup>
+                    <OutputType>Exe</OutputType>
+                    <TargetFramework>net10.0</TargetFramework>
+                    <ImplicitUsings>enable</ImplicitUsings>
+                    <Nullable>enable</Nullable>
+                  </PropertyGroup>
+                  <ItemGroup>
+                    <PackageReference Include="Mblm.MLNet" Version="{version}" />
+                  </ItemGroup>
+                </Project>
+                """);
+            // A corpus for the README's first program: this repository's README, one row per line.
+            File.Copy(Path.Combine(TestData.RepoRoot, "README.md"), Path.Combine(app, "corpus.txt"));
+            string readme = File.ReadAllText(Path.Combine(TestData.RepoRoot, "README.md"));
+
+            File.WriteAllText(Path.Combine(app, "Program.cs"), ReadmeBlock(readme, "train"));
+            var build = Run("dotnet", "build -c Release -o out", app);
+            Assert.AreEqual(0, build.Code, "build of the README's first program failed:\n" + build.Output);
+            StringAssert.Contains(build.Output, "Weakened GLIBCXX_3.4.32 requirement", "the package's buildTransitive target patched the app's output");
+            var train = Run("dotnet", "out/App.dll", app);
+            Assert.AreEqual(0, train.Code, "the README's first program failed:\n" + train.Output);
+            var bpb = Regex.Match(train.Output, @"bits per byte (\d+\.\d+), perplexity");
+            Assert.IsTrue(bpb.Success, train.Output);
+            Assert.IsTrue(double.Parse(bpb.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) < 8, train.Output);
+            StringAssert.Contains(train.Output, "step ", "Fit logged its progress to MLContext.Log");
+            Assert.IsTrue(File.Exists(Path.Combine(app, "model.zip")));
+
+            File.WriteAllText(Path.Combine(app, "Program.cs"), ReadmeBlock(readme, "predict"));
+            build = Run("dotnet", "build -c Release -o out", app);
+            Assert.AreEqual(0, build.Code, "build of the README's second program failed:\n" + build.Output);
+            var predict = Run("dotnet", "out/App.dll", app);
+            Assert.AreEqual(0, predict.Code, "the README's second program failed:\n" + predict.Output);
+            StringAssert.Matches(predict.Output, new Regex(@"\d+\.\d+ bits per byte, 64 features, continues: "));
+        }
+        finally
+        {
+            try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    /// <summary>The C# block after the <c>&lt;!-- readme:NAME --&gt;</c> marker.</summary>
+    internal static string ReadmeBlock(string readme, string name)
+    {
+        var m = Regex.Match(readme, $@"<!-- readme:{name} -->\s*```csharp\n(.*?)```", RegexOptions.Singleline);
+        Assert.IsTrue(m.Success, $"README has no block marked readme:{name}");
+        return m.Groups[1].Value;
+    }
+
+    private static (int Code, string Output) Run(string file, string arguments, string workingDirectory)
+    {
+        var psi = new ProcessStartInfo(file, arguments)
+        {
+            WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        psi.Environment["DOTNET_NOLOGO"] = "1";
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        p.WaitForExit();
+        return (p.ExitCode, stdout.Result + stderr.Result);
+    }
+}
