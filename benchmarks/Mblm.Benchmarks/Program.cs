@@ -8,6 +8,7 @@ using Mblm.Native;
 //   mamba      [--lengths 1024,4096,16384] [--reps 3]
 //   mamba-profile [--length 4096]                      (forward+backward time of each Mamba2 mixer part)
 //   generation [--contexts 1024,8192,32768,65536] [--bytes 16] [--recompute-max 8192] [--text FILE]
+//   mlnet      [--steps 60] [--reps 2] [--rows 256] [--kib 256] [--data FILE]   (ML.NET Fit overhead; Transform rows/s)
 //   long-context [--context 1048576] [--stages 1|2|3] [--chunks 4,8|none] [--ckpt-embedders 0|1]
 TorchRuntime.EnsureLoadable();
 bool tuned = TorchRuntime.AllocatorTuningRequested && TorchRuntime.TuneAllocator();
@@ -24,8 +25,9 @@ switch (args.FirstOrDefault())
     case "mamba-profile": MambaProfile.Run(opts); break;
     case "long-context": LongContextBenchmark.Run(opts); break;
     case "generation": GenerationBenchmark.Run(opts); break;
+    case "mlnet": MLNetBenchmark.Run(opts); break;
     default:
-        Console.Error.WriteLine("benchmarks: train-step | mamba | mamba-profile | generation | long-context (see Program.cs for options)");
+        Console.Error.WriteLine("benchmarks: train-step | mamba | mamba-profile | generation | mlnet | long-context (see Program.cs for options)");
         return 2;
 }
 return 0;

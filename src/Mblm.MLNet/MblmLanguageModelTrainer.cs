@@ -144,14 +144,14 @@ public sealed class MblmLanguageModelTrainer : IEstimator<MblmLanguageModelTrans
         var device = DeviceChoice.For(_context);
         using var ch = _host.Start("Training");
         var documents = ByteRows.Read(input, column);
-        var train = new WindowSource(documents, (int)Math.Min(o.ModelConfig.MaxContext, int.MaxValue));
+        var train = new DocumentSource(documents, (int)Math.Min(o.ModelConfig.MaxContext, int.MaxValue));
         if (train.Count(0) == 0)
             throw new ArgumentException($"the training data has no bytes in column '{o.InputColumnName}' ({documents.Count} rows, all empty)", nameof(input));
-        WindowSource? validation = null;
+        DocumentSource? validation = null;
         if (o.ValidationSet is { } vs)
         {
             var vcol = ByteColumn.Check(vs.Schema, o.InputColumnName, role: "validation");
-            validation = new WindowSource(ByteRows.Read(vs, vcol), train.WindowLength);
+            validation = new DocumentSource(ByteRows.Read(vs, vcol), train.WindowLength);
             if (validation.Count(0) == 0) validation = null;
         }
         long stepsPerEpoch = (train.Count(0) + o.BatchSize - 1) / o.BatchSize;
