@@ -52,7 +52,8 @@ public sealed class ConsumerProjectTests
         }
     }
 
-    private static (int Code, string Output) Run(string file, string arguments, string workingDirectory)
+    /// <summary>Runs a process to completion; exit code and stdout+stderr.</summary>
+    internal static (int Code, string Output) Run(string file, string arguments, string workingDirectory)
     {
         var psi = new ProcessStartInfo(file, arguments)
         {

@@ -103,18 +103,6 @@ public sealed class PackageTests
         return m.Groups[1].Value;
     }
 
-    private static (int Code, string Output) Run(string file, string arguments, string workingDirectory)
-    {
-        var psi = new ProcessStartInfo(file, arguments)
-        {
-            WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-        };
-        psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        psi.Environment["DOTNET_NOLOGO"] = "1";
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        p.WaitForExit();
-        return (p.ExitCode, stdout.Result + stderr.Result);
-    }
+    private static (int Code, string Output) Run(string file, string arguments, string workingDirectory) =>
+        ConsumerProjectTests.Run(file, arguments, workingDirectory);
 }
