@@ -44,6 +44,12 @@ namespace Mblm.MLNet
         public MblmLanguageModelTrainer LanguageModel(MblmLanguageModelTrainer.Options options) => new(Context, options);
 
         /// <summary>
+        /// Visual question answering as a multiclass trainer: an MBLM trained by next-byte prediction on the answer bytes of
+        /// "question, image bytes, question, answer" sequences; predicts by scoring every answer (the label's key values).
+        /// </summary>
+        public Vision.MblmAnswerClassifierTrainer AnswerClassifier(Vision.MblmAnswerClassifierTrainer.Options options) => new(Context, options);
+
+        /// <summary>
         /// Byte-weighted bits per byte and perplexity over every row of scored data: Σ(bits per byte × bytes) / Σ bytes,
         /// with each row's byte count taken from <paramref name="inputColumnName"/> (empty rows count as rows, not bytes).
         /// </summary>

@@ -15,7 +15,7 @@ namespace Mblm.MLNet;
 /// threads (calls into the model are serialised). Save it with <c>mlContext.Mblm().SaveModel</c>; <c>mlContext.Model.Save</c>
 /// cannot store third-party weights and throws <see cref="NotSupportedException"/>.
 /// </summary>
-public sealed class MblmLanguageModelTransformer : ITransformer, IDisposable
+public sealed class MblmLanguageModelTransformer : ITransformer, IDisposable, IRowStage<byte[], RowResult>
 {
     private readonly object _gate = new();
     private readonly MLContext _context;
@@ -55,13 +55,36 @@ public sealed class MblmLanguageModelTransformer : ITransformer, IDisposable
     public bool IsRowToRowMapper => true;
 
     /// <inheritdoc/>
-    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => new Bindings(this, inputSchema).Output;
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => new Bindings<byte[], RowResult>(this, inputSchema).Output;
 
     /// <inheritdoc/>
-    public IDataView Transform(IDataView input) => new ScoredDataView(this, input);
+    public IDataView Transform(IDataView input) => new ScoredDataView<byte[], RowResult>(this, input);
 
     /// <inheritdoc/>
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new RowMapper(this, new Bindings(this, inputSchema));
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new RowMapper<byte[], RowResult>(this, new Bindings<byte[], RowResult>(this, inputSchema));
+
+    // ---- IRowStage: how the shared data view and row mapper drive this stage ----
+
+    IReadOnlyList<DataViewSchema.Column> IRowStage<byte[], RowResult>.Sources(DataViewSchema input) => [ByteColumn.Check(input, Options.InputColumnName)];
+
+    IReadOnlyList<AddedColumnInfo> IRowStage<byte[], RowResult>.Added => Columns.Select(c => new AddedColumnInfo(c.Name, c.Type, null)).ToList();
+
+    int IRowStage<byte[], RowResult>.BatchSize => Options.ScoringBatchSize;
+
+    Func<byte[]> IRowStage<byte[], RowResult>.Reader(DataViewRow row, IReadOnlyList<DataViewSchema.Column> sources) => ByteColumn.Reader(row, sources[0]);
+
+    RowResult[] IRowStage<byte[], RowResult>.Compute(IReadOnlyList<byte[]> rows, bool[] active)
+    {
+        bool Needs(OutputKind kind) => Columns.Where((c, i) => active[i] && c.Kind == kind).Any();
+        return Compute(rows, Needs(OutputKind.BitsPerByte), Needs(OutputKind.Features), Needs(OutputKind.Completion));
+    }
+
+    Delegate IRowStage<byte[], RowResult>.Getter(int added, Func<RowResult> current) => Columns[added].Kind switch
+    {
+        OutputKind.BitsPerByte => (ValueGetter<float>)((ref float v) => v = current().BitsPerByte),
+        OutputKind.Features => (ValueGetter<VBuffer<float>>)((ref VBuffer<float> v) => RowStages.Copy(current().Features!, ref v)),
+        _ => (ValueGetter<ReadOnlyMemory<char>>)((ref ReadOnlyMemory<char> v) => v = current().Completion.AsMemory()),
+    };
 
     /// <summary>Not supported: ML.NET's zip format has no public way to store the weights.</summary>
     /// <exception cref="NotSupportedException">Always; use <c>mlContext.Mblm().SaveModel(model, inputSchema, path)</c>.</exception>
@@ -119,67 +142,6 @@ public sealed class MblmLanguageModelTransformer : ITransformer, IDisposable
     }
 }
 
+
 /// <summary>The outputs of one row.</summary>
 internal readonly record struct RowResult(float BitsPerByte, float[]? Features, string? Completion);
-
-/// <summary>Input schema + this stage's columns: the output schema and how its columns map back.</summary>
-internal sealed class Bindings
-{
-    public Bindings(MblmLanguageModelTransformer parent, DataViewSchema input)
-    {
-        Parent = parent;
-        Input = input;
-        Source = ByteColumn.Check(input, parent.Options.InputColumnName);
-        Added = parent.Columns;
-        var builder = new DataViewSchema.Builder();
-        builder.AddColumns(input);
-        foreach (var c in Added) builder.AddColumn(c.Name, c.Type);
-        Output = builder.ToSchema();
-    }
-
-    public MblmLanguageModelTransformer Parent { get; }
-    public DataViewSchema Input { get; }
-    public DataViewSchema Output { get; }
-    public DataViewSchema.Column Source { get; }
-    public IReadOnlyList<AddedColumn> Added { get; }
-
-    /// <summary>The added column at output index <paramref name="index"/>, or null for a passed-through input column.</summary>
-    public AddedColumn? AddedAt(int index) => index >= Input.Count ? Added[index - Input.Count] : null;
-
-    /// <summary>Which outputs the active columns need.</summary>
-    public (bool Scores, bool Features, bool Completion) Needs(Func<int, bool> isActive)
-    {
-        bool s = false, f = false, c = false;
-        for (int i = 0; i < Added.Count; i++)
-        {
-            if (!isActive(Input.Count + i)) continue;
-            switch (Added[i].Kind)
-            {
-                case OutputKind.BitsPerByte: s = true; break;
-                case OutputKind.Features: f = true; break;
-                case OutputKind.Completion: c = true; break;
-            }
-        }
-        return (s, f, c);
-    }
-
-    /// <summary>A getter over the current <see cref="RowResult"/> for an added column.</summary>
-    public Delegate Getter<TValue>(AddedColumn column, Func<RowResult> current)
-    {
-        Delegate getter = column.Kind switch
-        {
-            OutputKind.BitsPerByte => (ValueGetter<float>)((ref float v) => v = current().BitsPerByte),
-            OutputKind.Features => (ValueGetter<VBuffer<float>>)((ref VBuffer<float> v) =>
-            {
-                var f = current().Features!;
-                var editor = VBufferEditor.Create(ref v, f.Length);
-                f.AsSpan().CopyTo(editor.Values);
-                v = editor.Commit();
-            }),
-            _ => (ValueGetter<ReadOnlyMemory<char>>)((ref ReadOnlyMemory<char> v) => v = current().Completion.AsMemory()),
-        };
-        if (getter is not ValueGetter<TValue>)
-            throw new InvalidOperationException($"column '{column.Name}' has type {column.Type}; a getter of {typeof(TValue).Name} was asked for");
-        return getter;
-    }
-}

@@ -43,6 +43,12 @@ internal static class PipelineFile
         int MaxEpochs, long? MaxSteps, int BatchSize, double LearningRate, double WarmupFraction, double? GradientClipping,
         TrainingSummary Training);
 
+    private sealed record AnswerClassifierStage(
+        string ImageColumnName, string QuestionColumnName, string LabelColumnName, string ScoreColumnName, string PredictedLabelColumnName,
+        Vision.ImageEncoding ImageEncoding, double CropHeightFraction, double CropWidthFraction, int? ResizeWidth, int? ResizeHeight, int? Levels, int JpegQuality,
+        int ScoringBatchSize, int MaxEpochs, long? MaxSteps, int BatchSize, double LearningRate, double WarmupFraction,
+        List<string> Answers, TrainingSummary Training);
+
     private sealed record SamplingStage(double Temperature, int? TopK, double? TopP, long? Seed, List<long[]> StopSequences, ContextOverflow Overflow);
 
     public static void Save(MLContext context, ITransformer model, DataViewSchema inputSchema, string path)
@@ -79,6 +85,13 @@ internal static class PipelineFile
                         string folder = $"stages/{stages.Count:D3}/";
                         WriteLanguageModel(zip, folder, lm);
                         stages.Add(new StageEntry("language-model", folder));
+                    }
+                    else if (stage is Vision.MblmAnswerClassifierTransformer vqa)
+                    {
+                        FlushRun();
+                        string folder = $"stages/{stages.Count:D3}/";
+                        WriteAnswerClassifier(zip, folder, vqa);
+                        stages.Add(new StageEntry("answer-classifier", folder));
                     }
                     else
                     {
@@ -126,6 +139,9 @@ internal static class PipelineFile
                         break;
                     case "language-model":
                         stages.Add(ReadLanguageModel(context, zip, stage.Folder, path));
+                        break;
+                    case "answer-classifier":
+                        stages.Add(ReadAnswerClassifier(context, zip, stage.Folder, path));
                         break;
                     default:
                         throw new InvalidDataException($"'{path}': stage kind '{stage.Kind}' in {stage.Folder} is unknown to this Mblm.MLNet");
@@ -179,10 +195,77 @@ internal static class PipelineFile
             o.MaxNewBytes, o.ScoringBatchSize, new SamplingStage(s.Temperature, s.TopK, s.TopP, s.Seed, s.StopSequences.ToList(), s.Overflow),
             o.MaxEpochs, o.MaxSteps, o.BatchSize, o.LearningRate, o.WarmupFraction, o.GradientClipping, lm.Training);
         WriteText(zip, folder + "stage.json", JsonSerializer.Serialize(stage, Json));
-        WriteText(zip, folder + "model.json", ConfigWriter.ToJson(o.ModelConfig));
+        WriteModel(zip, folder, o.ModelConfig, lm.Model);
+    }
+
+    private static void WriteModel(ZipArchive zip, string folder, MblmConfig config, MblmModel model)
+    {
+        WriteText(zip, folder + "model.json", ConfigWriter.ToJson(config));
         var weights = zip.CreateEntry(folder + "model.safetensors", CompressionLevel.NoCompression);
         using var w = weights.Open();
-        SafeTensors.Save(lm.Model.state_dict(), w);
+        SafeTensors.Save(model.state_dict(), w);
+    }
+
+    private static void WriteAnswerClassifier(ZipArchive zip, string folder, Vision.MblmAnswerClassifierTransformer vqa)
+    {
+        var o = vqa.Options;
+        var stage = new AnswerClassifierStage(o.ImageColumnName, o.QuestionColumnName, o.LabelColumnName, o.ScoreColumnName, o.PredictedLabelColumnName,
+            o.ImageEncoding, o.CropHeightFraction, o.CropWidthFraction, o.ResizeWidth, o.ResizeHeight, o.Levels, o.JpegQuality,
+            o.ScoringBatchSize, o.MaxEpochs, o.MaxSteps, o.BatchSize, o.LearningRate, o.WarmupFraction, vqa.Answers.ToList(), vqa.Training);
+        WriteText(zip, folder + "stage.json", JsonSerializer.Serialize(stage, Json));
+        WriteModel(zip, folder, o.ModelConfig, vqa.Model);
+    }
+
+    private static Vision.MblmAnswerClassifierTransformer ReadAnswerClassifier(MLContext context, ZipArchive zip, string folder, string path)
+    {
+        AnswerClassifierStage stage;
+        try { stage = JsonSerializer.Deserialize<AnswerClassifierStage>(ReadText(zip, folder + "stage.json", path), Json) ?? throw new JsonException("empty"); }
+        catch (JsonException e) { throw new InvalidDataException($"'{path}': {folder}stage.json is not valid: {e.Message}", e); }
+        var config = ReadConfig(zip, folder, path);
+        var options = new Vision.MblmAnswerClassifierTrainer.Options
+        {
+            ImageColumnName = stage.ImageColumnName, QuestionColumnName = stage.QuestionColumnName, LabelColumnName = stage.LabelColumnName,
+            ScoreColumnName = stage.ScoreColumnName, PredictedLabelColumnName = stage.PredictedLabelColumnName,
+            ImageEncoding = stage.ImageEncoding, CropHeightFraction = stage.CropHeightFraction, CropWidthFraction = stage.CropWidthFraction,
+            ResizeWidth = stage.ResizeWidth, ResizeHeight = stage.ResizeHeight, Levels = stage.Levels, JpegQuality = stage.JpegQuality,
+            ScoringBatchSize = stage.ScoringBatchSize, MaxEpochs = stage.MaxEpochs, MaxSteps = stage.MaxSteps, BatchSize = stage.BatchSize,
+            LearningRate = stage.LearningRate, WarmupFraction = stage.WarmupFraction, ModelConfig = config,
+        }.Checked();
+        var model = ReadModel(context, zip, folder, path, config);
+        return new Vision.MblmAnswerClassifierTransformer(options, model, stage.Answers.ToArray(), stage.Training);
+    }
+
+    private static MblmConfig ReadConfig(ZipArchive zip, string folder, string path)
+    {
+        try { return ConfigReader.Parse(ReadText(zip, folder + "model.json", path)).Model; }
+        catch (ConfigException e) { throw new InvalidDataException($"'{path}': {folder}model.json: {e.Message}", e); }
+    }
+
+    // Builds the module (without disturbing the caller's random stream), loads the weights strictly and places it.
+    private static MblmModel ReadModel(MLContext context, ZipArchive zip, string folder, string path, MblmConfig config)
+    {
+        MblmModel model;
+        using (var rng = get_rng_state())
+        {
+            model = new MblmModel(config);
+            set_rng_state(rng);
+        }
+        try
+        {
+            using (var bytes = ReadBytes(zip, folder + "model.safetensors", path))
+            {
+                var tensors = SafeTensors.Load(bytes, $"{path}:{folder}model.safetensors");
+                try { ModelWeights.Load(model, tensors, $"{path}:{folder}model.safetensors"); }
+                finally { foreach (var t in tensors.Values) t.Dispose(); }
+            }
+            model.to(DeviceChoice.For(context));
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
     }
 
     private static MblmLanguageModelTransformer ReadLanguageModel(MLContext context, ZipArchive zip, string folder, string path)
@@ -190,9 +273,7 @@ internal static class PipelineFile
         LanguageModelStage stage;
         try { stage = JsonSerializer.Deserialize<LanguageModelStage>(ReadText(zip, folder + "stage.json", path), Json) ?? throw new JsonException("empty"); }
         catch (JsonException e) { throw new InvalidDataException($"'{path}': {folder}stage.json is not valid: {e.Message}", e); }
-        MblmConfig config;
-        try { config = ConfigReader.Parse(ReadText(zip, folder + "model.json", path)).Model; }
-        catch (ConfigException e) { throw new InvalidDataException($"'{path}': {folder}model.json: {e.Message}", e); }
+        var config = ReadConfig(zip, folder, path);
         var s = stage.Sampling;
         var options = new MblmLanguageModelTrainer.Options
         {
@@ -212,29 +293,7 @@ internal static class PipelineFile
             GradientClipping = stage.GradientClipping,
         }.Checked();
 
-        // Building a module draws initial weights from the global generator: leave the caller's random stream as it was.
-        MblmModel model;
-        using (var rng = get_rng_state())
-        {
-            model = new MblmModel(config);
-            set_rng_state(rng);
-        }
-        try
-        {
-            using (var bytes = ReadBytes(zip, folder + "model.safetensors", path))
-            {
-                var tensors = SafeTensors.Load(bytes, $"{path}:{folder}model.safetensors");
-                try { ModelWeights.Load(model, tensors, $"{path}:{folder}model.safetensors"); }
-                finally { foreach (var t in tensors.Values) t.Dispose(); }
-            }
-            model.to(DeviceChoice.For(context));
-            return new MblmLanguageModelTransformer(context, options, model, stage.Training);
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
+        return new MblmLanguageModelTransformer(context, options, ReadModel(context, zip, folder, path, config), stage.Training);
     }
 
     private static ZipArchive OpenZip(string path)

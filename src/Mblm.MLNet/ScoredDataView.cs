@@ -8,15 +8,15 @@ namespace Mblm.MLNet;
 /// column a batch of rows ahead (with a second input cursor), scores the batch in one model call, and serves the rows while
 /// the first input cursor supplies the passed-through columns in step. Only the outputs of active columns are computed.
 /// </summary>
-internal sealed class ScoredDataView : IDataView
+internal sealed class ScoredDataView<TIn, TOut> : IDataView
 {
     private readonly IDataView _input;
-    private readonly Bindings _bindings;
+    private readonly Bindings<TIn, TOut> _bindings;
 
-    public ScoredDataView(MblmLanguageModelTransformer parent, IDataView input)
+    public ScoredDataView(IRowStage<TIn, TOut> stage, IDataView input)
     {
         _input = input;
-        _bindings = new Bindings(parent, input.Schema);
+        _bindings = new Bindings<TIn, TOut>(stage, input.Schema);
     }
 
     public bool CanShuffle => false;
@@ -29,11 +29,10 @@ internal sealed class ScoredDataView : IDataView
     {
         var active = new bool[Schema.Count];
         foreach (var c in columnsNeeded) active[c.Index] = true;
-        var needs = _bindings.Needs(i => active[i]);
-        bool any = needs.Scores || needs.Features || needs.Completion;
+        var needs = _bindings.ActiveAdded(i => active[i]);
         var inputColumns = Enumerable.Range(0, _bindings.Input.Count).Where(i => active[i]).Select(i => _bindings.Input[i]).ToList();
         var pass = _input.GetRowCursor(inputColumns);
-        var ahead = any ? _input.GetRowCursor(new[] { _bindings.Source }) : null;
+        var ahead = needs.Any(x => x) ? _input.GetRowCursor(_bindings.Sources) : null;
         return new Cursor(_bindings, pass, ahead, active, needs);
     }
 
@@ -42,21 +41,21 @@ internal sealed class ScoredDataView : IDataView
 
     private sealed class Cursor : DataViewRowCursor
     {
-        private readonly Bindings _b;
+        private readonly Bindings<TIn, TOut> _b;
         private readonly DataViewRowCursor _pass;
         private readonly DataViewRowCursor? _ahead;
-        private readonly Func<byte[]>? _read;
+        private readonly Func<TIn>? _read;
         private readonly bool[] _active;
-        private readonly (bool Scores, bool Features, bool Completion) _needs;
-        private readonly Queue<RowResult> _ready = new();
-        private RowResult _current;
+        private readonly bool[] _needs;
+        private readonly Queue<TOut> _ready = new();
+        private TOut _current = default!;
 
-        public Cursor(Bindings b, DataViewRowCursor pass, DataViewRowCursor? ahead, bool[] active, (bool, bool, bool) needs)
+        public Cursor(Bindings<TIn, TOut> b, DataViewRowCursor pass, DataViewRowCursor? ahead, bool[] active, bool[] needs)
         {
             _b = b;
             _pass = pass;
             _ahead = ahead;
-            _read = ahead is null ? null : ByteColumn.Reader(ahead, b.Source);
+            _read = ahead is null ? null : b.Stage.Reader(ahead, b.Sources);
             _active = active;
             _needs = needs;
         }
@@ -75,11 +74,11 @@ internal sealed class ScoredDataView : IDataView
             if (_ahead is null) return true;
             if (_ready.Count == 0)
             {
-                var rows = new List<byte[]>();
-                while (rows.Count < _b.Parent.Options.ScoringBatchSize && _ahead.MoveNext()) rows.Add(_read!());
+                var rows = new List<TIn>();
+                while (rows.Count < _b.Stage.BatchSize && _ahead.MoveNext()) rows.Add(_read!());
                 if (rows.Count == 0)
                     throw new InvalidOperationException("the input data view returned fewer rows on a second cursor; MBLM batching needs a deterministic input");
-                foreach (var r in _b.Parent.Compute(rows, _needs.Scores, _needs.Features, _needs.Completion)) _ready.Enqueue(r);
+                foreach (var r in _b.Stage.Compute(rows, _needs)) _ready.Enqueue(r);
             }
             _current = _ready.Dequeue();
             return true;
@@ -88,9 +87,8 @@ internal sealed class ScoredDataView : IDataView
         public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
         {
             if (!_active[column.Index]) throw new InvalidOperationException($"column '{column.Name}' is not active in this cursor");
-            return _b.AddedAt(column.Index) is { } added
-                ? (ValueGetter<TValue>)_b.Getter<TValue>(added, () => _current)
-                : _pass.GetGetter<TValue>(_b.Input[column.Index]);
+            int added = _b.AddedAt(column.Index);
+            return added >= 0 ? _b.Getter<TValue>(added, () => _current) : _pass.GetGetter<TValue>(_b.Input[column.Index]);
         }
 
         protected override void Dispose(bool disposing)
@@ -106,7 +104,7 @@ internal sealed class ScoredDataView : IDataView
 }
 
 /// <summary>Row-at-a-time mapping (PredictionEngine, composed mappers): the model runs once per row position, on demand.</summary>
-internal sealed class RowMapper(MblmLanguageModelTransformer parent, Bindings bindings) : IRowToRowMapper
+internal sealed class RowMapper<TIn, TOut>(IRowStage<TIn, TOut> stage, Bindings<TIn, TOut> bindings) : IRowToRowMapper
 {
     public DataViewSchema InputSchema => bindings.Input;
 
@@ -117,8 +115,8 @@ internal sealed class RowMapper(MblmLanguageModelTransformer parent, Bindings bi
         var result = new SortedDictionary<int, DataViewSchema.Column>();
         foreach (var c in dependingColumns)
         {
-            if (bindings.AddedAt(c.Index) is null) result[c.Index] = bindings.Input[c.Index];
-            else result[bindings.Source.Index] = bindings.Source;
+            if (bindings.AddedAt(c.Index) < 0) result[c.Index] = bindings.Input[c.Index];
+            else foreach (var s in bindings.Sources) result[s.Index] = s;
         }
         return result.Values;
     }
@@ -127,28 +125,26 @@ internal sealed class RowMapper(MblmLanguageModelTransformer parent, Bindings bi
     {
         var active = new bool[bindings.Output.Count];
         foreach (var c in activeColumns) active[c.Index] = true;
-        return new Row(parent, bindings, input, active);
+        return new Row(bindings, input, active);
     }
 
     private sealed class Row : DataViewRow
     {
-        private readonly MblmLanguageModelTransformer _parent;
-        private readonly Bindings _b;
+        private readonly Bindings<TIn, TOut> _b;
         private readonly DataViewRow _input;
         private readonly bool[] _active;
-        private readonly (bool Scores, bool Features, bool Completion) _needs;
-        private readonly Func<byte[]>? _read;
+        private readonly bool[] _needs;
+        private readonly Func<TIn>? _read;
         private long _cachedPosition = -1;
-        private RowResult _cached;
+        private TOut _cached = default!;
 
-        public Row(MblmLanguageModelTransformer parent, Bindings b, DataViewRow input, bool[] active)
+        public Row(Bindings<TIn, TOut> b, DataViewRow input, bool[] active)
         {
-            _parent = parent;
             _b = b;
             _input = input;
             _active = active;
-            _needs = b.Needs(i => active[i]);
-            if (_needs.Scores || _needs.Features || _needs.Completion) _read = ByteColumn.Reader(input, b.Source);
+            _needs = b.ActiveAdded(i => active[i]);
+            if (_needs.Any(x => x)) _read = b.Stage.Reader(input, b.Sources);
         }
 
         public override DataViewSchema Schema => _b.Output;
@@ -159,11 +155,11 @@ internal sealed class RowMapper(MblmLanguageModelTransformer parent, Bindings bi
 
         public override bool IsColumnActive(DataViewSchema.Column column) => _active[column.Index];
 
-        private RowResult Current()
+        private TOut Current()
         {
             if (_cachedPosition != _input.Position || _input.Position < 0)
             {
-                _cached = _parent.Compute([_read!()], _needs.Scores, _needs.Features, _needs.Completion)[0];
+                _cached = _b.Stage.Compute([_read!()], _needs)[0];
                 _cachedPosition = _input.Position;
             }
             return _cached;
@@ -172,9 +168,8 @@ internal sealed class RowMapper(MblmLanguageModelTransformer parent, Bindings bi
         public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
         {
             if (!_active[column.Index]) throw new InvalidOperationException($"column '{column.Name}' is not active in this row");
-            return _b.AddedAt(column.Index) is { } added
-                ? (ValueGetter<TValue>)_b.Getter<TValue>(added, Current)
-                : _input.GetGetter<TValue>(_b.Input[column.Index]);
+            int added = _b.AddedAt(column.Index);
+            return added >= 0 ? _b.Getter<TValue>(added, Current) : _input.GetGetter<TValue>(_b.Input[column.Index]);
         }
     }
 }

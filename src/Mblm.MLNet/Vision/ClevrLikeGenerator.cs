@@ -111,6 +111,14 @@ public sealed class ClevrLikeGenerator
         return result;
     }
 
+    private sealed class AnswerKey
+    {
+        public string Answer { get; set; } = "";
+    }
+
+    /// <summary>A one-column data view of <see cref="AllAnswers"/>: pass it as <c>keyData</c> to <c>MapValueToKey</c> so every answer has a key, in a fixed order.</summary>
+    public static IDataView AnswerKeyData(MLContext ml) => ml.Data.LoadFromEnumerable(AllAnswers.Select(a => new AnswerKey { Answer = a }));
+
     /// <summary>Examples as an <see cref="IDataView"/> of <see cref="VqaRow"/> (images as PNG file bytes).</summary>
     public static IDataView ToDataView(MLContext ml, IEnumerable<VqaExample> examples)
     {

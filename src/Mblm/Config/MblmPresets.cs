@@ -22,6 +22,13 @@ public static class MblmPresets
         ],
     }.Validate();
 
+    /// <summary>
+    /// <see cref="Small"/> for visual question answering: 260 tokens (bytes, pad 256, end of modality 257, start of text 258,
+    /// start of image 259) and 2,048 tokens of context (256 patches of 8). Its weights other than the vocabulary rows have
+    /// the same shapes as <see cref="Small"/>'s, so a Small language model transfers into it.
+    /// </summary>
+    public static MblmConfig SmallVqa { get; } = Small with { NumTokens = 260, SeqLens = [256, 8] };
+
     /// <summary>The tiny config used by tests and the CLI quick start (global Mamba2 + local Transformer, 256 bytes of context).</summary>
     public static MblmConfig Tiny { get; } = new MblmConfig
     {

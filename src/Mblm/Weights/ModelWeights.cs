@@ -59,6 +59,48 @@ public static class ModelWeights
         finally { foreach (var t in tensors.Values) t.Dispose(); }
     }
 
+    /// <summary>
+    /// Loads weights of a model with a smaller vocabulary (the reference's token-embedding migration): every byte-embedding
+    /// table (<c>token_embs_rev.0.weight</c>, <c>token_embs_rev.k.0.weight</c>) and the LM head (<c>to_logits.weight</c>,
+    /// <c>to_logits.bias</c>) get rows [0, V_old) from the file and keep their fresh initialisation above; every other tensor
+    /// must match by name and shape (strict). Returns the old vocabulary size.
+    /// </summary>
+    public static long LoadGrowingVocabulary(nn.Module module, IReadOnlyDictionary<string, Tensor> tensors, string source = "weights")
+    {
+        var state = module.state_dict();
+        static bool Grows(string name) => name is "to_logits.weight" or "to_logits.bias" || System.Text.RegularExpressions.Regex.IsMatch(name, @"^token_embs_rev\.(0|\d+\.0)\.weight$");
+        var same = new Dictionary<string, Tensor>();
+        long oldVocab = -1;
+        var problems = new List<string>();
+        foreach (var (name, value) in tensors)
+        {
+            if (Grows(name) && state.TryGetValue(name, out var target) && value.shape.Length == target.shape.Length && value.shape[0] < target.shape[0]
+                && value.shape.Skip(1).SequenceEqual(target.shape.Skip(1)))
+            {
+                if (oldVocab >= 0 && oldVocab != value.shape[0]) problems.Add($"{name}: {value.shape[0]} rows, other tables have {oldVocab}");
+                oldVocab = value.shape[0];
+                continue;
+            }
+            same[name] = value;
+        }
+        if (problems.Count > 0) throw new ArgumentException($"{source}: inconsistent vocabulary sizes: {string.Join("; ", problems)}");
+        var grown = tensors.Keys.Where(k => !same.ContainsKey(k)).ToList();
+        // Everything else, strictly; the grown tensors count as present.
+        var missing = state.Keys.Where(k => !tensors.ContainsKey(k)).ToList();
+        var unexpected = same.Keys.Where(k => !state.ContainsKey(k)).OrderBy(k => k, StringComparer.Ordinal).ToList();
+        var mismatched = same.Keys.Where(state.ContainsKey).Where(k => !state[k].shape.SequenceEqual(same[k].shape))
+            .Select(k => $"{k}: file [{string.Join(", ", same[k].shape)}] vs model [{string.Join(", ", state[k].shape)}]").ToList();
+        if (missing.Count > 0 || unexpected.Count > 0 || mismatched.Count > 0) throw new WeightsMismatchException(source, missing, unexpected, mismatched);
+        using var noGrad = no_grad();
+        foreach (var (name, value) in same) state[name].copy_(value.to(state[name].dtype, state[name].device));
+        foreach (var name in grown)
+        {
+            var value = tensors[name];
+            state[name][..(int)value.shape[0]].copy_(value.to(state[name].dtype, state[name].device));
+        }
+        return oldVocab < 0 ? state.TryGetValue("to_logits.bias", out var b) ? b.shape[0] : -1 : oldVocab;
+    }
+
     /// <summary>Saves the module's state dict (parameters and persistent buffers) to a safetensors file, atomically.</summary>
     public static void Save(nn.Module module, string path, IReadOnlyDictionary<string, string>? metadata = null) =>
         SafeTensors.Save(module.state_dict(), path, metadata);

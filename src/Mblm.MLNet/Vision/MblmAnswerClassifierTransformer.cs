@@ -1,0 +1,149 @@
+using Mblm.Config;
+using Mblm.Model;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using static TorchSharp.torch;
+
+namespace Mblm.MLNet.Vision;
+
+/// <summary>
+/// A trained MBLM answer classifier: adds <c>Score</c> (Vector&lt;Single, K&gt;: probabilities over the K answers, slot names
+/// = the answers) and <c>PredictedLabel</c> (Key&lt;UInt32, K&gt; with the answers as key values). Every candidate answer is
+/// scored by the model's log-likelihood of its answer segment after the row's question–image–question prompt; the scores
+/// are normalised with a softmax over the candidates. Thread-safe; save with <c>mlContext.Mblm().SaveModel</c>.
+/// </summary>
+public sealed class MblmAnswerClassifierTransformer : ITransformer, IDisposable, IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>
+{
+    private readonly object _gate = new();
+    private readonly MblmModel _model;
+    private readonly long[][] _answerSegments;
+    private readonly ImageByteOptions _image;
+    private bool _disposed;
+
+    internal MblmAnswerClassifierTransformer(MblmAnswerClassifierTrainer.Options options, MblmModel model, string[] answers, TrainingSummary training)
+    {
+        Options = options with { Progress = null, TransferFrom = null };
+        _model = model;
+        _model.eval();
+        Answers = answers;
+        Training = training;
+        _image = options.ImageOptions;
+        _answerSegments = answers.Select(a => VqaLayout.Answer(VqaLayout.Utf8(a))).ToArray();
+    }
+
+    /// <summary>The options it was fitted with (without the progress callback).</summary>
+    public MblmAnswerClassifierTrainer.Options Options { get; }
+
+    /// <summary>The candidate answers, in key order (key k is Answers[k-1]).</summary>
+    public IReadOnlyList<string> Answers { get; }
+
+    /// <summary>What the fit did.</summary>
+    public TrainingSummary Training { get; }
+
+    /// <summary>The trained TorchSharp model (owned by this transformer).</summary>
+    public MblmModel Model { get { ObjectDisposedException.ThrowIf(_disposed, this); return _model; } }
+
+    /// <inheritdoc/>
+    public bool IsRowToRowMapper => true;
+
+    private Bindings<(byte[], byte[]), (float[], uint)> Bind(DataViewSchema schema) => new(this, schema);
+
+    /// <inheritdoc/>
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => Bind(inputSchema).Output;
+
+    /// <inheritdoc/>
+    public IDataView Transform(IDataView input) => new ScoredDataView<(byte[], byte[]), (float[], uint)>(this, input);
+
+    /// <inheritdoc/>
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new RowMapper<(byte[], byte[]), (float[], uint)>(this, Bind(inputSchema));
+
+    void ICanSaveModel.Save(ModelSaveContext ctx) =>
+        throw new NotSupportedException("mlContext.Model.Save cannot store an MBLM stage's weights; use mlContext.Mblm().SaveModel(model, inputSchema, path).");
+
+    IReadOnlyList<DataViewSchema.Column> IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>.Sources(DataViewSchema input)
+    {
+        var (image, question) = VqaColumns.CheckInputs(input, Options);
+        return [image, question];
+    }
+
+    IReadOnlyList<AddedColumnInfo> IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>.Added
+    {
+        get
+        {
+            int k = Answers.Count;
+            var names = new VBuffer<ReadOnlyMemory<char>>(k, Answers.Select(a => a.AsMemory()).ToArray());
+            ValueGetter<VBuffer<ReadOnlyMemory<char>>> getNames = (ref VBuffer<ReadOnlyMemory<char>> v) => names.CopyTo(ref v);
+            var score = new DataViewSchema.Annotations.Builder();
+            score.Add("SlotNames", new VectorDataViewType(TextDataViewType.Instance, k), getNames);
+            score.Add("ScoreColumnKind", TextDataViewType.Instance, (ref ReadOnlyMemory<char> v) => v = "MulticlassClassification".AsMemory());
+            score.Add("ScoreValueKind", TextDataViewType.Instance, (ref ReadOnlyMemory<char> v) => v = "Score".AsMemory());
+            var predicted = new DataViewSchema.Annotations.Builder();
+            predicted.Add("KeyValues", new VectorDataViewType(TextDataViewType.Instance, k), getNames);
+            return
+            [
+                new AddedColumnInfo(Options.ScoreColumnName, new VectorDataViewType(NumberDataViewType.Single, k), score.ToAnnotations()),
+                new AddedColumnInfo(Options.PredictedLabelColumnName, new KeyDataViewType(typeof(uint), k), predicted.ToAnnotations()),
+            ];
+        }
+    }
+
+    int IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>.BatchSize => Options.ScoringBatchSize;
+
+    Func<(byte[] Question, byte[] Image)> IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>.Reader(DataViewRow row, IReadOnlyList<DataViewSchema.Column> sources) =>
+        new VqaRowReader(_image).Reader(row, sources[0], sources[1]);
+
+    (float[] Scores, uint Predicted)[] IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>.Compute(IReadOnlyList<(byte[] Question, byte[] Image)> rows, bool[] active) =>
+        Score(rows.Select(r => VqaLayout.Prompt(r.Question, r.Image)).ToList());
+
+    Delegate IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>.Getter(int added, Func<(float[] Scores, uint Predicted)> current) => added == 0
+        ? (ValueGetter<VBuffer<float>>)((ref VBuffer<float> v) => RowStages.Copy(current().Scores, ref v))
+        : (ValueGetter<uint>)((ref uint v) => v = current().Predicted);
+
+    /// <summary>Probabilities over <see cref="Answers"/> and the predicted key for each prompt (question–image–question ids).</summary>
+    internal (float[] Scores, uint Predicted)[] Score(IReadOnlyList<long[]> prompts)
+    {
+        int k = _answerSegments.Length;
+        var result = new (float[], uint)[prompts.Count];
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var noGrad = no_grad();
+            for (int r = 0; r < prompts.Count; r++)
+            {
+                using var scope = NewDisposeScope();
+                var prompt = prompts[r];
+                int length = prompt.Length + _answerSegments.Max(a => a.Length);
+                if (length > _model.Config.MaxContext && _model.Config.Blocks[0].PosEmbType == PosEmbType.Fixed)
+                    throw new InvalidOperationException($"a row needs {length} tokens, more than the model's context of {_model.Config.MaxContext}");
+                var ids = new long[k * length];
+                var mask = new float[k * length];
+                Array.Fill(ids, VqaLayout.Pad);
+                for (int c = 0; c < k; c++)
+                {
+                    Array.Copy(prompt, 0, ids, c * length, prompt.Length);
+                    Array.Copy(_answerSegments[c], 0, ids, c * length + prompt.Length, _answerSegments[c].Length);
+                    for (int i = 0; i < _answerSegments[c].Length; i++) mask[c * length + prompt.Length + i] = 1;
+                }
+                var idsT = tensor(ids, new long[] { k, length }).to(_model.Device);
+                var (logits, start) = _model.Logits(idsT);
+                var ce = MblmModel.TokenLosses(logits, start, idsT, VqaLayout.Pad) * tensor(mask, new long[] { k, length }).to(_model.Device);
+                var probs = (-ce.sum(1)).softmax(0).to_type(float32).cpu().data<float>().ToArray();
+                uint best = 0;
+                for (int c = 1; c < k; c++) if (probs[c] > probs[best]) best = (uint)c;
+                result[r] = (probs, best + 1);
+            }
+        }
+        return result;
+    }
+
+    /// <summary>Frees the model.</summary>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            _model.Dispose();
+        }
+    }
+}
