@@ -1,0 +1,132 @@
+// Visual question answering on generated CLEVR-like scenes (the paper's second claim, at laptop scale): a byte model with
+// no image encoder and no classification head, trained only by next-byte prediction on the answer, against the majority
+// answer per question family and a CNN+LSTM classifier. Prints accuracy per question family.
+//
+//   dotnet run -c Release --project examples/Vqa                 # default: about 10 minutes on 2 CPU cores
+//   dotnet run -c Release --project examples/Vqa -- --large      # more scenes, larger images, more epochs
+//   options: --scenes N --test-scenes N --questions N --epochs N --size WxH --levels N --skip jpeg,transfer,baseline
+
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Mblm.Config;
+using Mblm.MLNet;
+using Mblm.MLNet.Vision;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+var flags = args.Select((a, i) => (a, i)).Where(x => x.a.StartsWith("--", StringComparison.Ordinal))
+    .ToDictionary(x => x.a[2..], x => x.i + 1 < args.Length && !args[x.i + 1].StartsWith("--", StringComparison.Ordinal) ? args[x.i + 1] : "true");
+string Flag(string name, string fallback) => flags.TryGetValue(name, out var v) ? v : fallback;
+bool large = flags.ContainsKey("large");
+int scenes = int.Parse(Flag("scenes", large ? "4000" : "1000")), testScenes = int.Parse(Flag("test-scenes", large ? "400" : "100"));
+int questions = int.Parse(Flag("questions", "3")), epochs = int.Parse(Flag("epochs", large ? "8" : "4"));
+var size = Flag("size", large ? "32x24" : "16x12").Split('x').Select(int.Parse).ToArray();
+int levels = int.Parse(Flag("levels", "8"));
+var skip = Flag("skip", "").Split(',', StringSplitOptions.RemoveEmptyEntries).ToHashSet();
+
+// 1. Data: train and test scenes from different seeds (held-out scenes).
+var train = new ClevrLikeGenerator(seed: 1).Generate(scenes, questions);
+var test = new ClevrLikeGenerator(seed: 2).Generate(testScenes, questions);
+Console.WriteLine($"{scenes} training scenes, {testScenes} test scenes, {questions} questions each; images 64x48 drawn, model input {size[0]}x{size[1]} ({levels} levels per channel)");
+var families = ClevrLikeGenerator.Families;
+var results = new List<(string Name, string[] Predicted, double Seconds)>();
+
+// 2. The floor: the most frequent training answer of each family.
+var majority = train.GroupBy(e => e.Family).ToDictionary(g => g.Key, g => g.GroupBy(e => e.Answer).OrderByDescending(a => a.Count()).First().Key);
+results.Add(("majority answer per family (floor)", test.Select(e => majority[e.Family]).ToArray(), 0));
+
+var ml = new MLContext(seed: 1);
+var trainData = ClevrLikeGenerator.ToDataView(ml, train);
+var testData = ClevrLikeGenerator.ToDataView(ml, test);
+var baseOptions = new MblmAnswerClassifierTrainer.Options
+{
+    LabelColumnName = "Label", ResizeWidth = size[0], ResizeHeight = size[1], Levels = levels, MaxEpochs = epochs, BatchSize = 16, LearningRate = 2e-3,
+};
+
+string[] RunMblm(string name, MblmAnswerClassifierTrainer.Options options)
+{
+    var clock = Stopwatch.StartNew();
+    var pipeline = ml.Transforms.Conversion.MapValueToKey("Label", "Answer", keyData: ClevrLikeGenerator.AnswerKeyData(ml))
+        .Append(ml.Mblm().AnswerClassifier(options with { Progress = new Bar(name) }))
+        .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedAnswer", "PredictedLabel"));
+    var model = pipeline.Fit(trainData);
+    var scored = model.Transform(testData);
+    var metrics = ml.MulticlassClassification.Evaluate(scored, "Label");
+    var predicted = scored.GetColumn<string>("PredictedAnswer").ToArray();
+    Console.WriteLine($"  {name}: micro accuracy {metrics.MicroAccuracy:P1}, log-loss {metrics.LogLoss:F3} ({clock.Elapsed.TotalSeconds:F0} s)");
+    ((IDisposable)model).Dispose();
+    results.Add((name, predicted, clock.Elapsed.TotalSeconds));
+    return predicted;
+}
+
+// 3. MBLM on pixels (planar RGB, discretised).
+RunMblm("MBLM, pixels", baseOptions);
+
+// 4. MBLM on JPEG file bytes.
+if (!skip.Contains("jpeg")) RunMblm("MBLM, JPEG bytes", baseOptions with { ImageEncoding = ImageEncoding.Jpeg, JpegQuality = 90, Levels = null });
+
+// 5. CNN+LSTM with a classification head.
+if (!skip.Contains("baseline"))
+{
+    var clock = Stopwatch.StartNew();
+    var predicted = CnnLstmBaseline.TrainAndPredict(train, test, ClevrLikeGenerator.AllAnswers, epochs: large ? 20 : 12, seed: 1);
+    results.Add(("CNN+LSTM (classification head)", predicted, clock.Elapsed.TotalSeconds));
+    Console.WriteLine($"  CNN+LSTM: {clock.Elapsed.TotalSeconds:F0} s");
+}
+
+// 6. MBLM initialised from a text-pretrained language model (this repository's README and docs).
+if (!skip.Contains("transfer"))
+{
+    var text = FindRepoText();
+    var rows = text.Split("\n\n").Where(r => r.Trim().Length > 0).Select(r => new TextRow { Text = r }).ToList();
+    var lmOptions = new MblmLanguageModelTrainer.Options { ModelConfig = MblmPresets.SmallVqa with { NumTokens = 257 }, MaxEpochs = large ? 20 : 8 };
+    var clock = Stopwatch.StartNew();
+    using var lm = ml.Mblm().LanguageModel(lmOptions).Fit(ml.Data.LoadFromEnumerable(rows));
+    string lmPath = Path.Combine(Path.GetTempPath(), $"mblm-vqa-text-lm-{Environment.ProcessId}.zip");
+    ml.Mblm().SaveModel(lm, ml.Data.LoadFromEnumerable(rows).Schema, lmPath);
+    Console.WriteLine($"  text pre-training: {Encoding.UTF8.GetByteCount(text):N0} bytes, {lm.Training.Steps} steps ({clock.Elapsed.TotalSeconds:F0} s)");
+    RunMblm("MBLM, pixels, from a text-pretrained LM", baseOptions with { TransferFrom = lmPath });
+    File.Delete(lmPath);
+}
+
+// 7. The table: accuracy per question family on the held-out scenes.
+Console.WriteLine();
+Console.WriteLine($"| model | {string.Join(" | ", families)} | all | train+eval s |");
+Console.WriteLine($"| --- |{string.Concat(Enumerable.Repeat(" --- |", families.Length))} --- | --- |");
+foreach (var (name, predicted, seconds) in results)
+{
+    var cells = families.Select(f =>
+    {
+        var idx = Enumerable.Range(0, test.Count).Where(i => test[i].Family == f).ToList();
+        return idx.Count == 0 ? "–" : $"{100.0 * idx.Count(i => predicted[i] == test[i].Answer) / idx.Count:F1}";
+    });
+    double all = 100.0 * Enumerable.Range(0, test.Count).Count(i => predicted[i] == test[i].Answer) / test.Count;
+    Console.WriteLine($"| {name} | {string.Join(" | ", cells)} | **{all:F1}** | {seconds:F0} |");
+}
+Console.WriteLine($"\n{test.Count} test questions ({test.Count / families.Length} per family).");
+
+static string FindRepoText()
+{
+    for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        if (File.Exists(Path.Combine(dir.FullName, "MblmMLNet.sln")))
+            return string.Join("\n\n", new[] { Path.Combine(dir.FullName, "README.md") }.Concat(Directory.GetFiles(Path.Combine(dir.FullName, "docs"), "*.md")).Select(File.ReadAllText));
+    throw new FileNotFoundException("run from a clone of the repository (the text pre-training reads README.md and docs/)");
+}
+
+/// <summary>A text row for the language model.</summary>
+public sealed class TextRow
+{
+    public string Text { get; set; } = "";
+}
+
+/// <summary>Prints training progress every tenth of the run.</summary>
+internal sealed class Bar(string name) : IProgress<Mblm.Training.TrainingProgress>
+{
+    public void Report(Mblm.Training.TrainingProgress p)
+    {
+        if (p.Step % Math.Max(1, p.TotalSteps / 5) == 0 || p.Step == p.TotalSteps)
+            Console.WriteLine($"    {name}: step {p.Step}/{p.TotalSteps} answer loss {p.Loss:F3} ({p.BytesPerSecond / 1024:F1} KiB/s, eta {p.Eta:mm\\:ss})");
+    }
+}
