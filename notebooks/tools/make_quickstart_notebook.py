@@ -1,3 +1,4 @@
+"""Writes notebooks/QuickStart.ipynb (run from the repository root: python3 notebooks/tools/make_quickstart_notebook.py notebooks/QuickStart.ipynb)."""
 import json, sys
 cells = []
 def md(text): cells.append({"cell_type": "markdown", "metadata": {}, "source": text.strip("\n").splitlines(keepends=True)})
