@@ -158,6 +158,31 @@ public sealed class VisionTests
     }
 
     [TestMethod]
+    public void AnswerClassifier_ReadsMLImageAndRawFileBytes_Alike()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"mblm-vqa-files-{Guid.NewGuid():N}");
+        try
+        {
+            ClevrLikeGenerator.WriteTo(dir, new ClevrLikeGenerator(seed: 4).Generate(12, 2));
+            var ml = new MLContext(seed: 1);
+            var tsv = ml.Data.LoadFromTextFile(Path.Combine(dir, "questions.tsv"),
+                [new TextLoader.Column("Path", DataKind.String, 0), new TextLoader.Column("Question", DataKind.String, 1), new TextLoader.Column("Answer", DataKind.String, 2)],
+                separatorChar: '\t', hasHeader: true);
+            var keys = ml.Transforms.Conversion.MapValueToKey("Label", "Answer", keyData: ClevrLikeGenerator.AnswerKeyData(ml));
+            var viaImages = keys.Append(ml.Transforms.LoadImages("Image", dir, "Path"));
+            var viaBytes = keys.Append(ml.Transforms.LoadRawImageBytes("Image", dir, "Path"));
+            using var model = viaImages.Append(ml.Mblm().AnswerClassifier(TinyOptions with { MaxSteps = 3 })).Fit(tsv);
+            var classifier = model.LastTransformer;
+            // The same fitted classifier over an MLImage column and over the PNG files' raw bytes.
+            var sa = model.Transform(tsv).GetColumn<float[]>("Score").ToArray();
+            var sb = classifier.Transform(viaBytes.Fit(tsv).Transform(tsv)).GetColumn<float[]>("Score").ToArray();
+            Assert.AreEqual(24, sa.Length);
+            for (int i = 0; i < sa.Length; i++) CollectionAssert.AreEqual(sa[i], sb[i], "the same pixels from an MLImage and from the PNG bytes");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [TestMethod]
     public void AnswerClassifier_SchemaErrors()
     {
         var ml = new MLContext();
