@@ -197,7 +197,20 @@ public sealed class ClevrLikeGenerator
     private static SKColor Shade(SKColor c, float f) =>
         new((byte)Math.Min(255, c.Red * f), (byte)Math.Min(255, c.Green * f), (byte)Math.Min(255, c.Blue * f));
 
+    // Yes/no families are balanced the way CLEVR balances answers: draw the wanted answer first, then questions until one has it.
     private (string Question, string Answer) Ask(string family, List<Obj> objects)
+    {
+        string? wanted = family is "exists" or "compare-integer" or "compare-attribute" ? (_rng.Next(2) == 0 ? "yes" : "no") : null;
+        (string Question, string Answer) qa = default;
+        for (int tries = 0; tries < 50; tries++)
+        {
+            qa = AskOnce(family, objects);
+            if (wanted is null || qa.Answer == wanted) break;
+        }
+        return qa;
+    }
+
+    private (string Question, string Answer) AskOnce(string family, List<Obj> objects)
     {
         switch (family)
         {
@@ -223,25 +236,23 @@ public sealed class ClevrLikeGenerator
                     _ => ($"Are there the same number of {Describe(a, true)} and {Describe(b, true)}?", na == nb ? "yes" : "no"),
                 };
             }
-            case "query-attribute":
+            case "compare-attribute" when objects.Count > 1:
+            {
+                var (a, fa) = UniqueObject(objects);
+                var (b, fb) = UniqueObject(objects, exclude: a);
+                int attr = _rng.Next(4);
+                return ($"Does the {Describe(fa, false)} have the same {AttributeNames[attr]} as the {Describe(fb, false)}?", a.Attr(attr) == b.Attr(attr) ? "yes" : "no");
+            }
+            default: // query-attribute (and compare-attribute in a one-object scene)
             {
                 var (target, f) = UniqueObject(objects);
                 int attr = Enumerable.Range(0, 4).Where(i => !f.Values.ContainsKey(i)).OrderBy(_ => _rng.Next()).First();
-                string[] names = ["size", "color", "material", "shape"];
-                return ($"What {names[attr]} is the {Describe(f, false)}?", Value(attr, target.Attr(attr)));
-            }
-            default:
-            {
-                var (a, fa) = UniqueObject(objects);
-                var others = objects.Where(o => o != a).ToList();
-                if (others.Count == 0) goto case "query-attribute";
-                var (b, fb) = UniqueObject(objects, exclude: a);
-                int attr = _rng.Next(4);
-                string[] names = ["size", "color", "material", "shape"];
-                return ($"Does the {Describe(fa, false)} have the same {names[attr]} as the {Describe(fb, false)}?", a.Attr(attr) == b.Attr(attr) ? "yes" : "no");
+                return ($"What {AttributeNames[attr]} is the {Describe(f, false)}?", Value(attr, target.Attr(attr)));
             }
         }
     }
+
+    private static readonly string[] AttributeNames = ["size", "color", "material", "shape"];
 
     // A filter of 1..maxAttrs attributes, taken from a scene object (so it matches) or drawn at random.
     private Filter RandomFilter(List<Obj> objects, bool fromScene, int maxAttrs)
