@@ -83,3 +83,34 @@ public sealed class GenerationTests
         Assert.IsTrue((d64.NextLogits - model.forward(ids)[.., -1, ..]).abs().max().item<double>() < 1e-9);
     }
 }
+
+/// <summary>Scoring candidate continuations: the cached path (prefix decoded once, state repeated) equals the full forward.</summary>
+[TestClass]
+public sealed class ContinuationScorerTests
+{
+    public static IEnumerable<object[]> Models() =>
+    [
+        ["T,T", TestData.Cfg([16, 8], [8, 4], [TestData.T(), TestData.T()])],
+        ["S,T", TestData.Cfg([16, 8], [8, 4], [TestData.S(), TestData.T()])],
+        ["T,S,T", TestData.Cfg([16, 12, 8], [4, 3, 2], [TestData.T(), TestData.S(), TestData.T()])],
+    ];
+
+    [TestMethod]
+    [DynamicData(nameof(Models))]
+    public void Cached_EqualsRecompute(string name, Mblm.Config.MblmConfig config)
+    {
+        using var model = TestData.RandomModel(config, seed: 11);
+        var rng = new Random(3);
+        long[][] candidates = [[258, 121, 101, 115, 257], [258, 57, 257], [258, 110, 111, 257], [7]];
+        foreach (int promptLength in new[] { 0, 1, 5, 13, 22 })
+        {
+            var prompt = Enumerable.Range(0, promptLength).Select(_ => (long)rng.Next(256)).ToArray();
+            var cands = candidates.Select(c => c.Select(t => t % config.NumTokens == config.PadTokenId ? 1 : t % config.NumTokens).ToArray()).ToArray();
+            if (prompt.Length + cands.Max(c => c.Length) > config.MaxContext) continue;
+            var cached = Mblm.Inference.ContinuationScorer.LogLikelihoods(model, prompt, cands, cached: true);
+            var full = Mblm.Inference.ContinuationScorer.LogLikelihoods(model, prompt, cands, cached: false);
+            for (int i = 0; i < cands.Length; i++) Assert.AreEqual(full[i], cached[i], 1e-4, $"{name}, prompt {promptLength}, candidate {i}");
+            Assert.IsTrue(full.All(x => x < 0));
+        }
+    }
+}

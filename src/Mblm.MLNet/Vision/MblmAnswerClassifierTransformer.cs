@@ -1,4 +1,5 @@
 using Mblm.Config;
+using Mblm.Inference;
 using Mblm.Model;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -9,7 +10,8 @@ namespace Mblm.MLNet.Vision;
 /// <summary>
 /// A trained MBLM answer classifier: adds <c>Score</c> (Vector&lt;Single, K&gt;: probabilities over the K answers, slot names
 /// = the answers) and <c>PredictedLabel</c> (Key&lt;UInt32, K&gt; with the answers as key values). Every candidate answer is
-/// scored by the model's log-likelihood of its answer segment after the row's question–image–question prompt; the scores
+/// scored by the model's log-likelihood of its answer segment after the row's question–image–question prompt (the prompt is
+/// decoded once and its cached state repeated per candidate: <see cref="Mblm.Inference.ContinuationScorer"/>); the scores
 /// are normalised with a softmax over the candidates. Thread-safe; save with <c>mlContext.Mblm().SaveModel</c>.
 /// </summary>
 public sealed class MblmAnswerClassifierTransformer : ITransformer, IDisposable, IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>
@@ -107,29 +109,15 @@ public sealed class MblmAnswerClassifierTransformer : ITransformer, IDisposable,
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            using var noGrad = no_grad();
             for (int r = 0; r < prompts.Count; r++)
             {
-                using var scope = NewDisposeScope();
-                var prompt = prompts[r];
-                int length = prompt.Length + _answerSegments.Max(a => a.Length);
-                if (length > _model.Config.MaxContext && _model.Config.Blocks[0].PosEmbType == PosEmbType.Fixed)
-                    throw new InvalidOperationException($"a row needs {length} tokens, more than the model's context of {_model.Config.MaxContext}");
-                var ids = new long[k * length];
-                var mask = new float[k * length];
-                Array.Fill(ids, VqaLayout.Pad);
-                for (int c = 0; c < k; c++)
-                {
-                    Array.Copy(prompt, 0, ids, c * length, prompt.Length);
-                    Array.Copy(_answerSegments[c], 0, ids, c * length + prompt.Length, _answerSegments[c].Length);
-                    for (int i = 0; i < _answerSegments[c].Length; i++) mask[c * length + prompt.Length + i] = 1;
-                }
-                var idsT = tensor(ids, new long[] { k, length }).to(_model.Device);
-                var (logits, start) = _model.Logits(idsT);
-                var ce = MblmModel.TokenLosses(logits, start, idsT, VqaLayout.Pad) * tensor(mask, new long[] { k, length }).to(_model.Device);
-                var probs = (-ce.sum(1)).softmax(0).to_type(float32).cpu().data<float>().ToArray();
+                var logp = ContinuationScorer.LogLikelihoods(_model, prompts[r], _answerSegments);
+                double max = logp.Max();
+                var e = logp.Select(x => Math.Exp(x - max)).ToArray();
+                double sum = e.Sum();
+                var probs = e.Select(x => (float)(x / sum)).ToArray();
                 uint best = 0;
-                for (int c = 1; c < k; c++) if (probs[c] > probs[best]) best = (uint)c;
+                for (int c = 1; c < k; c++) if (logp[c] > logp[best]) best = (uint)c;
                 result[r] = (probs, best + 1);
             }
         }

@@ -28,7 +28,7 @@ public sealed class IncrementalDecoder : IDisposable
     private Tensor? _next;
 
     /// <summary>Rows decoded in lockstep.</summary>
-    public long Batch { get; }
+    public long Batch { get; private set; }
 
     /// <summary>Tokens consumed so far.</summary>
     public long Length => _length;
@@ -130,6 +130,23 @@ public sealed class IncrementalDecoder : IDisposable
         }
         if ((t + 1) % _unitBytes[0] == 0) ClearTail();
         SetNext(logits);
+    }
+
+    /// <summary>
+    /// Repeats every row <paramref name="times"/> times, caches included (the copies of row b become rows b·times …
+    /// b·times+times−1): decode a shared prefix once, then continue each copy differently (e.g. score candidate answers).
+    /// </summary>
+    public void RepeatRows(long times)
+    {
+        if (times < 1) throw new ArgumentOutOfRangeException(nameof(times), times, "must be positive");
+        if (times == 1) return;
+        using var noGrad = no_grad();
+        foreach (var c in _caches) c.RepeatRows(times);
+        for (int s = 0; s < _n; s++)
+            if (_context[s] is { } ctx) { _context[s] = ctx.repeat_interleave(times, 0).DetachFromDisposeScope(); ctx.Dispose(); }
+        for (int i = 0; i < _tail.Count; i++) { var t = _tail[i]; _tail[i] = t.repeat_interleave(times, 0).DetachFromDisposeScope(); t.Dispose(); }
+        if (_next is { } next) { _next = next.repeat_interleave(times, 0).DetachFromDisposeScope(); next.Dispose(); }
+        Batch *= times;
     }
 
     // A new row of stage s: context from the parent's output (R, D_{s-1}), then the start token at position 0.

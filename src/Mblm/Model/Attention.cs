@@ -150,6 +150,16 @@ public sealed class KvCache : IDisposable
         }
     }
 
+    /// <summary>Repeats every row <paramref name="times"/> times (copies adjacent).</summary>
+    public void RepeatRows(long times)
+    {
+        var k = _k.repeat_interleave(times, 0).DetachFromDisposeScope();
+        var v = _v.repeat_interleave(times, 0).DetachFromDisposeScope();
+        _k.Dispose();
+        _v.Dispose();
+        (_k, _v) = (k, v);
+    }
+
     /// <summary>Views of the first <paramref name="length"/> positions.</summary>
     public (Tensor K, Tensor V) Upto(long length) => (_k[.., .., ..(int)length, ..], _v[.., .., ..(int)length, ..]);
 

@@ -159,6 +159,17 @@ public sealed class Mamba2Cache : StageCache
     }
 
     /// <inheritdoc />
+    public override void RepeatRows(long times)
+    {
+        for (int i = 0; i < Layers.Length; i++)
+        {
+            var old = Layers[i];
+            Layers[i] = new Mamba2State(old.Conv.repeat_interleave(times, 0).DetachFromDisposeScope(), old.Ssm.repeat_interleave(times, 0).DetachFromDisposeScope());
+            old.Dispose();
+        }
+    }
+
+    /// <inheritdoc />
     public override void Dispose()
     {
         foreach (var l in Layers) l.Dispose();

@@ -54,6 +54,17 @@ public abstract class StageCache : IDisposable
     /// <summary>Starts new, empty rows (position 0).</summary>
     public abstract void Reset();
 
+    /// <summary>Repeats every row <paramref name="times"/> times (copies of a row adjacent): one decoded prefix, many continuations.</summary>
+    public abstract void RepeatRows(long times);
+
+    /// <summary>Rows repeated in place: <c>t.repeat_interleave(times, 0)</c>, the old tensor disposed.</summary>
+    protected static Tensor Repeat(Tensor t, long times)
+    {
+        var r = t.repeat_interleave(times, 0).DetachFromDisposeScope();
+        t.Dispose();
+        return r;
+    }
+
     /// <inheritdoc />
     public abstract void Dispose();
 }

@@ -170,6 +170,17 @@ public sealed class TransformerCache : StageCache
     }
 
     /// <inheritdoc />
+    public override void RepeatRows(long times)
+    {
+        foreach (var kv in Kv) kv.RepeatRows(times);
+        for (int i = 0; i < Kv.Length; i++)
+        {
+            PreviousAttentionInput[i] = Repeat(PreviousAttentionInput[i], times);
+            PreviousFeedForwardInput[i] = Repeat(PreviousFeedForwardInput[i], times);
+        }
+    }
+
+    /// <inheritdoc />
     public override void Dispose()
     {
         foreach (var kv in Kv) kv.Dispose();

@@ -1,0 +1,70 @@
+using Mblm.Generation;
+using Mblm.Model;
+using static TorchSharp.torch;
+
+namespace Mblm.Inference;
+
+/// <summary>
+/// Log-likelihoods of candidate continuations of one prompt: Σ log p(continuation token | prompt, earlier continuation tokens).
+/// The cached path decodes the prompt once with <see cref="IncrementalDecoder"/>, repeats its state once per candidate and
+/// steps through the candidates together (cost ≈ one prompt + K × longest continuation); the recompute path runs the full
+/// forward over every prompt+candidate sequence (the oracle; K × (prompt + continuation)). Both give the same numbers.
+/// </summary>
+public static class ContinuationScorer
+{
+    /// <summary>Log-likelihood (nats) of each candidate after <paramref name="prompt"/>.</summary>
+    public static double[] LogLikelihoods(MblmModel model, long[] prompt, IReadOnlyList<long[]> candidates, bool cached = true)
+    {
+        if (candidates.Count == 0) return [];
+        if (candidates.Any(c => c.Length == 0)) throw new ArgumentException("candidates must not be empty", nameof(candidates));
+        return cached ? Cached(model, prompt, candidates) : Recompute(model, prompt, candidates);
+    }
+
+    private static double[] Cached(MblmModel model, long[] prompt, IReadOnlyList<long[]> candidates)
+    {
+        int k = candidates.Count, longest = candidates.Max(c => c.Length);
+        long pad = model.Config.PadTokenId;
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        using var decoder = new IncrementalDecoder(model, 1);
+        decoder.Start(tensor(prompt, new long[] { 1, prompt.Length }));
+        decoder.RepeatRows(k);
+        var total = zeros(k, dtype: float64, device: model.Device);
+        for (int i = 0; i < longest; i++)
+        {
+            var ids = candidates.Select(c => i < c.Length ? c[i] : pad).ToArray();
+            var weight = candidates.Select(c => i < c.Length ? 1.0 : 0.0).ToArray();
+            var idsT = tensor(ids).to(model.Device);
+            var logp = decoder.NextLogits.to_type(float64).log_softmax(1).gather(1, idsT.view(k, 1)).view(k);
+            total = total + logp * tensor(weight).to(model.Device);
+            if (i + 1 < longest) decoder.Append(idsT);
+        }
+        return total.cpu().data<double>().ToArray();
+    }
+
+    private static double[] Recompute(MblmModel model, long[] prompt, IReadOnlyList<long[]> candidates)
+    {
+        int k = candidates.Count, length = prompt.Length + candidates.Max(c => c.Length);
+        var ids = new long[k * length];
+        var mask = new float[k * length];
+        Array.Fill(ids, model.Config.PadTokenId);
+        for (int c = 0; c < k; c++)
+        {
+            Array.Copy(prompt, 0, ids, c * length, prompt.Length);
+            Array.Copy(candidates[c], 0, ids, c * length + prompt.Length, candidates[c].Length);
+            for (int i = 0; i < candidates[c].Length; i++) mask[c * length + prompt.Length + i] = 1;
+        }
+        bool wasTraining = model.training;
+        model.eval();
+        try
+        {
+            using var noGrad = no_grad();
+            using var scope = NewDisposeScope();
+            var idsT = tensor(ids, new long[] { k, length }).to(model.Device);
+            var (logits, start) = model.Logits(idsT);
+            var ce = MblmModel.TokenLosses(logits.to_type(float64), start.to_type(float64), idsT, model.Config.PadTokenId);
+            return (-(ce * tensor(mask, new long[] { k, length }).to(model.Device)).sum(1)).cpu().data<double>().ToArray();
+        }
+        finally { model.train(wasTraining); }
+    }
+}
