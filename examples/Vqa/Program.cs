@@ -42,7 +42,7 @@ var trainData = ClevrLikeGenerator.ToDataView(ml, train);
 var testData = ClevrLikeGenerator.ToDataView(ml, test);
 var baseOptions = new MblmAnswerClassifierTrainer.Options
 {
-    LabelColumnName = "Label", ResizeWidth = size[0], ResizeHeight = size[1], Levels = levels, MaxEpochs = epochs, BatchSize = 16, LearningRate = 2e-3,
+    LabelColumnName = "Label", Image = new ImageByteOptions { ResizeWidth = size[0], ResizeHeight = size[1], Levels = levels }, MaxEpochs = epochs, BatchSize = 16, LearningRate = 2e-3,
 };
 
 string[] RunMblm(string name, MblmAnswerClassifierTrainer.Options options)
@@ -65,7 +65,7 @@ string[] RunMblm(string name, MblmAnswerClassifierTrainer.Options options)
 RunMblm("MBLM, pixels", baseOptions);
 
 // 4. MBLM on JPEG file bytes.
-if (!skip.Contains("jpeg")) RunMblm("MBLM, JPEG bytes", baseOptions with { ImageEncoding = ImageEncoding.Jpeg, JpegQuality = 90, Levels = null });
+if (!skip.Contains("jpeg")) RunMblm("MBLM, JPEG bytes", baseOptions with { Image = baseOptions.Image with { Encoding = ImageEncoding.Jpeg, JpegQuality = 90, Levels = null } });
 
 // 5. CNN+LSTM with a classification head.
 if (!skip.Contains("baseline"))

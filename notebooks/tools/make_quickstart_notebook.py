@@ -1,10 +1,9 @@
 """Writes notebooks/QuickStart.ipynb (run from the repository root: python3 notebooks/tools/make_quickstart_notebook.py notebooks/QuickStart.ipynb)."""
-import json, sys
-cells = []
-def md(text): cells.append({"cell_type": "markdown", "metadata": {}, "source": text.strip("\n").splitlines(keepends=True)})
-def cs(text): cells.append({"cell_type": "code", "execution_count": None, "outputs": [],
-    "metadata": {"dotnet_interactive": {"language": "csharp"}, "polyglot_notebook": {"kernelName": "csharp"}},
-    "source": text.strip("\n").splitlines(keepends=True)})
+import os, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nbcells import notebook
+
+md, cs, save = notebook()
 
 md("""
 # MBLM quick start: a byte language model in an ML.NET pipeline
@@ -165,8 +164,4 @@ cs("""
 model.Dispose();
 File.Delete(path);
 """)
-nb = {"cells": cells, "metadata": {"kernelspec": {"display_name": ".NET (C#)", "language": "C#", "name": ".net-csharp"},
-      "language_info": {"name": "polyglot-notebook"},
-      "polyglot_notebook": {"kernelInfo": {"defaultKernelName": "csharp", "items": [{"aliases": [], "name": "csharp"}]}}},
-      "nbformat": 4, "nbformat_minor": 5}
-json.dump(nb, open(sys.argv[1], "w"), indent=1, ensure_ascii=False)
+save(sys.argv[1] if len(sys.argv) > 1 else "notebooks/QuickStart.ipynb")

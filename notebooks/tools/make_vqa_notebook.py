@@ -1,10 +1,9 @@
 """Writes notebooks/Vqa.ipynb (run from the repository root: python3 notebooks/tools/make_vqa_notebook.py)."""
-import json
-cells = []
-def md(text): cells.append({"cell_type": "markdown", "metadata": {}, "source": text.strip("\n").splitlines(keepends=True)})
-def cs(text): cells.append({"cell_type": "code", "execution_count": None, "outputs": [],
-    "metadata": {"dotnet_interactive": {"language": "csharp"}, "polyglot_notebook": {"kernelName": "csharp"}},
-    "source": text.strip("\n").splitlines(keepends=True)})
+import os, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nbcells import notebook
+
+md, cs, save = notebook()
 
 md("""
 # Visual question answering with a byte model
@@ -95,7 +94,7 @@ var testData = ClevrLikeGenerator.ToDataView(ml, test);
 var options = new MblmAnswerClassifierTrainer.Options
 {
     LabelColumnName = "Label",
-    ResizeWidth = 12, ResizeHeight = 9, Levels = 8,
+    Image = imageOptions,
     ModelConfig = MblmPresets.SmallVqa with { SeqLens = new[] { 64, 8 } },   // 512 tokens of context are enough here
     MaxEpochs = 2, MaxSteps = 30, BatchSize = 16,                           // tiny, for CI
 };
@@ -127,8 +126,4 @@ foreach (var family in ClevrLikeGenerator.Families)
 cs("""
 ((IDisposable)model).Dispose();
 """)
-nb = {"cells": cells, "metadata": {"kernelspec": {"display_name": ".NET (C#)", "language": "C#", "name": ".net-csharp"},
-      "language_info": {"name": "polyglot-notebook"},
-      "polyglot_notebook": {"kernelInfo": {"defaultKernelName": "csharp", "items": [{"aliases": [], "name": "csharp"}]}}},
-      "nbformat": 4, "nbformat_minor": 5}
-json.dump(nb, open("notebooks/Vqa.ipynb", "w"), indent=1, ensure_ascii=False)
+save(sys.argv[1] if len(sys.argv) > 1 else "notebooks/Vqa.ipynb")

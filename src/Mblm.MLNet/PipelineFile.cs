@@ -45,8 +45,7 @@ internal static class PipelineFile
 
     private sealed record AnswerClassifierStage(
         string ImageColumnName, string QuestionColumnName, string LabelColumnName, string ScoreColumnName, string PredictedLabelColumnName,
-        Vision.ImageEncoding ImageEncoding, double CropHeightFraction, double CropWidthFraction, int? ResizeWidth, int? ResizeHeight, int? Levels, int JpegQuality,
-        int ScoringBatchSize, int MaxEpochs, long? MaxSteps, int BatchSize, double LearningRate, double WarmupFraction,
+        Vision.ImageByteOptions Image, int ScoringBatchSize, int MaxEpochs, long? MaxSteps, int BatchSize, double LearningRate, double WarmupFraction,
         List<string> Answers, TrainingSummary Training);
 
     private sealed record SamplingStage(double Temperature, int? TopK, double? TopP, long? Seed, List<long[]> StopSequences, ContextOverflow Overflow);
@@ -210,8 +209,7 @@ internal static class PipelineFile
     {
         var o = vqa.Options;
         var stage = new AnswerClassifierStage(o.ImageColumnName, o.QuestionColumnName, o.LabelColumnName, o.ScoreColumnName, o.PredictedLabelColumnName,
-            o.ImageEncoding, o.CropHeightFraction, o.CropWidthFraction, o.ResizeWidth, o.ResizeHeight, o.Levels, o.JpegQuality,
-            o.ScoringBatchSize, o.MaxEpochs, o.MaxSteps, o.BatchSize, o.LearningRate, o.WarmupFraction, vqa.Answers.ToList(), vqa.Training);
+            o.Image, o.ScoringBatchSize, o.MaxEpochs, o.MaxSteps, o.BatchSize, o.LearningRate, o.WarmupFraction, vqa.Answers.ToList(), vqa.Training);
         WriteText(zip, folder + "stage.json", JsonSerializer.Serialize(stage, Json));
         WriteModel(zip, folder, o.ModelConfig, vqa.Model);
     }
@@ -226,8 +224,7 @@ internal static class PipelineFile
         {
             ImageColumnName = stage.ImageColumnName, QuestionColumnName = stage.QuestionColumnName, LabelColumnName = stage.LabelColumnName,
             ScoreColumnName = stage.ScoreColumnName, PredictedLabelColumnName = stage.PredictedLabelColumnName,
-            ImageEncoding = stage.ImageEncoding, CropHeightFraction = stage.CropHeightFraction, CropWidthFraction = stage.CropWidthFraction,
-            ResizeWidth = stage.ResizeWidth, ResizeHeight = stage.ResizeHeight, Levels = stage.Levels, JpegQuality = stage.JpegQuality,
+            Image = stage.Image,
             ScoringBatchSize = stage.ScoringBatchSize, MaxEpochs = stage.MaxEpochs, MaxSteps = stage.MaxSteps, BatchSize = stage.BatchSize,
             LearningRate = stage.LearningRate, WarmupFraction = stage.WarmupFraction, ModelConfig = config,
         }.Checked();

@@ -104,7 +104,7 @@ public sealed class VisionTests
 
     internal static MblmAnswerClassifierTrainer.Options TinyOptions => new()
     {
-        LabelColumnName = "Label", ModelConfig = TinyVqa, ResizeWidth = 8, ResizeHeight = 6, Levels = 8, MaxSteps = 12, BatchSize = 8, LearningRate = 5e-3,
+        LabelColumnName = "Label", ModelConfig = TinyVqa, Image = new() { ResizeWidth = 8, ResizeHeight = 6, Levels = 8 }, MaxSteps = 12, BatchSize = 8, LearningRate = 5e-3,
     };
 
     private static (MLContext Ml, IDataView Train, IDataView Test, IEstimator<ITransformer> Pipeline) Setup(MblmAnswerClassifierTrainer.Options options)

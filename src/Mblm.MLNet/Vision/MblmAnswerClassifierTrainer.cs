@@ -41,20 +41,10 @@ public sealed class MblmAnswerClassifierTrainer : IEstimator<MblmAnswerClassifie
         public string ScoreColumnName { get; init; } = "Score";
         /// <summary>Output: the most likely answer (key).</summary>
         public string PredictedLabelColumnName { get; init; } = "PredictedLabel";
-        /// <summary>How images become bytes.</summary>
-        public ImageEncoding ImageEncoding { get; init; } = ImageEncoding.Pixels;
-        /// <summary>Crop fraction of the height from top and bottom.</summary>
-        public double CropHeightFraction { get; init; }
-        /// <summary>Crop fraction of the width from left and right.</summary>
-        public double CropWidthFraction { get; init; }
-        /// <summary>Resize width (with <see cref="ResizeHeight"/>; null keeps the size).</summary>
-        public int? ResizeWidth { get; init; }
-        /// <summary>Resize height.</summary>
-        public int? ResizeHeight { get; init; }
-        /// <summary>Discretise each channel into this many levels (null = 256).</summary>
-        public int? Levels { get; init; }
-        /// <summary>JPEG quality for <see cref="ImageEncoding.Jpeg"/>.</summary>
-        public int JpegQuality { get; init; } = 75;
+        /// <summary>How images become bytes: crop, resize, discretisation and encoding (default: planar RGB pixels at the image's size).</summary>
+        public ImageByteOptions Image { get; init; } = new();
+        /// <summary>Shortcut for <see cref="Image"/>'s encoding: <c>Pixels</c>, <c>Jpeg</c> or <c>Png</c>.</summary>
+        public ImageEncoding ImageEncoding { get => Image.Encoding; init => Image = Image with { Encoding = value }; }
         /// <summary>The model (num_tokens 260, pad 256; default <see cref="MblmPresets.SmallVqa"/>).</summary>
         public MblmConfig ModelConfig { get; init; } = MblmPresets.SmallVqa;
         /// <summary>
@@ -78,11 +68,8 @@ public sealed class MblmAnswerClassifierTrainer : IEstimator<MblmAnswerClassifie
         /// <summary>Receives a report after every optimiser step.</summary>
         public IProgress<TrainingProgress>? Progress { get; init; }
 
-        internal ImageByteOptions ImageOptions => new ImageByteOptions
-        {
-            Encoding = ImageEncoding, CropHeightFraction = CropHeightFraction, CropWidthFraction = CropWidthFraction,
-            ResizeWidth = ResizeWidth, ResizeHeight = ResizeHeight, Levels = Levels, JpegQuality = JpegQuality,
-        }.Checked("MblmAnswerClassifierTrainer.Options");
+        internal ImageByteOptions ImageOptions => (Image ?? throw new ArgumentOutOfRangeException(nameof(Image), "MblmAnswerClassifierTrainer.Options.Image is required"))
+            .Checked("MblmAnswerClassifierTrainer.Options.Image");
 
         internal Options Checked()
         {
