@@ -23,9 +23,12 @@ int newBytes = int.Parse(flags.Get("bytes", "160"));
 // 1. Data: rows of text. Each row is one document for the model (up to its 512-byte context; longer rows are cut into windows).
 string corpus = flags.Has("data") ? File.ReadAllText(flags.Get("data", "")) : EmbeddedCorpus();
 var rows = Corpus.ToRows(corpus, maxBytes: 512);
+if (rows.Count < 2) throw new ArgumentException($"the text has {rows.Count} non-empty rows of up to 512 bytes; the quick start needs at least 2 (one is held out)");
 var ml = new MLContext(seed: 1);
-var all = ml.Data.LoadFromEnumerable(rows.Select(t => new TextRow { Text = t }));
-var split = ml.Data.TrainTestSplit(all, testFraction: 0.1, seed: 1);
+// Every tenth row (at least one) is held out for validation.
+var held = rows.Where((_, i) => i % 10 == 9 || (rows.Count < 10 && i == rows.Count - 1)).ToHashSet();
+var split = (TrainSet: ml.Data.LoadFromEnumerable(rows.Where(r => !held.Contains(r)).Select(t => new TextRow { Text = t })),
+             TestSet: ml.Data.LoadFromEnumerable(rows.Where(held.Contains).Select(t => new TextRow { Text = t })));
 Console.WriteLine($"corpus: {Encoding.UTF8.GetByteCount(corpus):N0} bytes in {rows.Count} rows ({(flags.Has("data") ? flags.Get("data", "") : "embedded: this repository's docs and sources")})");
 
 // 2. The pipeline: the MBLM language model (default small preset) over the Text column.
