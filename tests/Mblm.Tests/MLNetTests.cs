@@ -235,6 +235,26 @@ public sealed class MLNetTests
     }
 
     [TestMethod]
+    public void Predictions_LeaveNoLiveTensorsBehind()
+    {
+        var ml = new MLContext(seed: 1);
+        var model = Shared();
+        var rows = Corpus.Take(6).ToArray();
+        using var engine = ml.Model.CreatePredictionEngine<TextRow, LmOutput>(model, new PredictionEngineOptions { OwnsTransformer = false });
+        void Work()
+        {
+            foreach (var r in rows) engine.Predict(new TextRow { Text = r });
+            _ = model.Transform(Data(ml, rows)).GetColumn<float[]>("Features").ToArray();
+            _ = model.Complete("the quick", 5);
+        }
+        Work(); // warm-up
+        long before = TorchSharp.DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount;
+        for (int i = 0; i < 5; i++) Work();
+        long after = TorchSharp.DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount;
+        Assert.AreEqual(before, after, "live tensors on this thread after 5 more rounds of predictions");
+    }
+
+    [TestMethod]
     public void ConcurrentUse_GivesTheSameResultsAsSequential()
     {
         var ml = new MLContext(seed: 1);

@@ -153,6 +153,10 @@ public sealed class VisionTests
             using var engine = ml2.Model.CreatePredictionEngine<VqaRow, VqaPrediction>(loaded, new PredictionEngineOptions { OwnsTransformer = false });
             var row = ml.Data.CreateEnumerable<VqaRow>(test, false).First();
             Assert.AreEqual(predicted[0], engine.Predict(row).PredictedAnswer);
+            // No native tensors left behind by predictions.
+            long before = TorchSharp.DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount;
+            for (int i = 0; i < 5; i++) engine.Predict(row);
+            Assert.AreEqual(before, TorchSharp.DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount, "live tensors after 5 more predictions");
         }
         finally { File.Delete(path); ((IDisposable)model).Dispose(); }
     }

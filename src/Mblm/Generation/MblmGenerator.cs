@@ -141,33 +141,41 @@ public sealed class MblmGenerator(MblmModel model)
         long max = config.Blocks[0].PosEmbType == PosEmbType.Fixed ? config.MaxContext : long.MaxValue;
         if (prompt.size(1) > max) throw new ArgumentException($"the prompt has {prompt.size(1)} tokens; the model's maximum context is {max}", nameof(prompt));
         var sampler = new Sampler(options);
-        var history = prompt.to(int64, CPU).clone(); // owned here: disposed as it grows
-        using var decoder = new IncrementalDecoder(model, prompt.size(0));
-        decoder.Start(prompt);
-        for (int i = 0; i < options.MaxNewTokens; i++)
+        Tensor history;
+        using (NewDisposeScope()) history = prompt.to(int64, CPU).clone().MoveToOuterDisposeScope(); // owned here: replaced as it grows
+        try
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            if (decoder.Length >= max)
+            using var decoder = new IncrementalDecoder(model, prompt.size(0));
+            decoder.Start(prompt);
+            for (int i = 0; i < options.MaxNewTokens; i++)
             {
-                // The sequence fills the model's context: one more token would not fit.
-                if (options.Overflow == ContextOverflow.Stop) { yield return new Step(null, StopReason.ContextFull); yield break; }
-                // Sliding window: keep the newest whole top-level patches, about half the context, and re-prefill.
-                long unit = config.PatchSize;
-                long keep = Math.Max(unit, max / 2 / unit * unit);
-                using (var window = history[.., (int)(history.size(1) - keep)..]) decoder.Start(window);
+                cancellationToken.ThrowIfCancellationRequested();
+                if (decoder.Length >= max)
+                {
+                    // The sequence fills the model's context: one more token would not fit.
+                    if (options.Overflow == ContextOverflow.Stop) { yield return new Step(null, StopReason.ContextFull); yield break; }
+                    // Sliding window: keep the newest whole top-level patches, about half the context, and re-prefill.
+                    long unit = config.PatchSize;
+                    long keep = Math.Max(unit, max / 2 / unit * unit);
+                    using (var window = history[.., (int)(history.size(1) - keep)..]) decoder.Start(window);
+                }
+                long[] tokens;
+                using (var scope = NewDisposeScope())
+                {
+                    var next = sampler.Next(decoder.NextLogits);
+                    tokens = next.cpu().data<long>().ToArray();
+                    var longer = cat(new[] { history, next.cpu().unsqueeze(1) }, 1).DetachFromDisposeScope();
+                    history.Dispose();
+                    history = longer;
+                }
+                yield return new Step(tokens, StopReason.MaxTokens);
+                if (i + 1 < options.MaxNewTokens)
+                    using (var t = tensor(tokens)) decoder.Append(t);
             }
-            long[] tokens;
-            using (var scope = NewDisposeScope())
-            {
-                var next = sampler.Next(decoder.NextLogits);
-                tokens = next.cpu().data<long>().ToArray();
-                var longer = cat(new[] { history, next.cpu().unsqueeze(1) }, 1).DetachFromDisposeScope();
-                history.Dispose();
-                history = longer;
-            }
-            yield return new Step(tokens, StopReason.MaxTokens);
-            if (i + 1 < options.MaxNewTokens)
-                using (var t = tensor(tokens)) decoder.Append(t);
+        }
+        finally
+        {
+            history.Dispose();
         }
     }
 
