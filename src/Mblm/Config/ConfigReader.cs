@@ -270,14 +270,24 @@ public sealed record MblmConfigFile(MblmConfig Model, long? InputSeqLen, TrainSe
 /// <summary>The reference's <c>train</c> section (<c>CoreTrainConfig</c>); null members were absent from the file.</summary>
 public sealed record TrainSection
 {
+    /// <summary><c>target_elements</c>: bytes to train on in total.</summary>
     public long? TargetElements { get; init; }
+    /// <summary><c>target_elements_strategy</c>: how target_elements is counted (the reference's strategy name).</summary>
     public string? TargetElementsStrategy { get; init; }
+    /// <summary><c>warmup_steps_perc</c>: fraction of steps spent warming up.</summary>
     public double? WarmupStepsPerc { get; init; }
+    /// <summary><c>batch_size</c>: samples per step.</summary>
     public int? BatchSize { get; init; }
+    /// <summary><c>shuffle_train</c>: shuffle the training windows.</summary>
     public bool? ShuffleTrain { get; init; }
+    /// <summary><c>shuffle_eval</c>: shuffle the evaluation windows.</summary>
     public bool? ShuffleEval { get; init; }
+    /// <summary><c>max_eval_steps</c>: cap on evaluation batches.</summary>
     public long? MaxEvalSteps { get; init; }
+    /// <summary><c>learning_rate</c>: peak learning rate.</summary>
     public double? LearningRate { get; init; }
+    /// <summary><c>gradient_clipping</c>: gradient-norm clip.</summary>
     public double? GradientClipping { get; init; }
+    /// <summary><c>gradient_accumulate_every</c>: micro-batches per optimiser step.</summary>
     public int? GradientAccumulateEvery { get; init; }
 }

@@ -107,7 +107,7 @@ public sealed class MblmGenerator(MblmModel model)
     public long[][] GenerateRecompute(Tensor prompt, SamplingOptions options)
     {
         options.Validate();
-        var sampler = new Sampler(options);
+        using var sampler = new Sampler(options);
         var sequence = prompt.to(int64, model.Device);
         var outputs = new List<Tensor>();
         bool wasTraining = model.training;
@@ -140,7 +140,7 @@ public sealed class MblmGenerator(MblmModel model)
         var config = model.Config;
         long max = config.Blocks[0].PosEmbType == PosEmbType.Fixed ? config.MaxContext : long.MaxValue;
         if (prompt.size(1) > max) throw new ArgumentException($"the prompt has {prompt.size(1)} tokens; the model's maximum context is {max}", nameof(prompt));
-        var sampler = new Sampler(options);
+        using var sampler = new Sampler(options);
         Tensor history;
         using (NewDisposeScope()) history = prompt.to(int64, CPU).clone().MoveToOuterDisposeScope(); // owned here: replaced as it grows
         try

@@ -44,7 +44,7 @@ public sealed record SamplingOptions
 }
 
 /// <summary>Picks next tokens from logits (B, V) by greedy, temperature, top-k and top-p sampling.</summary>
-public sealed class Sampler(SamplingOptions options)
+public sealed class Sampler(SamplingOptions options) : IDisposable
 {
     private readonly TorchSharp.torch.Generator? _generator = options.Seed is long seed ? new TorchSharp.torch.Generator((ulong)seed) : null;
 
@@ -71,4 +71,7 @@ public sealed class Sampler(SamplingOptions options)
         var probabilities = _generator is null ? scaled.softmax(-1) : scaled.softmax(-1).cpu();
         return multinomial(probabilities, 1, generator: _generator).squeeze(-1).to(logits.device).MoveToOuterDisposeScope();
     }
+
+    /// <summary>Frees the seeded generator.</summary>
+    public void Dispose() => _generator?.Dispose();
 }
