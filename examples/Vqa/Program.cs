@@ -43,6 +43,8 @@ var testData = ClevrLikeGenerator.ToDataView(ml, test);
 var baseOptions = new MblmAnswerClassifierTrainer.Options
 {
     LabelColumnName = "Label", Image = new ImageByteOptions { ResizeWidth = size[0], ResizeHeight = size[1], Levels = levels }, MaxEpochs = epochs, BatchSize = 16, LearningRate = 2e-3,
+    // Context for the image bytes plus twice the longest question: 256 patches of 8 (2,048) by default, more for large images.
+    ModelConfig = MblmPresets.SmallVqa with { SeqLens = [Math.Max(256, (3 * size[0] * size[1] + 400 + 7) / 8), 8] },
 };
 
 string[] RunMblm(string name, MblmAnswerClassifierTrainer.Options options)
@@ -81,7 +83,7 @@ if (!skip.Contains("transfer"))
 {
     var text = FindRepoText();
     var rows = text.Split("\n\n").Where(r => r.Trim().Length > 0).Select(r => new TextRow { Text = r }).ToList();
-    var lmOptions = new MblmLanguageModelTrainer.Options { ModelConfig = MblmPresets.SmallVqa with { NumTokens = 257 }, MaxEpochs = large ? 20 : 8 };
+    var lmOptions = new MblmLanguageModelTrainer.Options { ModelConfig = baseOptions.ModelConfig with { NumTokens = 257 }, MaxEpochs = large ? 20 : 8 };
     var clock = Stopwatch.StartNew();
     using var lm = ml.Mblm().LanguageModel(lmOptions).Fit(ml.Data.LoadFromEnumerable(rows));
     string lmPath = Path.Combine(Path.GetTempPath(), $"mblm-vqa-text-lm-{Environment.ProcessId}.zip");
