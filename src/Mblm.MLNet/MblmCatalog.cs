@@ -44,6 +44,15 @@ namespace Mblm.MLNet
         public MblmLanguageModelTrainer LanguageModel(MblmLanguageModelTrainer.Options options) => new(Context, options);
 
         /// <summary>
+        /// Random-search sweep of the language model's tunable options (those with <c>[Range]</c>/<c>[Choice]</c> attributes:
+        /// learning rate, batch size, epochs, warm-up): trial 0 runs <paramref name="baseOptions"/>, later trials draw from the
+        /// search space with <paramref name="seed"/>. Every trial is scored by validation bits per byte; the best model is kept.
+        /// </summary>
+        public MblmSweepResult SweepLanguageModel(IDataView train, IDataView validation, MblmLanguageModelTrainer.Options baseOptions,
+            int maxTrials = 8, int seed = 0, TimeSpan? budget = null, IProgress<SweepTrial>? progress = null) =>
+            MblmSweep.Run(this, train, validation, baseOptions, maxTrials, seed, budget, progress);
+
+        /// <summary>
         /// Visual question answering as a multiclass trainer: an MBLM trained by next-byte prediction on the answer bytes of
         /// "question, image bytes, question, answer" sequences; predicts by scoring every answer (the label's key values).
         /// </summary>

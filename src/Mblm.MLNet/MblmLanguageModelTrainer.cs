@@ -5,6 +5,7 @@ using Mblm.Training;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
+using Microsoft.ML.SearchSpace;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -37,7 +38,11 @@ public sealed class MblmLanguageModelTrainer : IEstimator<MblmLanguageModelTrans
     private readonly MLContext _context;
     private readonly IHost _host;
 
-    /// <summary>Options of <see cref="MblmLanguageModelTrainer"/>. Immutable; the transformer keeps the values it was fitted with.</summary>
+    /// <summary>
+    /// Options of <see cref="MblmLanguageModelTrainer"/>. Immutable; the transformer keeps the values it was fitted with.
+    /// The tunable ones carry ML.NET search-space attributes (<c>[Range]</c>, <c>[Choice]</c>), read by
+    /// <see cref="MblmCatalog.SweepLanguageModel"/> and usable with AutoML's <c>SearchSpace&lt;T&gt;</c>.
+    /// </summary>
     public sealed record Options
     {
         /// <summary>Default input column.</summary>
@@ -60,14 +65,18 @@ public sealed class MblmLanguageModelTrainer : IEstimator<MblmLanguageModelTrans
         /// <summary>The model; default <see cref="MblmPresets.Small"/>. <c>num_tokens</c> must be at least 257 with pad 256 or above.</summary>
         public MblmConfig ModelConfig { get; init; } = MblmPresets.Small;
         /// <summary>Passes over the training rows.</summary>
+        [Range(1, 30, DefaultMaxEpochs, false)]
         public int MaxEpochs { get; init; } = DefaultMaxEpochs;
         /// <summary>Optional cap on optimiser steps (null = epochs decide).</summary>
         public long? MaxSteps { get; init; }
         /// <summary>Windows per optimiser step.</summary>
+        [Choice(new object[] { 8, 16, 32 }, DefaultBatchSize)]
         public int BatchSize { get; init; } = DefaultBatchSize;
         /// <summary>Peak learning rate (Adam β 0.9/0.95, 10 % linear warm-up, cosine decay).</summary>
+        [Range(3e-4, 1e-2, DefaultLearningRate, true)]
         public double LearningRate { get; init; } = DefaultLearningRate;
         /// <summary>Fraction of steps spent warming up.</summary>
+        [Range(0.0, 0.3, 0.1, false)]
         public double WarmupFraction { get; init; } = 0.1;
         /// <summary>Gradient norm clipping (null = none).</summary>
         public double? GradientClipping { get; init; } = 1.0;

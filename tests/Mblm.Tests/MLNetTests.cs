@@ -327,6 +327,42 @@ public sealed class MLNetTests
     }
 
     [TestMethod]
+    public void Sweep_StartsFromTheBaseOptions_DrawsFromTheSearchSpace_AndKeepsTheBest()
+    {
+        var ml = new MLContext(seed: 1);
+        var train = Data(ml, Corpus.Take(30));
+        var validation = Data(ml, Corpus.Skip(30));
+        var baseOptions = TinyOptions(0) with { MaxSteps = 3 };
+        var reported = new List<SweepTrial>();
+        using var result = ml.Mblm().SweepLanguageModel(train, validation, baseOptions, maxTrials: 3, seed: 5, progress: new SyncProgress<SweepTrial>(reported.Add));
+        Assert.AreEqual(3, result.Trials.Count);
+        CollectionAssert.AreEqual(result.Trials.Select(t => t.Id).ToArray(), reported.Select(t => t.Id).ToArray());
+        var first = result.Trials[0].Options;
+        Assert.AreEqual(baseOptions.LearningRate, first.LearningRate);
+        Assert.AreEqual(baseOptions.BatchSize, first.BatchSize);
+        foreach (var t in result.Trials.Skip(1))
+        {
+            Assert.IsTrue(t.Options.LearningRate is >= 3e-4 and <= 1e-2, $"lr {t.Options.LearningRate}");
+            CollectionAssert.Contains(new[] { 8, 16, 32 }, t.Options.BatchSize);
+            Assert.IsTrue(t.Options.MaxEpochs is >= 1 and <= 30);
+            Assert.IsTrue(t.Options.WarmupFraction is >= 0 and <= 0.3);
+            Assert.AreSame(Tiny, t.Options.ModelConfig, "options without a search space keep the base value");
+        }
+        Assert.AreNotEqual(result.Trials[1].Options.LearningRate, result.Trials[2].Options.LearningRate);
+        Assert.AreEqual(result.Trials.Min(t => t.ValidationBitsPerByte), result.Best.ValidationBitsPerByte);
+        Assert.AreEqual(result.Best.ValidationBitsPerByte, ml.Mblm().Evaluate(result.BestModel.Transform(validation)).BitsPerByte, 1e-9);
+        // The same seed draws the same trials.
+        using var again = ml.Mblm().SweepLanguageModel(train, validation, baseOptions, maxTrials: 2, seed: 5);
+        Assert.AreEqual(result.Trials[1].Options.LearningRate, again.Trials[1].Options.LearningRate);
+        Assert.AreEqual(result.Trials[1].Options.BatchSize, again.Trials[1].Options.BatchSize);
+    }
+
+    private sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+
+    [TestMethod]
     public void ValidationSet_IsScoredAfterTraining()
     {
         var ml = new MLContext(seed: 2);
