@@ -161,7 +161,11 @@ public sealed class MblmLanguageModelTrainer : IEstimator<MblmLanguageModelTrans
         {
             var vcol = ByteColumn.Check(vs.Schema, o.InputColumnName, role: "validation");
             validation = new DocumentSource(ByteRows.Read(vs, vcol), train.WindowLength);
-            if (validation.Count(0) == 0) validation = null;
+            if (validation.Count(0) == 0)
+            {
+                ch.Warning(MessageSensitivity.None, $"MBLM: the validation set has no bytes in column '{o.InputColumnName}'; training without validation");
+                validation = null;
+            }
         }
         long stepsPerEpoch = (train.Count(0) + o.BatchSize - 1) / o.BatchSize;
         long steps = Math.Min(stepsPerEpoch * o.MaxEpochs, o.MaxSteps ?? long.MaxValue);
