@@ -15,20 +15,18 @@ internal static class ByteColumn
     /// <summary>Checks a column of a data schema; returns it.</summary>
     public static DataViewSchema.Column Check(DataViewSchema schema, string name, string role = "input")
     {
-        var column = schema.GetColumnOrNull(name) ?? throw NotFound(name, role);
-        if (!IsBytes(column.Type)) throw Mismatch(name, role, column.Type.ToString() ?? "?");
+        var column = schema.GetColumnOrNull(name) ?? throw SchemaChecks.NotFound(role, name);
+        if (!IsBytes(column.Type)) throw SchemaChecks.Mismatch(role, name, Expected, column.Type.ToString() ?? "?");
         return column;
     }
 
     /// <summary>Checks a column of an estimator's schema shape.</summary>
     public static void Check(SchemaShape shape, string name, string role = "input")
     {
-        var found = shape.Where(c => c.Name == name).ToList();
-        if (found.Count == 0) throw NotFound(name, role);
-        var column = found[^1];
+        var column = SchemaChecks.Find(shape, role, name);
         bool text = column.Kind == SchemaShape.Column.VectorKind.Scalar && column.ItemType is TextDataViewType;
         bool bytes = column.Kind != SchemaShape.Column.VectorKind.Scalar && column.ItemType == NumberDataViewType.Byte && !column.IsKey;
-        if (!text && !bytes) throw Mismatch(name, role, Describe(column));
+        if (!text && !bytes) throw SchemaChecks.Mismatch(role, name, Expected, Describe(column));
     }
 
     private static bool IsBytes(DataViewType type) =>
@@ -45,12 +43,6 @@ internal static class ByteColumn
         };
     }
 
-    // The messages ML.NET's own components give (Contracts.ExceptSchemaMismatch), with the parameter name ML.NET uses.
-    public static ArgumentOutOfRangeException NotFound(string name, string role) =>
-        new("inputSchema", $"Could not find {role} column '{name}'");
-
-    public static ArgumentOutOfRangeException Mismatch(string name, string role, string actual) =>
-        new("inputSchema", $"Schema mismatch for {role} column '{name}': expected {Expected}, got {actual}");
 
     /// <summary>A reader of the column's value in the row's current position, as bytes.</summary>
     public static Func<byte[]> Reader(DataViewRow row, DataViewSchema.Column column)

@@ -15,9 +15,9 @@ public sealed record MblmLanguageModelMetrics(double BitsPerByte, double Perplex
         ArgumentNullException.ThrowIfNull(data);
         var input = ByteColumn.Check(data.Schema, inputColumnName);
         var bpbColumn = data.Schema.GetColumnOrNull(bitsPerByteColumnName)
-            ?? throw new ArgumentOutOfRangeException("data", $"Could not find score column '{bitsPerByteColumnName}' (transform the data with the language model first)");
+            ?? throw SchemaChecks.NotFound("score", bitsPerByteColumnName, "data", "transform the data with the language model first");
         if (bpbColumn.Type != NumberDataViewType.Single)
-            throw new ArgumentOutOfRangeException("data", $"Schema mismatch for score column '{bitsPerByteColumnName}': expected Single, got {bpbColumn.Type}");
+            throw SchemaChecks.Mismatch("score", bitsPerByteColumnName, "Single", bpbColumn.Type.ToString()!, "data");
         using var cursor = data.GetRowCursor(new[] { input, bpbColumn });
         var read = ByteColumn.Reader(cursor, input);
         var bpbGetter = cursor.GetGetter<float>(bpbColumn);

@@ -1,4 +1,3 @@
-using Mblm.MLNet;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 
@@ -26,23 +25,28 @@ internal static class StageColumns
 
 /// <summary>
 /// Builds estimator output shapes. <c>SchemaShape.Column</c>'s constructor is internal to ML.NET, so the added columns
-/// come from a never-fitted CustomMapping estimator whose output definition carries our names and types.
+/// come from a never-fitted CustomMapping estimator whose output definition carries our names, types and annotations.
 /// </summary>
 internal static class OutputShape
 {
     private sealed class NoInput { }
 
-    private sealed class Outputs
+    /// <summary><paramref name="input"/> plus the columns of <paramref name="definition"/> (a definition of <typeparamref name="TOutputs"/>).</summary>
+    public static SchemaShape Add<TOutputs>(MLContext context, SchemaShape input, SchemaDefinition definition) where TOutputs : class, new() =>
+        context.Transforms.CustomMapping<NoInput, TOutputs>((_, _) => { }, contractName: null, outputSchemaDefinition: definition).GetOutputSchema(input);
+
+    private sealed class LanguageModelOutputs
     {
         public float BitsPerByte { get; set; }
         public float[] Features { get; set; } = [];
         public string Completion { get; set; } = "";
     }
 
+    /// <summary>The language model's added columns.</summary>
     public static SchemaShape Add(MLContext context, SchemaShape input, IReadOnlyList<AddedColumn> added)
     {
-        var definition = Microsoft.ML.Data.SchemaDefinition.Create(typeof(Outputs));
-        var keep = new List<Microsoft.ML.Data.SchemaDefinition.Column>();
+        var definition = SchemaDefinition.Create(typeof(LanguageModelOutputs));
+        var keep = new List<SchemaDefinition.Column>();
         foreach (var column in added)
         {
             var c = definition[column.Kind.ToString()];
@@ -51,7 +55,6 @@ internal static class OutputShape
             keep.Add(c);
         }
         definition.RemoveAll(c => !keep.Contains(c));
-        var estimator = context.Transforms.CustomMapping<NoInput, Outputs>((_, _) => { }, contractName: null, outputSchemaDefinition: definition);
-        return estimator.GetOutputSchema(input);
+        return Add<LanguageModelOutputs>(context, input, definition);
     }
 }

@@ -6,43 +6,37 @@ namespace Mblm.MLNet.Vision;
 /// <summary>Schema rules of the answer classifier.</summary>
 internal static class VqaColumns
 {
-    private static ArgumentOutOfRangeException Mismatch(string role, string name, string expected, string actual) =>
-        new("inputSchema", $"Schema mismatch for {role} column '{name}': expected {expected}, got {actual}");
-
-    private static ArgumentOutOfRangeException Missing(string role, string name) => new("inputSchema", $"Could not find {role} column '{name}'");
-
     public static (DataViewSchema.Column Image, DataViewSchema.Column Question, DataViewSchema.Column Label) Check(DataViewSchema schema, MblmAnswerClassifierTrainer.Options o)
     {
         var (image, question) = CheckInputs(schema, o);
-        var label = schema.GetColumnOrNull(o.LabelColumnName) ?? throw Missing("label", o.LabelColumnName);
+        var label = schema.GetColumnOrNull(o.LabelColumnName) ?? throw SchemaChecks.NotFound("label", o.LabelColumnName);
         if (label.Type is not KeyDataViewType { RawType: var raw } || raw != typeof(uint))
-            throw Mismatch("label", o.LabelColumnName, "Key<UInt32> with text key values (use MapValueToKey)", label.Type.ToString()!);
+            throw SchemaChecks.Mismatch("label", o.LabelColumnName, "Key<UInt32> with text key values (use MapValueToKey)", label.Type.ToString()!);
         if (label.Annotations.Schema.GetColumnOrNull("KeyValues")?.Type is not VectorDataViewType { ItemType: TextDataViewType })
-            throw Mismatch("label", o.LabelColumnName, "key values of type Text (the answers)", "a key without text key values");
+            throw SchemaChecks.Mismatch("label", o.LabelColumnName, "key values of type Text (the answers)", "a key without text key values");
         return (image, question, label);
     }
 
     public static (DataViewSchema.Column Image, DataViewSchema.Column Question) CheckInputs(DataViewSchema schema, MblmAnswerClassifierTrainer.Options o)
     {
-        var image = schema.GetColumnOrNull(o.ImageColumnName) ?? throw Missing("image", o.ImageColumnName);
+        var image = schema.GetColumnOrNull(o.ImageColumnName) ?? throw SchemaChecks.NotFound("image", o.ImageColumnName);
         if (image.Type is not Microsoft.ML.Transforms.Image.ImageDataViewType && !(image.Type is VectorDataViewType v && v.ItemType == NumberDataViewType.Byte))
-            throw Mismatch("image", o.ImageColumnName, "Image (MLImage) or Vector<Byte> (image file bytes)", image.Type.ToString()!);
-        var question = schema.GetColumnOrNull(o.QuestionColumnName) ?? throw Missing("question", o.QuestionColumnName);
-        if (question.Type is not TextDataViewType) throw Mismatch("question", o.QuestionColumnName, "Text", question.Type.ToString()!);
+            throw SchemaChecks.Mismatch("image", o.ImageColumnName, "Image (MLImage) or Vector<Byte> (image file bytes)", image.Type.ToString()!);
+        var question = schema.GetColumnOrNull(o.QuestionColumnName) ?? throw SchemaChecks.NotFound("question", o.QuestionColumnName);
+        if (question.Type is not TextDataViewType) throw SchemaChecks.Mismatch("question", o.QuestionColumnName, "Text", question.Type.ToString()!);
         return (image, question);
     }
 
     public static void Check(SchemaShape shape, MblmAnswerClassifierTrainer.Options o)
     {
-        SchemaShape.Column Find(string role, string name) =>
-            shape.Where(c => c.Name == name).Select(c => (SchemaShape.Column?)c).LastOrDefault() ?? throw Missing(role, name);
+        SchemaShape.Column Find(string role, string name) => SchemaChecks.Find(shape, role, name);
         var image = Find("image", o.ImageColumnName);
         bool imageOk = image.ItemType is Microsoft.ML.Transforms.Image.ImageDataViewType || image.Kind != SchemaShape.Column.VectorKind.Scalar && image.ItemType == NumberDataViewType.Byte;
-        if (!imageOk) throw Mismatch("image", o.ImageColumnName, "Image (MLImage) or Vector<Byte> (image file bytes)", image.ItemType.ToString()!);
+        if (!imageOk) throw SchemaChecks.Mismatch("image", o.ImageColumnName, "Image (MLImage) or Vector<Byte> (image file bytes)", image.ItemType.ToString()!);
         var question = Find("question", o.QuestionColumnName);
-        if (question.Kind != SchemaShape.Column.VectorKind.Scalar || question.ItemType is not TextDataViewType) throw Mismatch("question", o.QuestionColumnName, "Text", question.ItemType.ToString()!);
+        if (question.Kind != SchemaShape.Column.VectorKind.Scalar || question.ItemType is not TextDataViewType) throw SchemaChecks.Mismatch("question", o.QuestionColumnName, "Text", question.ItemType.ToString()!);
         var label = Find("label", o.LabelColumnName);
-        if (!label.IsKey || label.Kind != SchemaShape.Column.VectorKind.Scalar) throw Mismatch("label", o.LabelColumnName, "Key<UInt32> with text key values (use MapValueToKey)", label.ItemType.ToString()!);
+        if (!label.IsKey || label.Kind != SchemaShape.Column.VectorKind.Scalar) throw SchemaChecks.Mismatch("label", o.LabelColumnName, "Key<UInt32> with text key values (use MapValueToKey)", label.ItemType.ToString()!);
     }
 
     public static string[] KeyValues(DataViewSchema.Column label)
@@ -51,8 +45,6 @@ internal static class VqaColumns
         label.GetKeyValues(ref values);
         return values.DenseValues().Select(v => v.ToString()).ToArray();
     }
-
-    private sealed class NoInput { }
 
     private sealed class Outputs
     {
@@ -71,7 +63,7 @@ internal static class VqaColumns
         predicted.ColumnType = new KeyDataViewType(typeof(uint), 2);
         predicted.AddAnnotation("KeyValues", new VBuffer<ReadOnlyMemory<char>>(2, ["a".AsMemory(), "b".AsMemory()]),
             new VectorDataViewType(TextDataViewType.Instance, 2));
-        return context.Transforms.CustomMapping<NoInput, Outputs>((_, _) => { }, null, outputSchemaDefinition: definition).GetOutputSchema(input);
+        return Mblm.MLNet.OutputShape.Add<Outputs>(context, input, definition);
     }
 }
 
