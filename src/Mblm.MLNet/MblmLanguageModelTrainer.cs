@@ -34,7 +34,6 @@ namespace Mblm.MLNet;
 /// </remarks>
 public sealed class MblmLanguageModelTrainer : IEstimator<MblmLanguageModelTransformer>
 {
-    private static readonly object FitGate = new();
     private readonly MLContext _context;
     private readonly IHost _host;
 
@@ -173,7 +172,7 @@ public sealed class MblmLanguageModelTrainer : IEstimator<MblmLanguageModelTrans
         ch.Info(MessageSensitivity.None, $"MBLM: {documents.Count} rows, {train.Bytes} bytes in {train.Count(0)} windows of at most {train.WindowLength} bytes; " +
                 $"{o.ModelConfig.CountParameters():N0} parameters on {device}; {steps} steps of {o.BatchSize} windows");
 
-        lock (FitGate)
+        lock (Fitting.Gate)
         {
             manual_seed(seed);
             var model = new MblmModel(o.ModelConfig);
@@ -191,7 +190,7 @@ public sealed class MblmLanguageModelTrainer : IEstimator<MblmLanguageModelTrans
                     Shuffle = true,
                     ValidateEvery = validation is null ? 0 : stepsPerEpoch,
                 });
-                var log = new ProgressLog(ch, steps, o.Progress);
+                var log = new ProgressLog(ch, steps, "loss", o.Progress);
                 var result = trainer.Train(train, validation, log);
                 ch.Info(MessageSensitivity.None, $"MBLM: trained {result.Steps} steps, final loss {result.FinalLoss:F4} nats" +
                         (result.ValidationBitsPerByte is double v ? $", validation {v:F4} bits per byte" : ""));
@@ -203,21 +202,6 @@ public sealed class MblmLanguageModelTrainer : IEstimator<MblmLanguageModelTrans
                 model.Dispose();
                 throw;
             }
-        }
-    }
-
-    // Logs every tenth of the run (and validations) to MLContext.Log; forwards every report to the user's callback.
-    private sealed class ProgressLog(IChannel ch, long steps, IProgress<TrainingProgress>? user) : IProgress<TrainingProgress>
-    {
-        private readonly long _every = Math.Max(1, steps / 10);
-
-        public void Report(TrainingProgress p)
-        {
-            if (p.Warning is not null) ch.Warning(MessageSensitivity.None, p.Warning);
-            else if (p.Step % _every == 0 || p.Step == p.TotalSteps || p.ValidationBitsPerByte is not null)
-                ch.Info(MessageSensitivity.None, $"step {p.Step}/{p.TotalSteps} loss {p.Loss:F4} lr {p.LearningRate:G3} {p.BytesPerSecond:F0} bytes/s" +
-                        (p.ValidationBitsPerByte is double v ? $" validation {v:F4} bits/byte" : ""));
-            user?.Report(p);
         }
     }
 }

@@ -89,8 +89,7 @@ public sealed class MblmLanguageModelTransformer : ITransformer, IDisposable, IR
     /// <summary>Not supported: ML.NET's zip format has no public way to store the weights.</summary>
     /// <exception cref="NotSupportedException">Always; use <c>mlContext.Mblm().SaveModel(model, inputSchema, path)</c>.</exception>
     void ICanSaveModel.Save(ModelSaveContext ctx) =>
-        throw new NotSupportedException("mlContext.Model.Save cannot store an MBLM stage's weights (ML.NET keeps its model-writing API internal). " +
-                                        "Save the whole pipeline with mlContext.Mblm().SaveModel(model, inputSchema, path) and load it with mlContext.Mblm().LoadModel(path, out inputSchema).");
+        throw new NotSupportedException(Fitting.SaveNotSupported);
 
     /// <summary>Generates a continuation of <paramref name="prompt"/> with this model's sampling options.</summary>
     public string Complete(string prompt, int? maxNewBytes = null)

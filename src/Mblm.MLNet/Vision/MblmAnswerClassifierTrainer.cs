@@ -24,7 +24,6 @@ namespace Mblm.MLNet.Vision;
 /// </remarks>
 public sealed class MblmAnswerClassifierTrainer : IEstimator<MblmAnswerClassifierTransformer>
 {
-    private static readonly object FitGate = new();
     private readonly MLContext _context;
     private readonly IHost _host;
 
@@ -145,7 +144,7 @@ public sealed class MblmAnswerClassifierTrainer : IEstimator<MblmAnswerClassifie
         int seed = _host.Rand.Next();
         ch.Info(MessageSensitivity.None, $"MBLM VQA: {samples.Count} samples (longest {longest} tokens), {answers.Length} answers, {o.ModelConfig.CountParameters():N0} parameters on {device}; {steps} steps");
 
-        lock (FitGate)
+        lock (Fitting.Gate)
         {
             manual_seed(seed);
             var model = new MblmModel(o.ModelConfig);
@@ -157,7 +156,7 @@ public sealed class MblmAnswerClassifierTrainer : IEstimator<MblmAnswerClassifie
                 {
                     Steps = steps, BatchSize = o.BatchSize, LearningRate = o.LearningRate, WarmupFraction = o.WarmupFraction, Seed = seed, Shuffle = true,
                 });
-                var result = trainer.Train(new ListSource(samples), progress: new Logged(ch, steps, o.Progress));
+                var result = trainer.Train(new ListSource(samples), progress: new ProgressLog(ch, steps, "answer loss", o.Progress));
                 ch.Info(MessageSensitivity.None, $"MBLM VQA: trained {result.Steps} steps, final answer loss {result.FinalLoss:F4} nats");
                 return new MblmAnswerClassifierTransformer(o, model, answers, new TrainingSummary(result.Steps, result.FinalLoss, null, samples.Sum(s => (long)s.Ids.Length), seed));
             }
@@ -173,17 +172,6 @@ public sealed class MblmAnswerClassifierTrainer : IEstimator<MblmAnswerClassifie
     {
         public long Count(int epoch) => samples.Count;
         public ByteSample Get(int epoch, long index) => samples[(int)index];
-    }
-
-    private sealed class Logged(IChannel ch, long steps, IProgress<TrainingProgress>? user) : IProgress<TrainingProgress>
-    {
-        private readonly long _every = Math.Max(1, steps / 10);
-
-        public void Report(TrainingProgress p)
-        {
-            if (p.Step % _every == 0 || p.Step == p.TotalSteps) ch.Info(MessageSensitivity.None, $"step {p.Step}/{p.TotalSteps} answer loss {p.Loss:F4} lr {p.LearningRate:G3}");
-            user?.Report(p);
-        }
     }
 }
 

@@ -60,7 +60,7 @@ public sealed class MblmAnswerClassifierTransformer : ITransformer, IDisposable,
     public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new RowMapper<(byte[], byte[]), (float[], uint)>(this, Bind(inputSchema));
 
     void ICanSaveModel.Save(ModelSaveContext ctx) =>
-        throw new NotSupportedException("mlContext.Model.Save cannot store an MBLM stage's weights; use mlContext.Mblm().SaveModel(model, inputSchema, path).");
+        throw new NotSupportedException(Fitting.SaveNotSupported);
 
     IReadOnlyList<DataViewSchema.Column> IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>.Sources(DataViewSchema input)
     {
