@@ -34,7 +34,7 @@ internal static class MLNetBenchmark
         string file = opts.Str("data", FindData());
         string text = File.ReadAllText(file);
         text = text[..Math.Min(text.Length, kib * 1024)];
-        var rows = ToRows(text, 512);
+        var rows = TextRows.Split(text, 512);
         var config = MblmPresets.Small;
         Console.WriteLine($"data: {file}, {Encoding.UTF8.GetByteCount(text):N0} bytes in {rows.Count} rows; model Small ({config.CountParameters():N0} parameters); " +
                           $"{steps} steps of 16 windows per fit; {reps} fits each, alternating");
@@ -118,21 +118,5 @@ internal static class MLNetBenchmark
                 return File.Exists(shared) ? Path.GetFullPath(shared) : Path.Combine(dir.FullName, "README.md");
         }
         return "README.md";
-    }
-
-    private static List<string> ToRows(string text, int maxBytes)
-    {
-        var rows = new List<string>();
-        var current = new StringBuilder();
-        int bytes = 0;
-        foreach (var line in text.Split('\n'))
-        {
-            int n = Encoding.UTF8.GetByteCount(line) + 1;
-            if (bytes + n > maxBytes && current.Length > 0) { rows.Add(current.ToString()); current.Clear(); bytes = 0; }
-            current.Append(line).Append('\n');
-            bytes += n;
-        }
-        if (current.Length > 0) rows.Add(current.ToString());
-        return rows.Where(r => r.Trim().Length > 0).ToList();
     }
 }

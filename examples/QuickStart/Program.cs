@@ -22,7 +22,7 @@ int newBytes = int.Parse(flags.Get("bytes", "160"));
 
 // 1. Data: rows of text. Each row is one document for the model (up to its 512-byte context; longer rows are cut into windows).
 string corpus = flags.Has("data") ? File.ReadAllText(flags.Get("data", "")) : EmbeddedCorpus();
-var rows = Corpus.ToRows(corpus, maxBytes: 512);
+var rows = TextRows.Split(corpus, maxBytes: 512);
 if (rows.Count < 2) throw new ArgumentException($"the text has {rows.Count} non-empty rows of up to 512 bytes; the quick start needs at least 2 (one is held out)");
 var ml = new MLContext(seed: 1);
 // Every tenth row (at least one) is held out for validation.
@@ -97,32 +97,6 @@ public sealed class Prediction
 {
     public float BitsPerByte { get; set; }
     public string Completion { get; set; } = "";
-}
-
-/// <summary>Cuts text into rows of whole lines, each at most a given number of UTF-8 bytes (longer lines are split).</summary>
-internal static class Corpus
-{
-    public static List<string> ToRows(string text, int maxBytes)
-    {
-        var rows = new List<string>();
-        var current = new StringBuilder();
-        int bytes = 0;
-        foreach (var line in text.Replace("\r\n", "\n").Split('\n'))
-        {
-            string piece = line + "\n";
-            int n = Encoding.UTF8.GetByteCount(piece);
-            if (bytes + n > maxBytes && current.Length > 0)
-            {
-                rows.Add(current.ToString());
-                current.Clear();
-                bytes = 0;
-            }
-            current.Append(piece);
-            bytes += n;
-        }
-        if (current.Length > 0) rows.Add(current.ToString());
-        return rows.Where(r => r.Trim().Length > 0).ToList();
-    }
 }
 
 /// <summary>A one-line progress bar on the console for the training steps.</summary>

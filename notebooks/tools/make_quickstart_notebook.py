@@ -41,7 +41,7 @@ md("""
 ## Data
 
 Rows of text. Each row is one document for the model; rows longer than the model's context are cut into windows. Here:
-this repository's README and docs, in rows of whole lines of at most 512 bytes.
+this repository's README and docs, cut by `TextRows.Split` into rows of whole lines of at most 512 bytes.
 """)
 cs("""
 using System.Linq;
@@ -51,21 +51,8 @@ using Mblm.MLNet;
 
 public class TextRow { public string Text { get; set; } = ""; }
 
-static List<string> ToRows(string text, int maxBytes)
-{
-    var rows = new List<string>();
-    var current = new StringBuilder();
-    foreach (var line in text.Split('\\n'))
-    {
-        if (Encoding.UTF8.GetByteCount(current.ToString() + line) > maxBytes && current.Length > 0) { rows.Add(current.ToString()); current.Clear(); }
-        current.Append(line).Append('\\n');
-    }
-    if (current.Length > 0) rows.Add(current.ToString());
-    return rows.Where(r => r.Trim().Length > 0).ToList();
-}
-
 var text = string.Join("\\n", new[] { "../README.md" }.Concat(Directory.GetFiles("../docs", "*.md")).Select(File.ReadAllText));
-var rows = ToRows(text, 512);
+var rows = TextRows.Split(text, 512);
 var ml = new MLContext(seed: 1);
 var all = ml.Data.LoadFromEnumerable(rows.Select(r => new TextRow { Text = r }));
 var split = ml.Data.TrainTestSplit(all, testFraction: 0.15, seed: 1);
