@@ -62,7 +62,7 @@ public sealed class MblmAnswerClassifierTrainer : IEstimator<MblmAnswerClassifie
         public double LearningRate { get; init; } = 2e-3;
         /// <summary>Warm-up fraction.</summary>
         public double WarmupFraction { get; init; } = 0.1;
-        /// <summary>Rows scored per model call (each row runs once per candidate answer).</summary>
+        /// <summary>Rows Transform reads ahead per batch. Each row is scored on its own: its prompt decoded once, then every candidate answer together.</summary>
         public int ScoringBatchSize { get; init; } = 4;
         /// <summary>Receives a report after every optimiser step.</summary>
         public IProgress<TrainingProgress>? Progress { get; init; }

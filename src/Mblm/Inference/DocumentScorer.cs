@@ -41,10 +41,7 @@ public sealed class DocumentScorer
     public DocumentScore[] Score(IReadOnlyList<byte[]> documents, bool features)
     {
         int window = WindowLength, dim = _model.Config.HiddenDims[^1];
-        var windows = new List<(int Doc, int Offset, int Length)>();
-        for (int d = 0; d < documents.Count; d++)
-            for (int off = 0; off < documents[d].Length; off += window)
-                windows.Add((d, off, Math.Min(window, documents[d].Length - off)));
+        var windows = DocumentSource.Windows(documents, window);
         // Similar lengths together: less padding.
         windows.Sort((a, b) => b.Length.CompareTo(a.Length));
 

@@ -7,17 +7,30 @@ namespace Mblm.Training;
 /// </summary>
 public sealed class DocumentSource : ISampleSource
 {
-    private readonly List<(byte[] Doc, int Offset, int Length)> _windows = new();
+    private readonly IReadOnlyList<byte[]> _documents;
+    private readonly List<(int Doc, int Offset, int Length)> _windows;
 
     /// <summary>Cuts <paramref name="documents"/> into windows of at most <paramref name="windowLength"/> bytes; empty documents give none.</summary>
     public DocumentSource(IReadOnlyList<byte[]> documents, int windowLength)
     {
-        if (windowLength <= 0) throw new ArgumentOutOfRangeException(nameof(windowLength), windowLength, "must be positive");
+        _documents = documents;
+        _windows = Windows(documents, windowLength);
         WindowLength = windowLength;
-        foreach (var doc in documents)
-            for (int off = 0; off < doc.Length; off += windowLength)
-                _windows.Add((doc, off, Math.Min(windowLength, doc.Length - off)));
         Bytes = documents.Sum(d => (long)d.Length);
+    }
+
+    /// <summary>
+    /// The consecutive windows of every document: (document index, offset, length), each at most
+    /// <paramref name="windowLength"/> bytes, the last of a document shorter; every byte in exactly one window.
+    /// </summary>
+    public static List<(int Doc, int Offset, int Length)> Windows(IReadOnlyList<byte[]> documents, int windowLength)
+    {
+        if (windowLength <= 0) throw new ArgumentOutOfRangeException(nameof(windowLength), windowLength, "must be positive");
+        var windows = new List<(int, int, int)>();
+        for (int d = 0; d < documents.Count; d++)
+            for (int off = 0; off < documents[d].Length; off += windowLength)
+                windows.Add((d, off, Math.Min(windowLength, documents[d].Length - off)));
+        return windows;
     }
 
     /// <summary>Longest window.</summary>
@@ -32,7 +45,8 @@ public sealed class DocumentSource : ISampleSource
     /// <inheritdoc/>
     public ByteSample Get(int epoch, long index)
     {
-        var (doc, off, len) = _windows[checked((int)index)];
+        var (d, off, len) = _windows[checked((int)index)];
+        var doc = _documents[d];
         var ids = new long[len];
         for (int i = 0; i < len; i++) ids[i] = doc[off + i];
         var mask = new float[len];
