@@ -31,7 +31,7 @@ internal static class LongContextBenchmark
         };
         config.Validate();
         manual_seed(0);
-        var model = new MblmModel(config) { CheckpointEmbedders = o.Int("ckpt-embedders", 0) == 1 };
+        var model = new MblmModel(config);
         model.train();
         var optimizer = optim.Adam(model.parameters(), lr: 1e-3, beta1: 0.9, beta2: 0.95);
         var ids = randint(0, 256, new long[] { 1, ctx }, generator: new Generator(1234));

@@ -9,7 +9,7 @@ using Mblm.Native;
 //   mamba-profile [--length 4096]                      (forward+backward time of each Mamba2 mixer part)
 //   generation [--contexts 1024,8192,32768,65536] [--bytes 16] [--recompute-max 8192] [--text FILE]
 //   mlnet      [--steps 60] [--reps 2] [--rows 256] [--kib 256] [--data FILE]   (ML.NET Fit overhead; Transform rows/s)
-//   long-context [--context 1048576] [--stages 1|2|3] [--chunks 4,8|none] [--ckpt-embedders 0|1]
+//   long-context [--context 1048576] [--stages 1|2|3] [--chunks 4,8|none]
 TorchRuntime.EnsureLoadable();
 bool tuned = TorchRuntime.AllocatorTuningRequested && TorchRuntime.TuneAllocator();
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;

@@ -24,12 +24,7 @@ internal static class InfoCommand
         for (int i = 0; i < c.NumStages; i++)
         {
             var b = c.Blocks[i];
-            string block = b switch
-            {
-                TransformerBlockConfig t => $"transformer {t.AttnNumHeads}x{t.AttnHeadDims} heads, ff x{t.FfMultiplier}{(t.AttnUseRotEmbs ? ", rope in attention" : "")}",
-                Mamba2BlockConfig m => $"mamba2 d_state {m.DState}, d_conv {m.DConv}, expand {m.Expand}, headdim {m.Headdim} ({m.InnerDim(c.HiddenDims[i]) / m.Headdim} heads)",
-                _ => b.BlockType,
-            };
+            string block = b.Describe(c.HiddenDims[i]);
             string seq = i == 0 ? $"K<={c.SeqLens[0]}" : c.SeqLens[i].ToString(CultureInfo.InvariantCulture);
             stdout.WriteLine($"stage {i} ({(i == c.NumStages - 1 ? "local" : "global")}): {block}; pos_emb {StageBlockConfig.PosEmbName(b.PosEmbType)}; " +
                              $"{c.NumLayers[i]} layers, dim {c.HiddenDims[i]}; units of {unitBytes:N0} bytes; " +

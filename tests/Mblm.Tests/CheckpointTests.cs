@@ -16,18 +16,14 @@ public sealed class CheckpointTests
     {
         using var scope = NewDisposeScope();
         var config = Cfg([24, 16, 8], [3, 4, 2], [S(), T(), S()], layers: [1, 2, 1]);
-        var model = RandomModel(config, seed: 4);
-        model.train();
+        var (plainModel, model) = SameWeights(config, chunks, seed: 4);
         var ids = randint(0, 256, new long[] { 2, 13 });
         var mask = rand(2, 13);
 
-        model.CheckpointChunks = null;
-        var plainLoss = model.Loss(ids, mask);
+        var plainLoss = plainModel.Loss(ids, mask);
         plainLoss.backward();
-        var plain = model.named_parameters().ToDictionary(p => p.name, p => p.parameter.grad!.clone());
+        var plain = plainModel.named_parameters().ToDictionary(p => p.name, p => p.parameter.grad!.clone());
 
-        model.zero_grad();
-        model.CheckpointChunks = chunks;
         var chunkedLoss = model.Loss(ids, mask);
         chunkedLoss.backward();
         Assert.AreEqual(plainLoss.item<float>(), chunkedLoss.item<float>(), 1e-6);
@@ -45,19 +41,26 @@ public sealed class CheckpointTests
         using var scope = NewDisposeScope();
         var block = new TransformerBlockConfig { AttnHeadDims = 4, AttnNumHeads = 2, AttnUseRotEmbs = true, FfDropout = 0.3, PosEmbType = PosEmbType.Fixed };
         var config = Cfg([16, 8], [4, 3], [block, block]);
-        var model = RandomModel(config, seed: 6);
-        model.train();
+        var (plainModel, model) = SameWeights(config, [3], seed: 6);
         var ids = randint(0, 256, new long[] { 2, 12 });
 
         manual_seed(99);
-        model.CheckpointChunks = null;
-        model.Loss(ids).backward();
-        var plain = model.named_parameters().ToDictionary(p => p.name, p => p.parameter.grad!.clone());
-        model.zero_grad();
+        plainModel.Loss(ids).backward();
+        var plain = plainModel.named_parameters().ToDictionary(p => p.name, p => p.parameter.grad!.clone());
         manual_seed(99);
-        model.CheckpointChunks = [3];
         model.Loss(ids).backward();
         foreach (var (name, p) in model.named_parameters())
             Assert.IsTrue((p.grad! - plain[name]).abs().max().item<float>() <= 1e-6, name);
+    }
+
+    // Checkpointing is part of the config: two models, one without and one with chunks, holding the same weights.
+    private static (MblmModel Plain, MblmModel Chunked) SameWeights(MblmConfig config, int[] chunks, int seed)
+    {
+        var plain = RandomModel(config with { TrainCheckpointChunks = null }, seed);
+        var chunked = new MblmModel(config with { TrainCheckpointChunks = chunks });
+        chunked.load_state_dict(plain.state_dict());
+        plain.train();
+        chunked.train();
+        return (plain, chunked);
     }
 }

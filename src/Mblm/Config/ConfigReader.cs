@@ -13,8 +13,6 @@ namespace Mblm.Config;
 public static class ConfigReader
 {
     private static readonly string[] ModelKeys = ["num_tokens", "pad_token_id", "hidden_dims", "num_layers", "seq_lens", "train_checkpoint_chunks", "block"];
-    private static readonly string[] TransformerKeys = ["attn_head_dims", "attn_num_heads", "attn_use_rot_embs", "attn_dropout", "ff_multiplier", "ff_dropout", "use_flash_attn"];
-    private static readonly string[] MambaKeys = ["d_state", "d_conv", "expand", "headdim", "dropout"];
 
     /// <summary>Loads the model config of a file (bare or training layout); errors name the file and key.</summary>
     public static MblmConfig LoadModel(string path) => LoadFile(path).Model;
@@ -99,54 +97,48 @@ public static class ConfigReader
     }
 
     /// <summary>
-    /// Dispatches on <c>block_type</c>; when absent, Mamba fields select <c>mamba2</c> and attention fields the causal
-    /// <c>transformer</c> (the reference picks by first successful parse over an unordered set, sometimes a non-causal encoder).
+    /// Dispatches on <c>block_type</c> through <see cref="StageBlocks"/> and reads the block's fields; when block_type is
+    /// absent, Mamba fields select <c>mamba2</c> and attention fields the causal <c>transformer</c> (the reference picks by
+    /// first successful parse over an unordered set, sometimes a non-causal encoder).
     /// </summary>
     private static StageBlockConfig ReadBlock(YamlNode node, string path)
     {
         var keys = Keys(AsMapping(node, path), path + ".");
         string? type = keys.TryGetValue("block_type", out var bt) ? Str(bt, path + ".block_type") : null;
-        bool hasMamba = MambaKeys.Any(keys.ContainsKey), hasAttn = TransformerKeys.Any(keys.ContainsKey);
         if (type is null)
         {
+            bool Has(Type t) => StageBlocks.FieldsOf(t).Any(f => keys.ContainsKey(f.Key));
+            bool hasMamba = Has(typeof(Mamba2BlockConfig)), hasAttn = Has(typeof(TransformerBlockConfig));
             if (hasMamba && hasAttn) throw new ConfigException(path, "mixes Mamba fields and attention fields; set block_type");
             if (!hasMamba && !hasAttn) throw new ConfigException(path + ".block_type", "is required when the block has neither Mamba nor attention fields");
             type = hasMamba ? "mamba2" : "transformer";
         }
-        PosEmbType pos = keys.TryGetValue("pos_emb_type", out var pe) ? ReadPosEmb(pe, path + ".pos_emb_type") : PosEmbType.None;
-        switch (type)
+        var configType = StageBlocks.Find(type) ?? throw new ConfigException(path + ".block_type", type switch
         {
-            case "transformer":
-                Only(keys, path, TransformerKeys);
-                return new TransformerBlockConfig
-                {
-                    PosEmbType = pos,
-                    AttnHeadDims = Int(Need(keys, path, "attn_head_dims"), path + ".attn_head_dims"),
-                    AttnNumHeads = Int(Need(keys, path, "attn_num_heads"), path + ".attn_num_heads"),
-                    AttnUseRotEmbs = Bool(Need(keys, path, "attn_use_rot_embs"), path + ".attn_use_rot_embs"),
-                    AttnDropout = Opt(keys, "attn_dropout", path, Double, 0.0),
-                    FfMultiplier = Opt(keys, "ff_multiplier", path, Int, 2),
-                    FfDropout = Opt(keys, "ff_dropout", path, Double, 0.0),
-                    UseFlashAttn = Opt(keys, "use_flash_attn", path, Bool, false),
-                };
-            case "mamba2":
-                Only(keys, path, MambaKeys);
-                return new Mamba2BlockConfig
-                {
-                    PosEmbType = pos,
-                    DState = Int(Need(keys, path, "d_state"), path + ".d_state"),
-                    DConv = Int(Need(keys, path, "d_conv"), path + ".d_conv"),
-                    Expand = Int(Need(keys, path, "expand"), path + ".expand"),
-                    Headdim = Int(Need(keys, path, "headdim"), path + ".headdim"),
-                    Dropout = Opt(keys, "dropout", path, Double, 0.0),
-                };
-            case "mamba1":
-                throw new ConfigException(path + ".block_type", "'mamba1' is not supported: it is the reference's CPU fallback (mambapy), a different architecture from the paper's Mamba2; use mamba2");
-            case "transformerEncoder":
-                throw new ConfigException(path + ".block_type", "'transformerEncoder' is a non-causal encoder block (MBLMEncoder); a decoder stage must be 'transformer' or 'mamba2'");
-            default:
-                throw new ConfigException(path + ".block_type", $"must be 'transformer' or 'mamba2', got '{type}'");
+            "mamba1" => "'mamba1' is not supported: it is the reference's CPU fallback (mambapy), a different architecture from the paper's Mamba2; use mamba2",
+            "transformerEncoder" => "'transformerEncoder' is a non-causal encoder block (MBLMEncoder); a decoder stage must be 'transformer' or 'mamba2'",
+            _ => $"must be one of the registered block types ({string.Join(", ", StageBlocks.Names.Select(n => $"'{n}'"))}), got '{type}'",
+        });
+        var fields = StageBlocks.FieldsOf(configType);
+        foreach (string k in keys.Keys)
+            if (k is not ("block_type" or "pos_emb_type") && fields.All(f => f.Key != k))
+                throw new ConfigException($"{path}.{k}", $"is not a field of this block type (expected block_type, pos_emb_type, {string.Join(", ", fields.Select(f => f.Key))})");
+        PosEmbType pos = keys.TryGetValue("pos_emb_type", out var pe) ? ReadPosEmb(pe, path + ".pos_emb_type") : PosEmbType.None;
+        var values = new Dictionary<string, object?>();
+        foreach (var f in fields)
+        {
+            string key = $"{path}.{f.Key}";
+            if (!keys.TryGetValue(f.Key, out var v) || IsNull(v))
+            {
+                if (f.Required) throw new ConfigException(key, "is required");
+                if (v is not null && f.IsNullable) values[f.Key] = null;
+                continue;
+            }
+            var t = f.ValueType;
+            values[f.Key] = t == typeof(int) ? Int(v, key) : t == typeof(long) ? Long(v, key) : t == typeof(double) ? Double(v, key)
+                : t == typeof(float) ? (float)Double(v, key) : t == typeof(bool) ? Bool(v, key) : Str(v, key);
         }
+        return StageBlocks.Create(configType, pos, values);
     }
 
     private static TrainSection ReadTrain(YamlMappingNode node)
@@ -194,13 +186,6 @@ public static class ConfigReader
 
     private static T Opt<T>(Dictionary<string, YamlNode> keys, string k, string path, Func<YamlNode, string, T> read, T fallback) =>
         keys.TryGetValue(k, out var v) && !IsNull(v) ? read(v, $"{path}.{k}") : fallback;
-
-    private static void Only(Dictionary<string, YamlNode> keys, string path, string[] fields)
-    {
-        foreach (string k in keys.Keys)
-            if (k is not ("block_type" or "pos_emb_type") && !fields.Contains(k))
-                throw new ConfigException($"{path}.{k}", $"is not a field of this block type (expected block_type, pos_emb_type, {string.Join(", ", fields)})");
-    }
 
     private static bool IsNull(YamlNode n) => n is YamlScalarNode s && s.Style is YamlDotNet.Core.ScalarStyle.Plain or YamlDotNet.Core.ScalarStyle.Any
         && (s.Value is null or "" or "~" or "null" or "Null" or "NULL");

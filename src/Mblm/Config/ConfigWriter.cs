@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using System.Text.Json;
 
 namespace Mblm.Config;
 
@@ -14,9 +15,6 @@ public static class ConfigWriter
     {
         config.Validate();
         static string List(IReadOnlyList<int> xs) => "[" + string.Join(", ", xs.Select(x => x.ToString(CultureInfo.InvariantCulture))) + "]";
-        static string D(double x) => x.ToString("R", CultureInfo.InvariantCulture);
-        static string B(bool x) => x ? "true" : "false";
-        static string Pos(PosEmbType t) => t == PosEmbType.None ? "null" : $"\"{StageBlockConfig.PosEmbName(t)}\"";
         var sb = new StringBuilder();
         sb.Append("{\n");
         sb.Append($"  \"num_tokens\": {config.NumTokens},\n");
@@ -28,18 +26,35 @@ public static class ConfigWriter
         sb.Append("  \"block\": [\n");
         for (int i = 0; i < config.Blocks.Count; i++)
         {
-            string body = config.Blocks[i] switch
-            {
-                TransformerBlockConfig t => $"\"block_type\": \"transformer\", \"attn_head_dims\": {t.AttnHeadDims}, \"attn_num_heads\": {t.AttnNumHeads}, " +
-                    $"\"attn_use_rot_embs\": {B(t.AttnUseRotEmbs)}, \"attn_dropout\": {D(t.AttnDropout)}, \"ff_multiplier\": {t.FfMultiplier}, " +
-                    $"\"ff_dropout\": {D(t.FfDropout)}, \"use_flash_attn\": {B(t.UseFlashAttn)}, \"pos_emb_type\": {Pos(t.PosEmbType)}",
-                Mamba2BlockConfig m => $"\"block_type\": \"mamba2\", \"d_state\": {m.DState}, \"d_conv\": {m.DConv}, \"expand\": {m.Expand}, " +
-                    $"\"headdim\": {m.Headdim}, \"dropout\": {D(m.Dropout)}, \"pos_emb_type\": {Pos(m.PosEmbType)}",
-                var other => throw new NotSupportedException($"block type '{other.BlockType}' cannot be written"),
-            };
+            string body = BlockJson(config.Blocks[i]);
             sb.Append("    {").Append(body).Append('}').Append(i + 1 < config.Blocks.Count ? ",\n" : "\n");
         }
         sb.Append("  ]\n}\n");
         return sb.ToString();
     }
+
+    /// <summary>A block's fields as the inside of a JSON object: block_type, its fields (from <see cref="StageBlocks"/>), pos_emb_type.</summary>
+    private static string BlockJson(StageBlockConfig block)
+    {
+        var parts = new List<string> { $"\"block_type\": {JsonSerializer.Serialize(block.BlockType)}" };
+        foreach (var f in StageBlocks.FieldsOf(block.GetType()))
+        {
+            string value = f.Property.GetValue(block) switch
+            {
+                null => "null",
+                bool b => b ? "true" : "false",
+                double d => D(d),
+                float x => D(x),
+                string str => JsonSerializer.Serialize(str),
+                IFormattable n => n.ToString(null, CultureInfo.InvariantCulture),
+                var o => throw new NotSupportedException($"{f.Key}: cannot write {o.GetType()}"),
+            };
+            parts.Add($"{JsonSerializer.Serialize(f.Key)}: {value}");
+        }
+        string pos = block.PosEmbType == PosEmbType.None ? "null" : $"\"{StageBlockConfig.PosEmbName(block.PosEmbType)}\"";
+        parts.Add($"\"pos_emb_type\": {pos}");
+        return string.Join(", ", parts);
+    }
+
+    private static string D(double x) => x.ToString("R", CultureInfo.InvariantCulture);
 }

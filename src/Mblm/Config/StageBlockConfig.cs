@@ -12,23 +12,62 @@ public enum PosEmbType
 }
 
 /// <summary>
-/// The sequence model of one stage: maps <c>(R, S, D)</c> to <c>(R, S, D)</c> causally along S. Concrete types are
-/// <see cref="TransformerBlockConfig"/> (<c>block_type: transformer</c>) and <see cref="Mamba2BlockConfig"/>
-/// (<c>block_type: mamba2</c>). Immutable.
+/// The config of one stage's sequence model, which maps <c>(R, S, D)</c> to <c>(R, S, D)</c> (causally along S for decoder
+/// stages). A block type is a record deriving from this one, registered under its <c>block_type</c> name in
+/// <see cref="StageBlocks"/>: it knows its fields (its init properties, read and written by the config reader and writer),
+/// its rules (<see cref="Validate"/>), its parameter count, how to describe itself and how to build its stage module.
+/// Built-in: <see cref="TransformerBlockConfig"/> (<c>transformer</c>) and <see cref="Mamba2BlockConfig"/> (<c>mamba2</c>).
+/// Immutable.
 /// </summary>
 public abstract record StageBlockConfig
 {
-    /// <summary>The reference's <c>block_type</c> discriminator.</summary>
-    public abstract string BlockType { get; }
+    /// <summary>The reference's <c>block_type</c> discriminator (the name this record type is registered under).</summary>
+    public string BlockType => StageBlocks.NameOf(GetType());
 
     /// <summary>Positional embedding added to this stage's token embeddings.</summary>
     public PosEmbType PosEmbType { get; init; } = PosEmbType.None;
 
-    /// <summary>Number of parameters of the stage model at width <paramref name="dim"/> with <paramref name="layers"/> layers.</summary>
-    public abstract long CountParameters(long dim, long layers);
+    /// <summary>
+    /// Whether the stage's output at position t depends only on inputs at positions ≤ t. Decoder (MBLM) stages must be
+    /// causal; non-causal blocks serve the encoder.
+    /// </summary>
+    public virtual bool IsCausal => true;
 
-    /// <summary>Checks the block's own rules for a stage of width <paramref name="dim"/>; throws <see cref="ConfigException"/>.</summary>
-    public abstract void Validate(string path, int dim);
+    /// <summary>Whether the stage draws random numbers in training (dropout): checkpointing then replays the RNG.</summary>
+    public virtual bool HasDropout => false;
+
+    /// <summary>
+    /// Number of parameters of the stage model at width <paramref name="dim"/> with <paramref name="layers"/> layers,
+    /// computed from the shapes (no allocation). The default builds the stage on the CPU and counts: override it for
+    /// blocks that may be configured large.
+    /// </summary>
+    public virtual long CountParameters(long dim, long layers)
+    {
+        using var stage = CreateStage(dim, checked((int)layers));
+        return stage.parameters().Sum(p => p.numel());
+    }
+
+    /// <summary>
+    /// Checks the block's own rules for a stage of width <paramref name="dim"/>; throws <see cref="ConfigException"/> naming
+    /// <paramref name="path"/>.key. Overrides should call the base rule (rope needs an even width).
+    /// </summary>
+    public virtual void Validate(string path, int dim) =>
+        ConfigException.Require(PosEmbType != PosEmbType.Rope || dim % 2 == 0, $"{path}.pos_emb_type", "rope needs an even hidden dim");
+
+    /// <summary>Builds the stage module: <c>(R, S, dim) → (R, S, dim)</c> with <paramref name="numLayers"/> layers.</summary>
+    public abstract Mblm.Model.StageModel CreateStage(long dim, int numLayers);
+
+    /// <summary>A one-line description for <c>mblm info</c>; the default lists the block type and its fields.</summary>
+    public virtual string Describe(int dim) =>
+        BlockType + " " + string.Join(", ", StageBlocks.FieldsOf(GetType()).Select(f => $"{f.Key} {FormatValue(f.Property.GetValue(this))}"));
+
+    private static string FormatValue(object? v) => v switch
+    {
+        null => "null",
+        bool b => b ? "true" : "false",
+        IFormattable f => f.ToString(null, System.Globalization.CultureInfo.InvariantCulture),
+        _ => v.ToString() ?? "",
+    };
 
     /// <summary>The reference spelling of a positional-embedding type.</summary>
     public static string PosEmbName(PosEmbType t) => t switch { PosEmbType.Fixed => "fixed", PosEmbType.Rope => "rope", _ => "null" };
@@ -40,8 +79,6 @@ public abstract record StageBlockConfig
 /// </summary>
 public sealed record TransformerBlockConfig : StageBlockConfig
 {
-    /// <inheritdoc />
-    public override string BlockType => "transformer";
     /// <summary>Size of one attention head (<c>attn_head_dims</c>, required).</summary>
     public required int AttnHeadDims { get; init; }
     /// <summary>Number of attention heads (<c>attn_num_heads</c>, required).</summary>
@@ -75,8 +112,18 @@ public sealed record TransformerBlockConfig : StageBlockConfig
         ConfigException.Require(FfMultiplier > 0, $"{path}.ff_multiplier", "must be a positive integer");
         ConfigException.Require(AttnDropout is >= 0 and < 1, $"{path}.attn_dropout", "must be in [0, 1)");
         ConfigException.Require(FfDropout is >= 0 and < 1, $"{path}.ff_dropout", "must be in [0, 1)");
-        ConfigException.Require(PosEmbType != PosEmbType.Rope || dim % 2 == 0, $"{path}.pos_emb_type", "rope needs an even hidden dim");
+        base.Validate(path, dim);
     }
+
+    /// <inheritdoc />
+    public override bool HasDropout => AttnDropout > 0 || FfDropout > 0;
+
+    /// <inheritdoc />
+    public override Mblm.Model.StageModel CreateStage(long dim, int numLayers) => new Mblm.Model.TransformerStage(this, dim, numLayers);
+
+    /// <inheritdoc />
+    public override string Describe(int dim) =>
+        $"transformer {AttnNumHeads}x{AttnHeadDims} heads, ff x{FfMultiplier}{(AttnUseRotEmbs ? ", rope in attention" : "")}";
 }
 
 /// <summary>
@@ -85,8 +132,6 @@ public sealed record TransformerBlockConfig : StageBlockConfig
 /// </summary>
 public sealed record Mamba2BlockConfig : StageBlockConfig
 {
-    /// <inheritdoc />
-    public override string BlockType => "mamba2";
     /// <summary>SSM state size N (<c>d_state</c>, required).</summary>
     public required int DState { get; init; }
     /// <summary>Width of the causal depthwise convolution (<c>d_conv</c>, required).</summary>
@@ -124,6 +169,16 @@ public sealed record Mamba2BlockConfig : StageBlockConfig
         ConfigException.Require(InnerDim(dim) % Headdim == 0, $"{path}.headdim",
             $"must divide expand * hidden dim = {InnerDim(dim)}");
         ConfigException.Require(Dropout is >= 0 and < 1, $"{path}.dropout", "must be in [0, 1)");
-        ConfigException.Require(PosEmbType != PosEmbType.Rope || dim % 2 == 0, $"{path}.pos_emb_type", "rope needs an even hidden dim");
+        base.Validate(path, dim);
     }
+
+    /// <inheritdoc />
+    public override bool HasDropout => Dropout > 0;
+
+    /// <inheritdoc />
+    public override Mblm.Model.StageModel CreateStage(long dim, int numLayers) => new Mblm.Model.Mamba2Stage(this, dim, numLayers);
+
+    /// <inheritdoc />
+    public override string Describe(int dim) =>
+        $"mamba2 d_state {DState}, d_conv {DConv}, expand {Expand}, headdim {Headdim} ({InnerDim(dim) / Headdim} heads)";
 }

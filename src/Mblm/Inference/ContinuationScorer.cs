@@ -1,4 +1,4 @@
-using Mblm.Generation;
+using Mblm.Training;
 using Mblm.Model;
 using static TorchSharp.torch;
 
@@ -26,7 +26,7 @@ public static class ContinuationScorer
         long pad = model.Config.PadTokenId;
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        using var decoder = new IncrementalDecoder(model, 1);
+        using var decoder = model.NewDecoder(1);
         decoder.Start(tensor(prompt, new long[] { 1, prompt.Length }));
         decoder.RepeatRows(k);
         var total = zeros(k, dtype: float64, device: model.Device);
@@ -44,27 +44,12 @@ public static class ContinuationScorer
 
     private static double[] Recompute(MblmModel model, long[] prompt, IReadOnlyList<long[]> candidates)
     {
-        int k = candidates.Count, length = prompt.Length + candidates.Max(c => c.Length);
-        var ids = new long[k * length];
-        var mask = new float[k * length];
-        Array.Fill(ids, model.Config.PadTokenId);
-        for (int c = 0; c < k; c++)
+        var samples = candidates.Select(c =>
         {
-            Array.Copy(prompt, 0, ids, c * length, prompt.Length);
-            Array.Copy(candidates[c], 0, ids, c * length + prompt.Length, candidates[c].Length);
-            for (int i = 0; i < candidates[c].Length; i++) mask[c * length + prompt.Length + i] = 1;
-        }
-        bool wasTraining = model.training;
-        model.eval();
-        try
-        {
-            using var noGrad = no_grad();
-            using var scope = NewDisposeScope();
-            var idsT = tensor(ids, new long[] { k, length }).to(model.Device);
-            var (logits, start) = model.Logits(idsT);
-            var ce = MblmModel.TokenLosses(logits.to_type(float64), start.to_type(float64), idsT, model.Config.PadTokenId);
-            return (-(ce * tensor(mask, new long[] { k, length }).to(model.Device)).sum(1)).cpu().data<double>().ToArray();
-        }
-        finally { model.train(wasTraining); }
+            var mask = new float[prompt.Length + c.Length];
+            Array.Fill(mask, 1f, prompt.Length, c.Length);
+            return new ByteSample([.. prompt, .. c], mask);
+        }).ToArray();
+        return SequenceScorer.ScoreBatch(model, samples).Select(s => -s.Nats).ToArray();
     }
 }

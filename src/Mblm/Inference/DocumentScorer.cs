@@ -17,8 +17,8 @@ public sealed record DocumentScore(double Nats, long Bytes, float[]? Features)
 /// <summary>
 /// Scores whole documents of any length with a trained model (eval mode, no gradients): a document longer than the
 /// model's context is cut into consecutive windows of the context length, each scored from its first byte (predicted from
-/// the start token), so every byte counts once. Windows of several documents are batched together (right-padded; the model
-/// is causal, so padding never changes a real position's output). One host copy per batch.
+/// the start token), so every byte counts once. Windows of several documents are batched together through
+/// <see cref="SequenceScorer"/> (right-padded; the model is causal, so padding never changes a real position's output).
 /// </summary>
 public sealed class DocumentScorer
 {
@@ -40,54 +40,23 @@ public sealed class DocumentScorer
     /// <summary>Scores every document; <paramref name="features"/> also returns the mean hidden state per document.</summary>
     public DocumentScore[] Score(IReadOnlyList<byte[]> documents, bool features)
     {
-        int window = WindowLength, dim = _model.Config.HiddenDims[^1];
-        var windows = DocumentSource.Windows(documents, window);
-        // Similar lengths together: less padding.
-        windows.Sort((a, b) => b.Length.CompareTo(a.Length));
+        int dim = _model.Config.HiddenDims[^1];
+        var windows = DocumentSource.Windows(documents, WindowLength);
+        windows.Sort((a, b) => b.Length.CompareTo(a.Length)); // similar lengths together: less padding
+        var samples = windows.Select(w => new ByteSample(Ids(documents[w.Doc], w.Offset, w.Length), Ones(w.Length)));
 
         var nats = new double[documents.Count];
-        var sums = features ? new double[documents.Count, dim] : null;
-        bool wasTraining = _model.training;
-        _model.eval();
-        try
+        var sums = features ? new double[documents.Count][] : null;
+        int i = 0;
+        foreach (var score in SequenceScorer.Score(_model, samples, _batchSize, features))
         {
-            using var noGrad = no_grad();
-            foreach (var batch in windows.Chunk(_batchSize))
+            int doc = windows[i++].Doc;
+            nats[doc] += score.Nats;
+            if (sums is not null)
             {
-                using var scope = NewDisposeScope();
-                int length = batch[0].Length;
-                var ids = new long[batch.Length * length];
-                Array.Fill(ids, _model.Config.PadTokenId);
-                var mask = new float[batch.Length * length];
-                for (int b = 0; b < batch.Length; b++)
-                {
-                    var (doc, off, len) = batch[b];
-                    var src = documents[doc];
-                    for (int i = 0; i < len; i++) { ids[b * length + i] = src[off + i]; mask[b * length + i] = 1; }
-                }
-                var idsT = tensor(ids, new long[] { batch.Length, length }).to(_model.Device);
-                var (hidden, startHidden) = _model.HiddenStates(idsT);
-                var ce = MblmModel.TokenLosses(_model.Head.forward(hidden), _model.Head.forward(startHidden), idsT, _model.Config.PadTokenId);
-                var parts = new List<Tensor> { ce.sum(1, keepdim: true).to_type(float32) };
-                if (features)
-                {
-                    var m = tensor(mask, new long[] { batch.Length, length, 1 }).to(_model.Device);
-                    parts.Add((hidden.to_type(float32) * m).sum(1));
-                }
-                var host = cat(parts, 1).cpu().data<float>().ToArray(); // (B, 1 [+ D])
-                int width = features ? 1 + dim : 1;
-                for (int b = 0; b < batch.Length; b++)
-                {
-                    int doc = batch[b].Doc;
-                    nats[doc] += host[b * width];
-                    if (sums is not null)
-                        for (int j = 0; j < dim; j++) sums[doc, j] += host[b * width + 1 + j];
-                }
+                var acc = sums[doc] ??= new double[dim];
+                for (int j = 0; j < dim; j++) acc[j] += score.FeatureSum![j];
             }
-        }
-        finally
-        {
-            _model.train(wasTraining);
         }
         var result = new DocumentScore[documents.Count];
         for (int d = 0; d < documents.Count; d++)
@@ -97,10 +66,24 @@ public sealed class DocumentScorer
             {
                 f = new float[dim];
                 int n = documents[d].Length;
-                if (n > 0) for (int j = 0; j < dim; j++) f[j] = (float)(sums[d, j] / n);
+                if (n > 0) for (int j = 0; j < dim; j++) f[j] = (float)(sums[d][j] / n);
             }
             result[d] = new DocumentScore(nats[d], documents[d].Length, f);
         }
         return result;
+    }
+
+    private static long[] Ids(byte[] source, int offset, int length)
+    {
+        var ids = new long[length];
+        for (int i = 0; i < length; i++) ids[i] = source[offset + i];
+        return ids;
+    }
+
+    private static float[] Ones(int n)
+    {
+        var a = new float[n];
+        Array.Fill(a, 1f);
+        return a;
     }
 }

@@ -14,27 +14,28 @@ public sealed class CheckpointFunction : autograd.SingleTensorFunction<Checkpoin
     /// <inheritdoc />
     public override string Name => "MblmCheckpoint";
 
-    /// <summary>Set by the model when any of its blocks has dropout > 0 (checked for non-CPU devices).</summary>
-    [ThreadStatic] internal static bool DropoutActive;
-
-    /// <summary>Runs <paramref name="stage"/> on <paramref name="input"/> under checkpointing.</summary>
-    public static Tensor Run(nn.Module<Tensor, Tensor> stage, Tensor input) =>
-        apply((Func<Tensor, Tensor[], Tensor>)((x, _) => stage.forward(x)), input, Array.Empty<Tensor>());
+    /// <summary>
+    /// Runs <paramref name="stage"/> on <paramref name="input"/> under checkpointing. <paramref name="randomized"/> says
+    /// whether the stage draws random numbers (dropout): only the CPU RNG is replayed, so that is refused on other devices.
+    /// </summary>
+    public static Tensor Run(nn.Module<Tensor, Tensor> stage, Tensor input, bool randomized) =>
+        apply((Func<Tensor, Tensor[], Tensor>)((x, _) => stage.forward(x)), input, randomized, Array.Empty<Tensor>());
 
     /// <summary>
     /// Runs <paramref name="function"/>(input, constants) under checkpointing; the constants (e.g. targets) receive no
     /// gradient and are kept alive by autograd until the backward recomputation.
     /// </summary>
-    public static Tensor Run(Func<Tensor, Tensor[], Tensor> function, Tensor input, params Tensor[] constants) => apply(function, input, constants);
+    public static Tensor Run(Func<Tensor, Tensor[], Tensor> function, Tensor input, bool randomized, params Tensor[] constants) =>
+        apply(function, input, randomized, constants);
 
     /// <inheritdoc />
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
-        if (((Tensor)vars[1]).device.type != DeviceType.CPU && DropoutActive)
+        if (((Tensor)vars[1]).device.type != DeviceType.CPU && (bool)vars[2])
             throw new NotSupportedException("checkpointing with dropout > 0 replays only the CPU RNG; on a GPU set dropout to 0 or disable train_checkpoint_chunks");
         var stage = (Func<Tensor, Tensor[], Tensor>)vars[0];
         var input = (Tensor)vars[1];
-        var constants = (Tensor[])vars[2];
+        var constants = (Tensor[])vars[3];
         ctx.save_data("stage", stage);
         using (var rng = get_rng_state()) ctx.save_data("rng", rng.data<byte>().ToArray()); // managed copy: no native leak
         ctx.save_for_backward(new[] { input }.Concat(constants).ToList());
@@ -64,6 +65,6 @@ public sealed class CheckpointFunction : autograd.SingleTensorFunction<Checkpoin
             set_rng_state(current);
         }
         var grad = (input.grad ?? zeros_like(input)).MoveToOuterDisposeScope();
-        return new List<Tensor> { null!, grad, null! };
+        return new List<Tensor> { null!, grad, null!, null! };
     }
 }

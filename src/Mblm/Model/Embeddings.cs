@@ -56,7 +56,7 @@ public sealed class StartTokens : nn.Module
     }
 
     /// <summary>The start vector of stage <paramref name="stage"/>.</summary>
-    public Parameter this[int stage] => get_parameter(stage.ToString()); // by name: Module.to() replaces parameters
+    public Parameter this[int stage] => get_parameter(stage.ToString())!; // by name: Module.to() replaces parameters
 }
 
 /// <summary>
@@ -89,11 +89,14 @@ public sealed class NextStageProjection : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>A parameter-free placeholder that keeps module-list indices aligned with stages (reference <c>nn.Identity</c>).</summary>
-public sealed class Placeholder : nn.Module
+public sealed class Placeholder : nn.Module<Tensor, Tensor>
 {
     /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
 
     /// <summary>Creates the placeholder.</summary>
     public Placeholder() : base("Identity") { }
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor x) => x.alias();
 }

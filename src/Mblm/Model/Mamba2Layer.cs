@@ -20,9 +20,9 @@ public sealed class Mamba2Layer : nn.Module<Tensor, Tensor>
     private readonly Linear _inProj, _outProj;
     private readonly Conv1d _conv;
     // Looked up by name at use: Module.to(device/dtype) replaces parameters, so cached references would go stale.
-    private Parameter _dtBias => get_parameter("dt_bias");
-    private Parameter _aLog => get_parameter("A_log");
-    private Parameter _d => get_parameter("D");
+    private Parameter _dtBias => get_parameter("dt_bias")!;
+    private Parameter _aLog => get_parameter("A_log")!;
+    private Parameter _d => get_parameter("D")!;
     private readonly EpsRmsNorm _gatedNorm;
     private readonly long _inner, _heads, _headDim, _state, _convWidth;
 

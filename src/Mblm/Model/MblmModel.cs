@@ -16,9 +16,11 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     private readonly StartTokens _startTokens;
     private readonly ModuleList<nn.Module> _posEmbs;
     private readonly ModuleList<nn.Module> _tokenEmbsRev;
-    private readonly ModuleList<StageModel> _stageModels;
-    private readonly ModuleList<nn.Module> _toNextStageProj;
+    private readonly ModuleList<StageModel> _stages;
+    private readonly ModuleList<nn.Module<Tensor, Tensor>> _toNextStageProj;
     private readonly Linear _toLogits;
+    private readonly long[] _unitBytes;   // U_s: bytes per unit of stage s
+    private readonly bool _hasDropout;
 
     /// <summary>The (validated, immutable) configuration this model was built from.</summary>
     public MblmConfig Config { get; }
@@ -52,46 +54,46 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
         }
         _tokenEmbsRev = new ModuleList<nn.Module>(embs.ToArray());
 
-        _stageModels = new ModuleList<StageModel>(Enumerable.Range(0, n)
-            .Select(i => StageModel.Create(config.Blocks[i], dims[i], config.NumLayers[i])).ToArray());
-        _toNextStageProj = new ModuleList<nn.Module>(Enumerable.Range(0, n)
-            .Select(i => i < n - 1 ? (nn.Module)new NextStageProjection(dims[i], config.SeqLens[i + 1], dims[i + 1]) : new Placeholder())
+        _stages = new ModuleList<StageModel>(Enumerable.Range(0, n)
+            .Select(i => config.Blocks[i].CreateStage(dims[i], config.NumLayers[i])).ToArray());
+        _toNextStageProj = new ModuleList<nn.Module<Tensor, Tensor>>(Enumerable.Range(0, n)
+            .Select(i => i < n - 1 ? (nn.Module<Tensor, Tensor>)new NextStageProjection(dims[i], config.SeqLens[i + 1], dims[i + 1]) : new Placeholder())
             .ToArray());
         _toLogits = nn.Linear(dn, v);
-        CheckpointChunks = config.TrainCheckpointChunks;
+        _unitBytes = Enumerable.Range(0, n).Select(s => config.SeqLens.Skip(s + 1).Aggregate(1L, (a, p) => a * p)).ToArray();
+        _hasDropout = config.Blocks.Any(b => b.HasDropout);
 
         register_module("start_tokens", _startTokens);
         register_module("pos_embs", _posEmbs);
         register_module("token_embs_rev", _tokenEmbsRev);
-        register_module("stage_models", _stageModels);
+        register_module("stage_models", _stages);
         register_module("to_next_stage_proj", _toNextStageProj);
         register_module("to_logits", _toLogits);
     }
 
-    private bool HasDropout => Config.Blocks.Any(b => b switch
-    {
-        TransformerBlockConfig t => t.AttnDropout > 0 || t.FfDropout > 0,
-        Mamba2BlockConfig m => m.Dropout > 0,
-        _ => false,
-    });
-
-    /// <summary>The stage models, global → local.</summary>
-    public IReadOnlyList<StageModel> Stages => _stageModels.ToList();
-
-    /// <summary>The next-stage projections (index s projects stage s into stage s+1; the last entry is a placeholder).</summary>
-    public IReadOnlyList<nn.Module> Projections => _toNextStageProj.ToList();
-
-    /// <summary>The LM head <c>to_logits</c>.</summary>
-    public Linear Head => _toLogits;
-
-    /// <summary>The start vector of stage <paramref name="stage"/>.</summary>
-    public Tensor StartToken(int stage) => _startTokens[stage];
-
-    /// <summary>Token embedding of stage <paramref name="stage"/>: ids (…) → (…, D) for the local stage, units (…, Q) → (…, D_s) otherwise.</summary>
-    public nn.Module<Tensor, Tensor> TokenEmbedding(int stage) => (nn.Module<Tensor, Tensor>)_tokenEmbsRev[Config.NumStages - 1 - stage];
-
     /// <summary>The device the parameters live on.</summary>
     public Device Device => _toLogits.weight!.device;
+
+    /// <summary>
+    /// Puts the model in evaluation mode until the returned scope is disposed, then restores the mode it had:
+    /// <c>using (model.EvalMode()) { … }</c>.
+    /// </summary>
+    public IDisposable EvalMode()
+    {
+        bool wasTraining = training;
+        eval();
+        return new ModeScope(this, wasTraining);
+    }
+
+    private sealed class ModeScope(MblmModel model, bool training) : IDisposable
+    {
+        private bool _done;
+        public void Dispose() { if (!_done) { model.train(training); _done = true; } }
+    }
+
+    /// <summary>A cached incremental decoder over this model for <paramref name="batch"/> rows (see <see cref="IncrementalDecoder"/>).</summary>
+    public IncrementalDecoder NewDecoder(long batch) => new(this, batch);
+
 
     /// <summary>Logits <c>(B, L, V)</c>; position t is the distribution of byte t+1.</summary>
     public override Tensor forward(Tensor ids)
@@ -139,7 +141,7 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     /// </summary>
     public Tensor Loss(Tensor ids, Tensor? lossMask = null)
     {
-        if (training && is_grad_enabled() && Config.NumStages > 1 && CheckpointChunks is { } chunks)
+        if (Config.NumStages > 1 && CheckpointChunksNow is { } chunks)
             return FoldedLoss(ids, lossMask, chunks[^1]);
         return LossAndLogits(ids, lossMask).Loss;
     }
@@ -207,8 +209,7 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
         var targets = AlignToLocalOutputs(ids, pad);
         var weights = mask is null ? null : AlignToLocalOutputs(mask, 0);
 
-        var stage = _stageModels[Config.NumStages - 1];
-        CheckpointFunction.DropoutActive = HasDropout;
+        var stage = _stages[Config.NumStages - 1];
         // (Building the local input inside each chunk instead, so that only the context is kept, measured worse: 5.2 vs
         // 3.9 GB above base at 256K bytes.)
         var targetChunks = targets.chunk(chunks, 0);
@@ -218,127 +219,105 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
             var logits = _toLogits.forward(stage.forward(input));
             return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), t.reshape(-1), ignore_index: pad, reduction: nn.Reduction.None)
                 .view(t.size(0), t.size(1));
-        }, xc, targetChunks[i])).ToArray();
+        }, xc, _hasDropout, targetChunks[i])).ToArray();
         var ce = pieces.Length == 1 ? pieces[0] : cat(pieces, 0);
         return ReduceLoss(ce, weights).MoveToOuterDisposeScope();
     }
 
-    // ---- the hierarchy ----
+    // ---- the hierarchy: one step builds every stage's input, for the full forward, the folded loss and the decoder ----
 
-    // Runs stages 0..n-2 and returns the local stage's input (R, 1+P_n, D_n): start tokens, byte embeddings and context.
-    private Tensor LocalStageInput(Tensor ids)
-    {
-        var (localIds, context) = GlobalStages(ids);
-        var x = LocalInput(localIds, context);
-        context?.Dispose(); // autograd keeps what backward needs; the handle itself can go now
-        return x;
-    }
+    /// <summary>Bytes per unit of stage <paramref name="stage"/>: U_s = P_{s+1}·…·P_n (1 for the local stage).</summary>
+    internal long UnitBytes(int stage) => _unitBytes[stage];
 
-    // Local rows' input: [start ; E(ids) + positions] + [0 ; context]. localIds (R, P), context (R, P, D_n) or null.
-    // Byte-level temporaries are released as soon as they are consumed (a dispose scope per step), which keeps the
-    // forward's peak memory near what autograd saves.
-    private Tensor LocalInput(Tensor localIds, Tensor? context)
+    /// <summary>The sequence model of stage <paramref name="stage"/>.</summary>
+    internal StageModel Stage(int stage) => _stages[stage];
+
+    /// <summary>
+    /// Stage <paramref name="stage"/>'s input at its row positions firstPosition, firstPosition+1, … (without the start
+    /// position): the embedding of <paramref name="units"/> (R, S, U_s), plus positions, plus <paramref name="context"/>
+    /// (R, S, D_s) from the stage above (null for stage 0). Result (R, S, D_s).
+    /// </summary>
+    internal Tensor StageInput(int stage, Tensor units, long firstPosition, Tensor? context)
     {
         using var scope = NewDisposeScope();
-        int n = Config.NumStages;
-        var e = AddPositions(n - 1, TokenEmbedding(n - 1).forward(localIds), 0);       // (R, P, D_n)
-        if (context is not null) e = e.add_(context);                                  // in place: nothing here is saved for backward
-        var start = _startTokens[n - 1].view(1, 1, -1).expand(e.size(0), 1, e.size(2));
-        return cat(new[] { start, e }, 1).MoveToOuterDisposeScope();                  // (R, 1+P, D_n); the start position gets no context
+        var embedding = (nn.Module<Tensor, Tensor>)_tokenEmbsRev[Config.NumStages - 1 - stage];
+        var e = stage == Config.NumStages - 1 ? embedding.forward(units.squeeze(-1)) : embedding.forward(units);
+        e = AddPositions(stage, e, firstPosition);
+        if (context is not null) e = e.add_(context); // in place: nothing here is saved for backward
+        return e.MoveToOuterDisposeScope();
     }
 
-    // Pads ids to the patch grid, runs stages 0..n-2 and returns the local rows' ids (R, P_n) and their context
-    // (R, P_n, D_n) from stage n-2 (null for a single stage).
-    private (Tensor LocalIds, Tensor? Context) GlobalStages(Tensor ids)
+    /// <summary>The start vector of stage <paramref name="stage"/> for <paramref name="rows"/> rows: (rows, 1, D_s), a view.</summary>
+    internal Tensor StartInput(int stage, long rows)
+    {
+        var start = _startTokens[stage];
+        return start.view(1, 1, -1).expand(rows, 1, start.size(0));
+    }
+
+    /// <summary>
+    /// Context for stage <paramref name="stage"/> (≥ 1) from stage s-1's outputs (R, S, D_{s-1}): (R·S, P_s, D_s), row
+    /// r·S + j feeding every position of the child row under unit j of parent row r.
+    /// </summary>
+    internal Tensor Context(int stage, Tensor parentOutputs) => _toNextStageProj[stage - 1].forward(parentOutputs);
+
+    /// <summary>The LM head: hidden states (…, D_n) → logits (…, V).</summary>
+    internal Tensor Head(Tensor hidden) => _toLogits.forward(hidden);
+
+    // A whole row of stage s: [start ; StageInput(units from position 0, context)] → (R, 1+S, D_s); the start gets no context.
+    private Tensor StageRows(int stage, Tensor units, Tensor? context)
+    {
+        using var scope = NewDisposeScope();
+        var e = StageInput(stage, units, 0, context);
+        return cat(new[] { StartInput(stage, e.size(0)), e }, 1).MoveToOuterDisposeScope();
+    }
+
+    // Pads ids to the patch grid, runs stages 0..n-2 coarse → fine and returns the local stage's input (R, 1+P_n, D_n).
+    // Stage s sees the padded ids as rows of S_s units of U_s bytes (S_0 = K top-level patches, S_s = P_s after that).
+    // Byte-level temporaries are released as soon as they are consumed (a dispose scope per stage), which keeps the
+    // forward's peak memory near what autograd saves.
+    private Tensor LocalStageInput(Tensor ids)
     {
         int n = Config.NumStages;
-        long batch = ids.size(0), length = ids.size(1);
-        long q = Config.PatchSize;
-
-        // 1. Right-pad to the patch grid and reshape: (B, L) -> (B, K, P_2, …, P_n).
+        long length = ids.size(1), q = Config.PatchSize;
         long pad = (q - length % q) % q;
-        if (pad > 0) ids = nn.functional.pad(ids, new long[] { 0, pad }, value: Config.PadTokenId);
-        var gridShape = new List<long> { batch, -1 };
-        gridShape.AddRange(Config.SeqLens.Skip(1).Select(p => (long)p));
-        var grid = ids.reshape(gridShape.ToArray());
-        long k = grid.size(1);
+        using var padded = pad > 0 ? nn.functional.pad(ids, new long[] { 0, pad }, value: Config.PadTokenId) : ids.contiguous();
+        long k = padded.size(1) / q;
         if (Config.Blocks[0].PosEmbType == PosEmbType.Fixed && k > Config.SeqLens[0])
             throw new ArgumentException(
                 $"input of {length} bytes needs {k} top-level patches but seq_lens[0] is {Config.SeqLens[0]} and stage 0 uses a fixed " +
                 $"positional embedding: at most {Config.MaxContext} bytes fit", nameof(ids));
-        var localIds = n == 1 ? grid : grid.reshape(-1, Config.SeqLens[n - 1]);          // (R, P_n): one row per local unit row
-        if (n == 1) return (localIds, null);
-
-        // 2. Patch embeddings of the global stages. Stage s sees ids (B, K, P_2, …, P_{s+1}, Q_s bytes) and yields
-        //    (B, K, P_2, …, P_{s+1}, D_s), i.e. (…, S_s, D_s) with S_s its sequence length.
-        var embs = new Tensor[n - 1];
-        var unitIds = grid;
-        for (int s = n - 2; s >= 0; s--)
-        {
-            using (var scope = NewDisposeScope())
-                embs[s] = AddPositions(s, EmbedUnits(s, unitIds), 0).MoveToOuterDisposeScope();
-            if (s > 0) unitIds = unitIds.flatten(-2); // merge two innermost id dims for the next, coarser stage
-        }
-
-        // 3. Global stages, coarse -> fine; each feeds the next through its projection.
-        Tensor? context = null;   // previous stage's projection: (R_s, S_s, D_s)
-        for (int s = 0; s < n - 1; s++)
+        Tensor? context = null;   // (R_s, S_s, D_s) from the stage above
+        for (int s = 0; ; s++)
         {
             using var scope = NewDisposeScope();
-            var e = embs[s];
-            long seq = e.size(-2), dim = e.size(-1);
-            var rows = e.reshape(-1, seq, dim);                                          // (R_s, S_s, D_s): one row per unit of stage s-1
-            if (context is not null) rows = rows + context;                              // context of unit j goes to position j+1
-            var start = _startTokens[s].view(1, 1, dim).expand(rows.size(0), 1, dim);
-            var x = cat(new[] { start, rows }, 1);                                       // (R_s, 1+S_s, D_s); the start token gets no context
+            var units = padded.view(-1, s == 0 ? k : Config.SeqLens[s], _unitBytes[s]);
+            var x = StageRows(s, units, context);
+            context?.Dispose(); // autograd keeps what backward needs; the handle itself can go now
+            if (s == n - 1) return x.MoveToOuterDisposeScope();
             var h = RunStage(s, x);
-            var next = ((NextStageProjection)_toNextStageProj[s]).forward(h[.., ..^1, ..]); // drop the last output: (R_s·S_s, P_{s+1}, D_{s+1})
-            context?.Dispose();
-            e.Dispose();
-            context = next.MoveToOuterDisposeScope();
+            context = Context(s + 1, h[.., ..^1, ..]).MoveToOuterDisposeScope(); // the last output feeds no unit
         }
-        return (localIds, context);
     }
-
-    /// <summary>
-    /// Recompute the global stages' patch embedders in backward during checkpointed training. Off by default: it saved
-    /// about 0.4 GB of 4.3 GB at 256K bytes (M3), within run-to-run variation; see benchmarks/ long-context --ckpt-embedders.
-    /// </summary>
-    public bool CheckpointEmbedders { get; set; }
-
-    // A global stage's patch embedder, optionally recomputed in backward.
-    private Tensor EmbedUnits(int s, Tensor unitIds)
-    {
-        var embedder = TokenEmbedding(s);
-        if (!CheckpointEmbedders || CheckpointChunks is null || !training || !is_grad_enabled()) return embedder.forward(unitIds);
-        using var anchor = zeros(1, device: unitIds.device).requires_grad_(); // gives the checkpoint an input that requires grad
-        return CheckpointFunction.Run((_, constants) => embedder.forward(constants[0]), anchor, unitIds);
-    }
-
-    /// <summary>
-    /// Checkpoint chunk counts for stages 1..n-1 used in training mode; defaults to the config's
-    /// <c>train_checkpoint_chunks</c>. Stage 0 is never checkpointed (reference semantics). Null disables checkpointing.
-    /// </summary>
-    public IReadOnlyList<int>? CheckpointChunks { get; set; }
 
     // In training mode with checkpoint chunks, stage s ≥ 1 runs as torch.chunk(x, c) pieces (chunk size ceil(R/c), possibly
-    // fewer chunks), each checkpointed; in eval mode, or with grad disabled, the stage runs whole.
+    // fewer chunks), each checkpointed; in eval mode, or with grad disabled, the stage runs whole. Stage 0 is never
+    // checkpointed (reference semantics).
     private Tensor RunStage(int s, Tensor x)
     {
-        var stage = _stageModels[s];
-        var chunks = CheckpointChunks;
-        if (s == 0 || chunks is null || !training || !is_grad_enabled()) return stage.forward(x);
-        CheckpointFunction.DropoutActive = HasDropout;
-        int c = chunks[s - 1];
-        var pieces = x.chunk(c, 0).Select(piece => CheckpointFunction.Run(stage, piece)).ToArray();
+        var stage = _stages[s];
+        if (s == 0 || CheckpointChunksNow is not { } chunks) return stage.forward(x);
+        var pieces = x.chunk(chunks[s - 1], 0).Select(piece => CheckpointFunction.Run(stage, piece, _hasDropout)).ToArray();
         return pieces.Length == 1 ? pieces[0] : cat(pieces, 0);
     }
+
+    // The config's checkpoint chunks when they apply now (training mode with gradients), else null.
+    private IReadOnlyList<int>? CheckpointChunksNow => training && is_grad_enabled() ? Config.TrainCheckpointChunks : null;
 
     /// <summary>
     /// Adds stage <paramref name="stage"/>'s positional embedding to <paramref name="e"/> (…, S, D) whose second-to-last
     /// axis holds row positions <paramref name="firstPosition"/>, firstPosition+1, ….
     /// </summary>
-    public Tensor AddPositions(int stage, Tensor e, long firstPosition)
+    private Tensor AddPositions(int stage, Tensor e, long firstPosition)
     {
         switch (_posEmbs[stage])
         {

@@ -11,7 +11,7 @@ namespace Mblm.Model;
 public sealed class ClampRmsNorm : nn.Module<Tensor, Tensor>
 {
     // Parameters are looked up by name at use: Module.to(device/dtype) replaces them, so cached references would go stale.
-    private Parameter G => get_parameter("g");
+    private Parameter G => get_parameter("g")!;
     private readonly double _scale;
 
     /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
@@ -39,7 +39,7 @@ public sealed class ClampRmsNorm : nn.Module<Tensor, Tensor>
 public sealed class EpsRmsNorm : nn.Module<Tensor, Tensor>
 {
     // Parameters are looked up by name at use: Module.to(device/dtype) replaces them, so cached references would go stale.
-    private Parameter Weight => get_parameter("weight");
+    private Parameter Weight => get_parameter("weight")!;
     private readonly double _eps;
 
     /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>

@@ -10,7 +10,7 @@ namespace Mblm.Model;
 /// </summary>
 public sealed class RotaryEmbedding : nn.Module
 {
-    private Tensor _invFreq => get_buffer("inv_freq"); // by name: Module.to() replaces buffers
+    private Tensor _invFreq => get_buffer("inv_freq")!; // by name: Module.to() replaces buffers
 
     /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }

@@ -20,6 +20,9 @@ public static class TorchRuntime
     /// <summary>Problems met while patching (read-only folders and the like); empty when all went well.</summary>
     public static IReadOnlyList<string> Warnings { get; private set; } = Array.Empty<string>();
 
+    // A library module initializer on purpose: the native glue must be patched before TorchSharp first loads it, and no
+    // application code can be relied on to call us first (ML.NET hosts, notebooks, tests).
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2255", Justification = "must run before TorchSharp loads its native library, whoever the host is")]
     [ModuleInitializer]
     internal static void OnModuleLoad() => EnsureLoadable();
 

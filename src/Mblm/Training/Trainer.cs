@@ -35,120 +35,140 @@ public sealed class Trainer
     public TrainingResult Train(ISampleSource train, ISampleSource? validation = null, IProgress<TrainingProgress>? progress = null,
         bool resume = false, CancellationToken cancellationToken = default)
     {
-        var o = Options;
-        var parameters = _model.parameters().ToList();
-        optim.Optimizer optimizer = o.AdamW
-            ? optim.AdamW(parameters, lr: o.LearningRate, beta1: o.Beta1, beta2: o.Beta2, weight_decay: o.WeightDecay)
-            : optim.Adam(parameters, lr: o.LearningRate, beta1: o.Beta1, beta2: o.Beta2);
-        var schedule = new LearningRateSchedule(o.LearningRate, o.Steps, o.WarmupFraction);
-        var position = new DataPosition(0, 0);
-        long step = 0;
-        long? resumedFrom = null;
-        if (o.OutputDirectory is not null) Directory.CreateDirectory(o.OutputDirectory);
-        if (resume && o.OutputDirectory is not null && CheckpointStore.Newest(o.OutputDirectory) is { } latest)
-        {
-            (step, position) = CheckpointStore.Load(latest, _model, optimizer);
-            resumedFrom = step;
-        }
-        else
-        {
-            manual_seed(o.Seed);
-        }
-
-        _model.train();
-        // bf16: a low-precision working copy runs forward/backward; the fp32 master keeps weights and optimiser state.
-        MblmModel? working = null;
-        if (o.Bf16)
-        {
-            // Building the copy draws initial weights; keep the RNG stream as it was so runs and resumes stay identical.
-            using var rng = get_rng_state().DetachFromDisposeScope();
-            working = new MblmModel(_model.Config) { CheckpointChunks = _model.CheckpointChunks, CheckpointEmbedders = _model.CheckpointEmbedders };
-            set_rng_state(rng);
-            working.to(ScalarType.BFloat16).to(_model.Device);
-            working.train();
-        }
-        try
-        {
-            return Run(train, validation, progress, cancellationToken, o, parameters, optimizer, schedule, position, step, resumedFrom, working);
-        }
-        finally
-        {
-            working?.Dispose();
-        }
+        using var run = new Run(_model, Options, resume);
+        return run.Execute(train, validation, progress, cancellationToken);
     }
 
-    private TrainingResult Run(ISampleSource train, ISampleSource? validation, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken,
-        TrainerOptions o, List<TorchSharp.Modules.Parameter> parameters, optim.Optimizer optimizer, LearningRateSchedule schedule, DataPosition position, long step,
-        long? resumedFrom, MblmModel? working)
+    // One training run: the optimiser, schedule and data position (fresh or restored from a checkpoint), and the bf16
+    // working copy when asked for.
+    private sealed class Run : IDisposable
     {
-        var workingParameters = working?.parameters().ToList();
-        var order = new SampleOrder(train, o.Shuffle, o.Seed);
-        var clock = Stopwatch.StartNew();
-        long bytesSeen = 0, stepsThisRun = 0;
-        double lastLoss = double.NaN;
-        double? lastValidation = null;
-        int nonFinite = 0;
-        while (step < o.Steps)
+        private readonly MblmModel _model;
+        private readonly TrainerOptions _o;
+        private readonly List<TorchSharp.Modules.Parameter> _parameters;
+        private readonly optim.Optimizer _optimizer;
+        private readonly LearningRateSchedule _schedule;
+        private readonly long? _resumedFrom;
+        private readonly MblmModel? _working;  // bf16: forward/backward run here; the fp32 master keeps weights and optimiser state
+        private readonly List<TorchSharp.Modules.Parameter>? _workingParameters;
+        private DataPosition _position = new(0, 0);
+        private long _step;
+
+        public Run(MblmModel model, TrainerOptions o, bool resume)
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            double lr = schedule.At(step);
-            foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
-            optimizer.zero_grad();
-            if (working is not null)
+            (_model, _o) = (model, o);
+            _parameters = model.parameters().ToList();
+            _optimizer = o.AdamW
+                ? optim.AdamW(_parameters, lr: o.LearningRate, beta1: o.Beta1, beta2: o.Beta2, weight_decay: o.WeightDecay)
+                : optim.Adam(_parameters, lr: o.LearningRate, beta1: o.Beta1, beta2: o.Beta2);
+            _schedule = new LearningRateSchedule(o.LearningRate, o.Steps, o.WarmupFraction);
+            if (o.OutputDirectory is not null) Directory.CreateDirectory(o.OutputDirectory);
+            if (resume && o.OutputDirectory is not null && CheckpointStore.Newest(o.OutputDirectory) is { } latest)
+            {
+                (_step, _position) = CheckpointStore.Load(latest, model, _optimizer);
+                _resumedFrom = _step;
+            }
+            else
+            {
+                manual_seed(o.Seed);
+            }
+            model.train();
+            if (o.Bf16)
+            {
+                // Building the copy draws initial weights; keep the RNG stream as it was so runs and resumes stay identical.
+                using var rng = get_rng_state().DetachFromDisposeScope();
+                _working = new MblmModel(model.Config);
+                set_rng_state(rng);
+                _working.to(ScalarType.BFloat16).to(model.Device);
+                _working.train();
+                _workingParameters = _working.parameters().ToList();
+            }
+        }
+
+        public TrainingResult Execute(ISampleSource train, ISampleSource? validation, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+        {
+            var o = _o;
+            var order = new SampleOrder(train, o.Shuffle, o.Seed);
+            var clock = Stopwatch.StartNew();
+            long bytesSeen = 0, stepsThisRun = 0;
+            double lastLoss = double.NaN;
+            double? lastValidation = null;
+            int nonFinite = 0;
+            while (_step < o.Steps)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                double lr = _schedule.At(_step);
+                foreach (var group in _optimizer.ParamGroups) group.LearningRate = lr;
+                var (lossValue, bytes) = ForwardBackward(order);
+                bytesSeen += bytes;
+                if (!double.IsFinite(lossValue))
+                {
+                    _optimizer.zero_grad();
+                    if (++nonFinite >= o.MaxConsecutiveNonFinite)
+                        throw new InvalidOperationException($"training stopped: {nonFinite} non-finite losses in a row at step {_step} (lower LearningRate or check the data)");
+                    progress?.Report(new TrainingProgress(_step, o.Steps, lossValue, lr, 0, TimeSpan.Zero, null, $"non-finite loss at step {_step}: step skipped"));
+                    continue;
+                }
+                nonFinite = 0;
+                Update();
+                _step++;
+                stepsThisRun++;
+                lastLoss = lossValue;
+
+                double seconds = clock.Elapsed.TotalSeconds;
+                var eta = TimeSpan.FromSeconds(seconds / stepsThisRun * (o.Steps - _step));
+                bool validate = validation is not null && (_step == o.Steps || (o.ValidateEvery > 0 && _step % o.ValidateEvery == 0));
+                if (validate)
+                    lastValidation = Evaluator.Evaluate(_model, validation!, o.BatchSize, o.MaxValidationSamples).BitsPerByte;
+                progress?.Report(new TrainingProgress(_step, o.Steps, lossValue, lr, bytesSeen / Math.Max(seconds, 1e-9), eta, validate ? lastValidation : null));
+
+                if (o.OutputDirectory is not null && ((o.CheckpointEvery > 0 && _step % o.CheckpointEvery == 0) || _step == o.Steps))
+                    CheckpointStore.Save(o.OutputDirectory, _step, _position, _model, _optimizer);
+            }
+            if (o.OutputDirectory is not null)
+                ModelWeights.Save(_model, Path.Combine(o.OutputDirectory, "weights.safetensors"));
+            return new TrainingResult(_step, lastLoss, lastValidation, _resumedFrom);
+        }
+
+        // Zeroes gradients, runs the step's micro-batches forward and backward; returns the mean loss and the bytes seen.
+        private (double Loss, long Bytes) ForwardBackward(SampleOrder order)
+        {
+            _optimizer.zero_grad();
+            if (_working is not null)
             {
                 using var noGrad = no_grad();
-                working.zero_grad();
-                for (int i = 0; i < parameters.Count; i++) workingParameters![i].copy_(parameters[i]);
+                _working.zero_grad();
+                for (int i = 0; i < _parameters.Count; i++) _workingParameters![i].copy_(_parameters[i]);
             }
-            double lossValue;
-            using (var scope = NewDisposeScope())
+            using var scope = NewDisposeScope();
+            long bytes = 0;
+            Tensor total = zeros(1, device: _model.Device);
+            for (int micro = 0; micro < _o.GradientAccumulation; micro++)
             {
-                Tensor total = zeros(1, device: _model.Device);
-                for (int micro = 0; micro < o.GradientAccumulation; micro++)
-                {
-                    var samples = new List<ByteSample>();
-                    while (samples.Count < o.BatchSize) samples.Add(order.Next(ref position));
-                    var (ids, mask) = Batching.Collate(samples, _model.Config.PadTokenId, _model.Device);
-                    var loss = (working ?? _model).Loss(ids, mask).to_type(ScalarType.Float32);
-                    (loss / o.GradientAccumulation).backward();
-                    total = total + loss.detach();
-                    bytesSeen += samples.Sum(s => (long)s.Ids.Length);
-                }
-                lossValue = total.item<float>() / o.GradientAccumulation; // one host sync per optimiser step
+                var samples = new List<ByteSample>();
+                while (samples.Count < _o.BatchSize) samples.Add(order.Next(ref _position));
+                var (ids, mask) = Batching.Collate(samples, _model.Config.PadTokenId, _model.Device);
+                var loss = (_working ?? _model).Loss(ids, mask).to_type(ScalarType.Float32);
+                (loss / _o.GradientAccumulation).backward();
+                total = total + loss.detach();
+                bytes += samples.Sum(s => (long)s.Ids.Length);
             }
-            if (!double.IsFinite(lossValue))
-            {
-                optimizer.zero_grad();
-                if (++nonFinite >= o.MaxConsecutiveNonFinite)
-                    throw new InvalidOperationException($"training stopped: {nonFinite} non-finite losses in a row at step {step} (lower LearningRate or check the data)");
-                progress?.Report(new TrainingProgress(step, o.Steps, lossValue, lr, 0, TimeSpan.Zero, null, $"non-finite loss at step {step}: step skipped"));
-                continue;
-            }
-            nonFinite = 0;
-            if (working is not null)
+            return (total.item<float>() / _o.GradientAccumulation, bytes); // one host sync per optimiser step
+        }
+
+        // Moves bf16 gradients onto the master weights, clips, and steps the optimiser.
+        private void Update()
+        {
+            if (_working is not null)
                 using (no_grad())
                 using (NewDisposeScope())
-                    for (int i = 0; i < parameters.Count; i++)
-                        if (workingParameters![i].grad is { } g) parameters[i].grad = g.to_type(ScalarType.Float32);
-            if (o.GradientClipping is double clip) nn.utils.clip_grad_norm_(parameters, clip);
-            optimizer.step();
-            step++;
-            stepsThisRun++;
-            lastLoss = lossValue;
-
-            double seconds = clock.Elapsed.TotalSeconds;
-            var eta = TimeSpan.FromSeconds(seconds / stepsThisRun * (o.Steps - step));
-            bool validate = validation is not null && (step == o.Steps || (o.ValidateEvery > 0 && step % o.ValidateEvery == 0));
-            if (validate)
-                lastValidation = Evaluator.Evaluate(_model, validation!, o.BatchSize, o.MaxValidationSamples).BitsPerByte;
-            progress?.Report(new TrainingProgress(step, o.Steps, lossValue, lr, bytesSeen / Math.Max(seconds, 1e-9), eta, validate ? lastValidation : null));
-
-            if (o.OutputDirectory is not null && ((o.CheckpointEvery > 0 && step % o.CheckpointEvery == 0) || step == o.Steps))
-                CheckpointStore.Save(o.OutputDirectory, step, position, _model, optimizer);
+                    for (int i = 0; i < _parameters.Count; i++)
+                        if (_workingParameters![i].grad is { } g) _parameters[i].grad = g.to_type(ScalarType.Float32);
+            if (_o.GradientClipping is double clip) nn.utils.clip_grad_norm_(_parameters, clip);
+            _optimizer.step();
         }
-        if (o.OutputDirectory is not null)
-            ModelWeights.Save(_model, Path.Combine(o.OutputDirectory, "weights.safetensors"));
-        return new TrainingResult(step, lastLoss, lastValidation, resumedFrom);
+
+        public void Dispose() => _working?.Dispose();
     }
 }
 

@@ -1,10 +1,8 @@
 using Mblm.Config;
-using Mblm.Model;
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Mblm.Generation;
+namespace Mblm.Model;
 
 /// <summary>
 /// Cached incremental decoding through the whole hierarchy. Each stage keeps the state of its current row (KV cache and
@@ -12,18 +10,18 @@ namespace Mblm.Generation;
 /// per completed unit, and every new row starts from its start token with context projected from the stage above —
 /// exactly the computation of the full forward, position by position. After <see cref="Start"/> and each
 /// <see cref="Append"/>, <see cref="NextLogits"/> (B, V) is the distribution of the next byte, equal to the full forward's
-/// last logits (the start logits for an empty prompt: the same start-token path as training).
+/// last logits (the start logits for an empty prompt: the same start-token path as training). Stage inputs come from the
+/// model's own step (<c>MblmModel.StageInput</c>/<c>StartInput</c>/<c>Context</c>), the one the full forward uses.
 /// </summary>
 public sealed class IncrementalDecoder : IDisposable
 {
     private readonly MblmModel _model;
     private readonly MblmConfig _c;
     private readonly int _n;
-    private readonly long[] _unitBytes;          // U_s: bytes per unit of stage s
     private readonly StageCache[] _caches;
     private readonly Tensor?[] _context;         // (B, P_s, D_s) context of each stage's current row (s ≥ 1)
     private readonly List<Tensor> _tail = [];    // (B) ids since the last completed top-level unit (the only ones read again)
-    private readonly bool _wasTraining;
+    private readonly IDisposable _evalMode;
     private long _length;
     private Tensor? _next;
 
@@ -43,11 +41,9 @@ public sealed class IncrementalDecoder : IDisposable
         _c = model.Config;
         _n = _c.NumStages;
         Batch = batch;
-        _wasTraining = model.training;
-        model.eval(); // restored by Dispose
-        _unitBytes = Enumerable.Range(0, _n).Select(s => _c.SeqLens.Skip(s + 1).Aggregate(1L, (a, p) => a * p)).ToArray();
+        _evalMode = model.EvalMode(); // restored by Dispose
         _caches = Enumerable.Range(0, _n)
-            .Select(s => model.Stages[s].NewCache(batch, s == 0 ? Math.Min(_c.SeqLens[0] + 1, 4096) : _c.SeqLens[s] + 1, model.Device)).ToArray();
+            .Select(s => model.Stage(s).NewCache(batch, s == 0 ? Math.Min(_c.SeqLens[0] + 1, 4096) : _c.SeqLens[s] + 1, model.Device)).ToArray();
         _context = new Tensor?[_n];
     }
 
@@ -72,25 +68,25 @@ public sealed class IncrementalDecoder : IDisposable
         _length = prefix;
 
         // Stage 0 row: start token + every complete top-level unit of the prefix, in one parallel pass.
-        long fullUnits = prefix / _unitBytes[0];
-        var top = StartToken(0, fullUnits + 1);
+        long fullUnits = prefix / _model.UnitBytes(0);
+        var top = _model.StartInput(0, Batch);
         if (fullUnits > 0)
         {
-            var units = prompt[.., ..(int)(fullUnits * _unitBytes[0])].view(Batch, fullUnits, _unitBytes[0]);
-            top = cat(new[] { top[.., ..1, ..], Embed(0, units, 0) }, 1);
+            var units = prompt[.., ..(int)(fullUnits * _model.UnitBytes(0))].view(Batch, fullUnits, _model.UnitBytes(0));
+            top = cat(new[] { top, _model.StageInput(0, units, 0, null) }, 1);
         }
-        var h = _model.Stages[0].Prefill(top, _caches[0])[.., -1, ..];
-        foreach (var t in prompt[.., (int)(fullUnits * _unitBytes[0])..(int)prefix].unbind(1)) _tail.Add(t.clone().DetachFromDisposeScope());
+        var h = _model.Stage(0).Prefill(top, _caches[0])[.., -1, ..];
+        foreach (var t in prompt[.., (int)(fullUnits * _model.UnitBytes(0))..(int)prefix].unbind(1)) _tail.Add(t.clone().DetachFromDisposeScope());
         // Deeper stages: only their current rows, fed unit by unit (at most P_s − 1 units each).
         for (int s = 1; s < _n; s++)
         {
             h = StartRow(s, h);
-            long done = prefix % _unitBytes[s - 1] / _unitBytes[s];
-            long rowStart = prefix - prefix % _unitBytes[s - 1];
+            long done = prefix % _model.UnitBytes(s - 1) / _model.UnitBytes(s);
+            long rowStart = prefix - prefix % _model.UnitBytes(s - 1);
             for (long j = 0; j < done; j++)
             {
-                long from = rowStart + j * _unitBytes[s];
-                h = FeedUnit(s, prompt[.., (int)from..(int)(from + _unitBytes[s])], j);
+                long from = rowStart + j * _model.UnitBytes(s);
+                h = FeedUnit(s, prompt[.., (int)from..(int)(from + _model.UnitBytes(s))], j);
             }
         }
         SetNext(h);
@@ -118,17 +114,17 @@ public sealed class IncrementalDecoder : IDisposable
         // completed with it (their last outputs are unused), so they restart from their start tokens.
         int coarsest = -1;
         for (int s = 0; s < _n - 1; s++)
-            if ((t + 1) % _unitBytes[s] == 0) { coarsest = s; break; }
+            if ((t + 1) % _model.UnitBytes(s) == 0) { coarsest = s; break; }
         if (coarsest >= 0)
         {
-            long u = _unitBytes[coarsest];
+            long u = _model.UnitBytes(coarsest);
             long unitIndex = (t + 1) / u - 1;
             long j = coarsest == 0 ? unitIndex : unitIndex % _c.SeqLens[coarsest];
             var unitIds = stack(_tail.Skip(_tail.Count - (int)u).ToArray(), 1); // the unit lies inside the current top-level unit
             var h = FeedUnit(coarsest, unitIds, j);
             for (int s = coarsest + 1; s < _n; s++) h = StartRow(s, h);
         }
-        if ((t + 1) % _unitBytes[0] == 0) ClearTail();
+        if ((t + 1) % _model.UnitBytes(0) == 0) ClearTail();
         SetNext(logits);
     }
 
@@ -154,25 +150,16 @@ public sealed class IncrementalDecoder : IDisposable
     {
         _caches[s].Reset();
         _context[s]?.Dispose();
-        var proj = (NextStageProjection)_model.Projections[s - 1];
-        _context[s] = proj.forward(parentOutput.unsqueeze(1)).view(Batch, _c.SeqLens[s], _c.HiddenDims[s]).DetachFromDisposeScope();
-        return _model.Stages[s].Step(StartToken(s, 1).squeeze(1), _caches[s]);
+        _context[s] = _model.Context(s, parentOutput.unsqueeze(1)).view(Batch, _c.SeqLens[s], _c.HiddenDims[s]).DetachFromDisposeScope();
+        return _model.Stage(s).Step(_model.StartInput(s, Batch).squeeze(1), _caches[s]);
     }
 
-    // Unit j of stage s's current row: embedding (+ position j) + context j, one step of the stage.
+    // Unit j of stage s's current row (unitIds (B, U_s)): the model's stage input at position j, one step of the stage.
     private Tensor FeedUnit(int s, Tensor unitIds, long j)
     {
-        var x = Embed(s, unitIds.unsqueeze(1), j).squeeze(1);
-        if (s > 0) x = x + _context[s]![.., (int)j, ..];
-        return _model.Stages[s].Step(x, _caches[s]);
-    }
-
-    // Embeds units (B, S, U_s) of stage s whose first unit has row position `firstPosition` → (B, S, D_s).
-    private Tensor Embed(int s, Tensor units, long firstPosition)
-    {
-        var embedding = _model.TokenEmbedding(s);
-        var e = s == _n - 1 ? embedding.forward(units.squeeze(-1)) : embedding.forward(units);
-        return _model.AddPositions(s, e, firstPosition);
+        var context = s > 0 ? _context[s]![.., (int)j..(int)(j + 1), ..] : null;
+        var x = _model.StageInput(s, unitIds.unsqueeze(1), j, context).squeeze(1);
+        return _model.Stage(s).Step(x, _caches[s]);
     }
 
     private void ClearTail()
@@ -181,13 +168,10 @@ public sealed class IncrementalDecoder : IDisposable
         _tail.Clear();
     }
 
-    private Tensor StartToken(int s, long count) =>
-        _model.StartToken(s).view(1, 1, -1).expand(Batch, count, _c.HiddenDims[s]);
-
     private void SetNext(Tensor localOutput)
     {
         _next?.Dispose();
-        _next = _model.Head.forward(localOutput).DetachFromDisposeScope();
+        _next = _model.Head(localOutput).DetachFromDisposeScope();
     }
 
     /// <inheritdoc />
@@ -197,6 +181,6 @@ public sealed class IncrementalDecoder : IDisposable
         foreach (var t in _context) t?.Dispose();
         ClearTail();
         _next?.Dispose();
-        _model.train(_wasTraining);
+        _evalMode.Dispose();
     }
 }
