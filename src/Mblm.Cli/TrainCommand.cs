@@ -31,9 +31,10 @@ internal static class TrainCommand
         var file = ConfigReader.LoadFile(configPath);
         var config = file.Model;
         var t = file.Train;
+        var d = new TrainerOptions { Steps = 1 }; // the library's defaults, for what neither a flag nor the file sets
         int windowLength = checked((int)(window ?? file.InputSeqLen ?? config.MaxContext));
-        int batchSize = checked((int)(batch ?? t?.BatchSize ?? 4));
-        int accum = checked((int)(accumulate ?? t?.GradientAccumulateEvery ?? 1));
+        int batchSize = checked((int)(batch ?? t?.BatchSize ?? d.BatchSize));
+        int accum = checked((int)(accumulate ?? t?.GradientAccumulateEvery ?? d.GradientAccumulation));
         long totalSteps = steps ?? StepsFromTarget(t, batchSize, accum, windowLength)
             ?? throw new UsageException("--steps is required (or a training YAML with train.target_elements)");
         if (valPath is not null && valFraction is not null) throw new UsageException("give either --val or --val-fraction, not both");
@@ -46,13 +47,13 @@ internal static class TrainCommand
         if (trainData.Count(0) == 0)
             throw new UsageException($"--data '{dataPath}' holds {trainData.Length} bytes: fewer than one window of {windowLength} bytes");
 
-        var options = new TrainerOptions
+        var options = d with
         {
             Steps = totalSteps, BatchSize = batchSize, GradientAccumulation = accum,
-            LearningRate = lr ?? t?.LearningRate ?? 1e-3, GradientClipping = clip ?? t?.GradientClipping ?? 1.0,
-            WarmupFraction = t?.WarmupStepsPerc ?? 0.1, Shuffle = shuffle || (t?.ShuffleTrain ?? false), Seed = seed ?? 0,
-            AdamW = adamw, Bf16 = bf16, CheckpointEvery = every ?? 0, ValidateEvery = validateEvery ?? 0, OutputDirectory = outDir,
-            MaxValidationSamples = t?.MaxEvalSteps is long m ? m * batchSize : null,
+            LearningRate = lr ?? t?.LearningRate ?? d.LearningRate, GradientClipping = clip ?? t?.GradientClipping ?? d.GradientClipping,
+            WarmupFraction = t?.WarmupStepsPerc ?? d.WarmupFraction, Shuffle = shuffle || (t?.ShuffleTrain ?? d.Shuffle), Seed = seed ?? d.Seed,
+            AdamW = adamw, Bf16 = bf16, CheckpointEvery = every ?? d.CheckpointEvery, ValidateEvery = validateEvery ?? d.ValidateEvery,
+            OutputDirectory = outDir, MaxValidationSamples = t?.MaxEvalSteps is long m ? m * batchSize : null,
         };
         manual_seed(options.Seed);
         var model = CliModel.Load(config, init, device);

@@ -21,6 +21,7 @@ public sealed class GenerationTests
         ["2 stages S,S rope", Cfg([16, 8], [10, 4], [S(pos: PosEmbType.Rope), S(pos: PosEmbType.Fixed)])],
         ["3 stages T,T,T", Cfg([24, 16, 8], [5, 3, 2], [T(), T(pos: PosEmbType.Rope), T()], layers: [2, 1, 1])],
         ["3 stages S,T,S", Cfg([24, 16, 8], [5, 3, 2], [S(), T(), S()], layers: [1, 2, 1])],
+        .. BlockExamples.Hierarchies([40], [10, 4]), // every registered causal block, plug-ins included
     ];
 
     [TestMethod]

@@ -19,6 +19,7 @@ public sealed class ModelTests
         ["3 stages T,T,T", Cfg([24, 16, 8], [3, 3, 2], [T(), T(heads: 2, headDim: 8), T()])],
         ["3 stages S,T,S", Cfg([24, 16, 8], [3, 3, 2], [S(), T(), S()])],
         ["4 stages mixed", Cfg([16, 16, 8, 8], [2, 2, 2, 3], [S(), T(), T(pos: PosEmbType.None), S()])],
+        .. BlockExamples.Hierarchies([20], [6, 3]), // every registered causal block, plug-ins included
     ];
 
     [TestMethod]

@@ -10,7 +10,8 @@ public sealed class ConfigException : Exception
     public ConfigException(string key, string rule, string? source = null)
         : base((source is null ? "" : source + ": ") + $"config key '{key}' {rule}") => Key = key;
 
-    internal static void Require(bool condition, string key, string rule)
+    /// <summary>Throws for <paramref name="key"/> breaking <paramref name="rule"/> unless <paramref name="condition"/> holds (for block configs' <c>Validate</c>).</summary>
+    public static void Require(bool condition, string key, string rule)
     {
         if (!condition) throw new ConfigException(key, rule);
     }

@@ -47,8 +47,9 @@ public sealed record MblmConfig
             ConfigException.Require(NumLayers[i] >= 0, $"num_layers[{i}]", "must be a non-negative integer");
             ConfigException.Require(SeqLens[i] > 0, $"seq_lens[{i}]", "must be a positive integer");
             ConfigException.Require(Blocks[i] is not null, $"block[{i}]", "must be a block mapping");
-            ConfigException.Require(Blocks[i].IsCausal, $"block[{i}].block_type",
-                $"'{Blocks[i].BlockType}' is a non-causal block: every stage of the (decoder) MBLM must be causal; non-causal blocks belong in an encoder");
+            if (!Blocks[i].IsCausal)
+                throw new ConfigException($"block[{i}].block_type",
+                    $"'{Blocks[i].BlockType}' is a non-causal block: every stage of the (decoder) MBLM must be causal; non-causal blocks belong in an encoder");
             Blocks[i].Validate($"block[{i}]", HiddenDims[i]);
         }
         if (TrainCheckpointChunks is not null)

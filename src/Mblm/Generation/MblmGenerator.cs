@@ -110,9 +110,7 @@ public sealed class MblmGenerator(MblmModel model)
         using var sampler = new Sampler(options);
         var sequence = prompt.to(int64, model.Device);
         var outputs = new List<Tensor>();
-        bool wasTraining = model.training;
-        model.eval();
-        using var restore = new RestoreMode(model, wasTraining);
+        using var evalMode = model.EvalMode();
         using var noGrad = no_grad();
         for (int i = 0; i < options.MaxNewTokens && sequence.size(1) < model.Config.MaxContext; i++)
         {
@@ -126,11 +124,6 @@ public sealed class MblmGenerator(MblmModel model)
     }
 
     private readonly record struct Step(long[]? Tokens, StopReason Reason);
-
-    private sealed class RestoreMode(MblmModel model, bool training) : IDisposable
-    {
-        public void Dispose() => model.train(training);
-    }
 
     // Lockstep decoding of all rows; yields each step's tokens, or a null-token step with the reason generation ended.
     private IEnumerable<Step> Steps(Tensor prompt, SamplingOptions options, CancellationToken cancellationToken)

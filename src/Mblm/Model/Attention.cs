@@ -16,7 +16,7 @@ public sealed class Attention : nn.Module
     private readonly long _heads, _headDim;
     private readonly double _dropout;
 
-    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    /// <summary>Names are registered explicitly (docs/state-dict.md); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
 
     /// <summary>Creates attention over width <paramref name="dim"/> with <paramref name="heads"/> heads of <paramref name="headDim"/>.</summary>
@@ -97,7 +97,7 @@ public sealed class FeedForward : nn.Module<Tensor, Tensor>
     private readonly Linear _up, _down;
     private readonly double _dropout;
 
-    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    /// <summary>Names are registered explicitly (docs/state-dict.md); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
 
     /// <summary>Creates the feed-forward for width <paramref name="dim"/> with multiplier <paramref name="multiplier"/>.</summary>

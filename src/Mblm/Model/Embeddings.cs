@@ -10,13 +10,13 @@ namespace Mblm.Model;
 /// D_i and layer-normed. State: <c>0.weight</c> (V, D_n), <c>2.weight/bias</c> (Q_i·D_n), <c>3.weight</c> (D_i, Q_i·D_n),
 /// <c>3.bias</c>, <c>4.weight/bias</c> (D_i).
 /// </summary>
-public sealed class PatchEmbedder : nn.Module<Tensor, Tensor>
+internal sealed class PatchEmbedder : nn.Module<Tensor, Tensor>
 {
     private readonly Embedding _bytes;
     private readonly LayerNorm _unitNorm, _outNorm;
     private readonly Linear _project;
 
-    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    /// <summary>Names are registered explicitly (docs/state-dict.md); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
 
     /// <summary>Creates the embedder for units of <paramref name="unitBytes"/> bytes.</summary>
@@ -43,10 +43,10 @@ public sealed class PatchEmbedder : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>One learned start vector per stage; state <c>0</c>, <c>1</c>, … (each D_i), initialised N(0, 1).</summary>
-public sealed class StartTokens : nn.Module
+internal sealed class StartTokens : nn.Module
 {
 
-    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    /// <summary>Names are registered explicitly (docs/state-dict.md); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
 
     /// <summary>Creates one vector per entry of <paramref name="dims"/>.</summary>
@@ -63,12 +63,12 @@ public sealed class StartTokens : nn.Module
 /// Projection of a stage's outputs into the next stage (reference <c>Sequential(Rearrange, Linear, Rearrange)</c>):
 /// <c>(R, S, D_i) → (R·S, P_{i+1}, D_{i+1})</c>. State: <c>1.weight</c> (P_{i+1}·D_{i+1}, D_i), <c>1.bias</c>.
 /// </summary>
-public sealed class NextStageProjection : nn.Module<Tensor, Tensor>
+internal sealed class NextStageProjection : nn.Module<Tensor, Tensor>
 {
     private readonly Linear _linear;
     private readonly long _nextLen, _nextDim;
 
-    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    /// <summary>Names are registered explicitly (docs/state-dict.md); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
 
     /// <summary>Creates the projection from width <paramref name="dim"/> to <paramref name="nextLen"/> units of <paramref name="nextDim"/>.</summary>
@@ -89,9 +89,9 @@ public sealed class NextStageProjection : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>A parameter-free placeholder that keeps module-list indices aligned with stages (reference <c>nn.Identity</c>).</summary>
-public sealed class Placeholder : nn.Module<Tensor, Tensor>
+internal sealed class Placeholder : nn.Module<Tensor, Tensor>
 {
-    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    /// <summary>Names are registered explicitly (docs/state-dict.md); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
 
     /// <summary>Creates the placeholder.</summary>

@@ -32,7 +32,7 @@ public sealed class Mamba2Layer : nn.Module<Tensor, Tensor>
     /// <summary>Chunk length of the chunked scan.</summary>
     public int ChunkSize { get; set; } = DefaultChunkSize;
 
-    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    /// <summary>Names are registered explicitly (docs/state-dict.md); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
 
     /// <summary>Creates the mixer with mamba-ssm's initialisation for a stage of <paramref name="numLayers"/> layers.</summary>

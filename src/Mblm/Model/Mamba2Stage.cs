@@ -112,7 +112,7 @@ public sealed class Mamba2Block : nn.Module
     /// <summary>The Mamba2 mixer of this block.</summary>
     public Mamba2Layer Mixer { get; }
 
-    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    /// <summary>Names are registered explicitly (docs/state-dict.md); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
 
     internal Mamba2Block(Mamba2BlockConfig block, long dim, int numLayers) : base("Block")

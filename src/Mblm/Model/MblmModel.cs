@@ -25,7 +25,7 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     /// <summary>The (validated, immutable) configuration this model was built from.</summary>
     public MblmConfig Config { get; }
 
-    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    /// <summary>Names are registered explicitly (docs/state-dict.md); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
 
     /// <summary>Builds a freshly initialised model (PyTorch default initialisation; seed with <c>torch.manual_seed</c>).</summary>

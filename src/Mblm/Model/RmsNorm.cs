@@ -14,7 +14,7 @@ public sealed class ClampRmsNorm : nn.Module<Tensor, Tensor>
     private Parameter G => get_parameter("g")!;
     private readonly double _scale;
 
-    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    /// <summary>Names are registered explicitly (docs/state-dict.md); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
 
     /// <summary>Creates the norm over the last dimension of width <paramref name="dim"/>; gain initialised to ones.</summary>
@@ -42,7 +42,7 @@ public sealed class EpsRmsNorm : nn.Module<Tensor, Tensor>
     private Parameter Weight => get_parameter("weight")!;
     private readonly double _eps;
 
-    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    /// <summary>Names are registered explicitly (docs/state-dict.md); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
 
     /// <summary>Creates the norm over the last dimension of width <paramref name="dim"/>; weight initialised to ones.</summary>

@@ -12,7 +12,7 @@ public sealed class RotaryEmbedding : nn.Module
 {
     private Tensor _invFreq => get_buffer("inv_freq")!; // by name: Module.to() replaces buffers
 
-    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    /// <summary>Names are registered explicitly (docs/state-dict.md); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
 
     /// <summary>Creates the embedding for heads of size <paramref name="headDim"/> (even).</summary>
@@ -65,11 +65,11 @@ public sealed record RotaryAngles(Tensor Cos, Tensor Sin) : IDisposable
 /// <c>(x[2j], x[2j+1])</c>, base 10000) applied to the token-embedding vectors as one head of size D, positions
 /// <c>0..S-1</c> of the stage sequence (before the start token is prepended). No persistent state.
 /// </summary>
-public sealed class InterleavedRope : nn.Module<Tensor, Tensor>
+internal sealed class InterleavedRope : nn.Module<Tensor, Tensor>
 {
     private readonly long _dim;
 
-    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    /// <summary>Names are registered explicitly (docs/state-dict.md); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
 
     /// <summary>Creates the embedding for vectors of width <paramref name="dim"/> (even).</summary>

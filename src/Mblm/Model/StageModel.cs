@@ -13,7 +13,7 @@ namespace Mblm.Model;
 /// </summary>
 public abstract class StageModel : nn.Module<Tensor, Tensor>
 {
-    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    /// <summary>Names are registered explicitly (docs/state-dict.md); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
 
     /// <summary>Base constructor.</summary>

@@ -125,7 +125,7 @@ public sealed class TransformerLayer : nn.Module
     /// <summary>The feed-forward sublayer.</summary>
     public FeedForward FeedForward => _feedForward;
 
-    /// <summary>Names are registered explicitly (see NamingNote.cs); field names must not leak into the state dict.</summary>
+    /// <summary>Names are registered explicitly (docs/state-dict.md); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
 
     internal TransformerLayer(TransformerBlockConfig block, long dim) : base("TransformerLayer")
