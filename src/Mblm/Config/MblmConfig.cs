@@ -47,9 +47,6 @@ public sealed record MblmConfig
             ConfigException.Require(NumLayers[i] >= 0, $"num_layers[{i}]", "must be a non-negative integer");
             ConfigException.Require(SeqLens[i] > 0, $"seq_lens[{i}]", "must be a positive integer");
             ConfigException.Require(Blocks[i] is not null, $"block[{i}]", "must be a block mapping");
-            if (!Blocks[i].IsCausal)
-                throw new ConfigException($"block[{i}].block_type",
-                    $"'{Blocks[i].BlockType}' is a non-causal block: every stage of the (decoder) MBLM must be causal; non-causal blocks belong in an encoder");
             Blocks[i].Validate($"block[{i}]", HiddenDims[i]);
         }
         if (TrainCheckpointChunks is not null)
@@ -59,6 +56,20 @@ public sealed record MblmConfig
             for (int i = 0; i < TrainCheckpointChunks.Count; i++)
                 ConfigException.Require(TrainCheckpointChunks[i] > 0, $"train_checkpoint_chunks[{i}]", "must be a positive integer");
         }
+        return this;
+    }
+
+    /// <summary>
+    /// Checks that every stage is causal, as a decoder (<c>MblmModel</c>: next-byte prediction, generation) needs; throws
+    /// <see cref="ConfigException"/> naming the first non-causal block. Non-causal blocks (e.g. <c>transformerEncoder</c>)
+    /// belong in an encoder.
+    /// </summary>
+    public MblmConfig RequireCausal()
+    {
+        for (int i = 0; i < Blocks.Count; i++)
+            if (!Blocks[i].IsCausal)
+                throw new ConfigException($"block[{i}].block_type",
+                    $"'{Blocks[i].BlockType}' is a non-causal block: every stage of a decoder MBLM must be causal (it predicts the next byte); non-causal blocks belong in an encoder (MblmEncoder)");
         return this;
     }
 

@@ -31,7 +31,7 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     /// <summary>Builds a freshly initialised model (PyTorch default initialisation; seed with <c>torch.manual_seed</c>).</summary>
     public MblmModel(MblmConfig config) : base("MBLM")
     {
-        Config = config.Validate();
+        Config = config.Validate().RequireCausal();
         int n = config.NumStages;
         var dims = config.HiddenDims;
         long v = config.NumTokens, dn = dims[n - 1];
