@@ -101,7 +101,6 @@ public sealed class ConfigTests
     [DataRow("pos_emb_type: fixed", "pos_emb_type: sinus", "block.pos_emb_type", "'fixed', 'rope' or null")]
     [DataRow("attn_num_heads: 2", "attn_num_heads: 2\n  attn_heads: 3", "block.attn_heads", "not a field")]
     [DataRow("attn_num_heads: 2", "attn_num_heads: 2\n  block_type: mamba1", "block.block_type", "mamba1")]
-    [DataRow("attn_num_heads: 2", "attn_num_heads: 2\n  block_type: transformerEncoder", "block.block_type", "non-causal")]
     [DataRow("attn_num_heads: 2", "attn_num_heads: 2\n  d_state: 4", "block", "mixes")]
     [DataRow("hidden_dims: [16, 8]", "hidden_dims: [16, eight]", "hidden_dims[1]", "integer")]
     [DataRow("train_checkpoint_chunks: null", "train_checkpoint_chunks: [2, 3]", "train_checkpoint_chunks", "one entry per stage after the first")]

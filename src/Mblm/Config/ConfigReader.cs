@@ -10,7 +10,7 @@ namespace Mblm.Config;
 /// <c>params</c> next to <c>input_seq_len</c>, and <c>train</c> / <c>io</c> / <c>resume</c> sections.
 /// Integers may carry YAML underscores (<c>200_000_000_000</c>).
 /// </summary>
-public static class ConfigReader
+public static partial class ConfigReader
 {
     private static readonly string[] ModelKeys = ["num_tokens", "pad_token_id", "hidden_dims", "num_layers", "seq_lens", "train_checkpoint_chunks", "block"];
     private static readonly string[] TransformerKeys = ["attn_head_dims", "attn_num_heads", "attn_use_rot_embs", "attn_dropout", "ff_multiplier", "ff_dropout", "use_flash_attn"];
@@ -142,10 +142,10 @@ public static class ConfigReader
                 };
             case "mamba1":
                 throw new ConfigException(path + ".block_type", "'mamba1' is not supported: it is the reference's CPU fallback (mambapy), a different architecture from the paper's Mamba2; use mamba2");
-            case "transformerEncoder":
-                throw new ConfigException(path + ".block_type", "'transformerEncoder' is a non-causal encoder block (MBLMEncoder); a decoder stage must be 'transformer' or 'mamba2'");
+            case TransformerEncoderBlockConfig.TypeName: // [encoder] registry touch point: see ConfigReader.Encoder.cs
+                return ReadTransformerEncoderBlock(keys, path, pos);
             default:
-                throw new ConfigException(path + ".block_type", $"must be 'transformer' or 'mamba2', got '{type}'");
+                throw new ConfigException(path + ".block_type", $"must be 'transformer', 'transformerEncoder' or 'mamba2', got '{type}'");
         }
     }
 

@@ -7,7 +7,7 @@ namespace Mblm.Config;
 /// Writes a model config as JSON with the reference's keys (<c>num_tokens</c>, <c>hidden_dims</c>, …, <c>block</c>), the
 /// bare layout <see cref="ConfigReader.Parse"/> reads back to an equal config.
 /// </summary>
-public static class ConfigWriter
+public static partial class ConfigWriter
 {
     /// <summary>The config as indented JSON.</summary>
     public static string ToJson(MblmConfig config)
@@ -35,6 +35,10 @@ public static class ConfigWriter
                     $"\"ff_dropout\": {D(t.FfDropout)}, \"use_flash_attn\": {B(t.UseFlashAttn)}, \"pos_emb_type\": {Pos(t.PosEmbType)}",
                 Mamba2BlockConfig m => $"\"block_type\": \"mamba2\", \"d_state\": {m.DState}, \"d_conv\": {m.DConv}, \"expand\": {m.Expand}, " +
                     $"\"headdim\": {m.Headdim}, \"dropout\": {D(m.Dropout)}, \"pos_emb_type\": {Pos(m.PosEmbType)}",
+                // [encoder] registry touch point (the encoder block has the causal block's fields; see ConfigWriter.Encoder.cs)
+                TransformerEncoderBlockConfig e => $"\"block_type\": \"{e.BlockType}\", \"attn_head_dims\": {e.AttnHeadDims}, \"attn_num_heads\": {e.AttnNumHeads}, " +
+                    $"\"attn_use_rot_embs\": {B(e.AttnUseRotEmbs)}, \"attn_dropout\": {D(e.AttnDropout)}, \"ff_multiplier\": {e.FfMultiplier}, " +
+                    $"\"ff_dropout\": {D(e.FfDropout)}, \"use_flash_attn\": {B(e.UseFlashAttn)}, \"pos_emb_type\": {Pos(e.PosEmbType)}",
                 var other => throw new NotSupportedException($"block type '{other.BlockType}' cannot be written"),
             };
             sb.Append("    {").Append(body).Append('}').Append(i + 1 < config.Blocks.Count ? ",\n" : "\n");

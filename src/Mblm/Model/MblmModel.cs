@@ -72,6 +72,7 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     {
         TransformerBlockConfig t => t.AttnDropout > 0 || t.FfDropout > 0,
         Mamba2BlockConfig m => m.Dropout > 0,
+        TransformerEncoderBlockConfig e => e.AttnDropout > 0 || e.FfDropout > 0, // [encoder] registry touch point
         _ => false,
     });
 

@@ -41,6 +41,7 @@ public abstract class StageModel : nn.Module<Tensor, Tensor>
     {
         TransformerBlockConfig t => new TransformerStage(t, dim, numLayers),
         Mamba2BlockConfig m => new Mamba2Stage(m, dim, numLayers),
+        TransformerEncoderBlockConfig e => new TransformerEncoderStage(e, dim, numLayers), // [encoder] registry touch point
         _ => throw new NotSupportedException($"block_type '{block.BlockType}' has no stage model"),
     };
 }
