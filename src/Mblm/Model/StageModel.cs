@@ -5,7 +5,8 @@ using static TorchSharp.torch;
 namespace Mblm.Model;
 
 /// <summary>
-/// The sequence model of one stage: <c>(R, S, D) → (R, S, D)</c>, causal along S. The hierarchy only talks to stages
+/// The sequence model of one stage: <c>(R, S, D) → (R, S, D)</c>, causal along S (except the encoder's
+/// <see cref="TransformerEncoderStage"/>, which has no incremental form). The hierarchy only talks to stages
 /// through this type; a new block type is one subclass plus one case in <see cref="Create"/>.
 /// </summary>
 public abstract class StageModel : nn.Module<Tensor, Tensor>
