@@ -21,6 +21,7 @@ internal static class BlockExamples
         ["transformer"] = T(),
         ["mamba2"] = S(),
         ["lstm"] = new LstmBlockConfig(),
+        ["transformerEncoder"] = new TransformerEncoderBlockConfig { AttnHeadDims = 4, AttnNumHeads = 2, AttnUseRotEmbs = true, PosEmbType = PosEmbType.Fixed },
     };
 
     /// <summary>Hierarchies that put each registered causal block at every level: alone, global, local.</summary>
@@ -68,7 +69,7 @@ public sealed class BlockTests
             var back = ConfigReader.Parse(ConfigWriter.ToJson(config)).Model;
             Assert.AreEqual(block, back.Blocks[0], name);
             Assert.AreEqual(name, back.Blocks[0].BlockType);
-            using var model = new MblmModel(config);
+            using var model = block.IsCausal ? new MblmModel(config) : new MblmEncoder(new MblmEncoderConfig { MaskTokenId = 255, Mblm = config }).Mblm;
             Assert.AreEqual(model.parameters().Sum(p => p.numel()), config.CountParameters(), $"{name}: CountParameters must equal the built model's");
         }
     }

@@ -101,7 +101,6 @@ public sealed class ConfigTests
     [DataRow("pos_emb_type: fixed", "pos_emb_type: sinus", "block.pos_emb_type", "'fixed', 'rope' or null")]
     [DataRow("attn_num_heads: 2", "attn_num_heads: 2\n  attn_heads: 3", "block.attn_heads", "not a field")]
     [DataRow("attn_num_heads: 2", "attn_num_heads: 2\n  block_type: mamba1", "block.block_type", "mamba1")]
-    [DataRow("attn_num_heads: 2", "attn_num_heads: 2\n  block_type: transformerEncoder", "block.block_type", "non-causal")]
     [DataRow("attn_num_heads: 2", "attn_num_heads: 2\n  d_state: 4", "block", "mixes")]
     [DataRow("hidden_dims: [16, 8]", "hidden_dims: [16, eight]", "hidden_dims[1]", "integer")]
     [DataRow("train_checkpoint_chunks: null", "train_checkpoint_chunks: [2, 3]", "train_checkpoint_chunks", "one entry per stage after the first")]
@@ -136,5 +135,17 @@ public sealed class ConfigTests
             Assert.AreEqual("seq_lens[1]", e.Key);
         }
         finally { File.Delete(path); }
+    }
+
+    [TestMethod]
+    public void Decoder_RefusesNonCausalBlocks_TheEncoderTakesThem()
+    {
+        var config = ConfigReader.Parse(Minimal.Replace("attn_num_heads: 2", "attn_num_heads: 2\n  block_type: transformerEncoder")).Model;
+        Assert.AreEqual("transformerEncoder", config.Blocks[0].BlockType);
+        var e = Assert.ThrowsExactly<ConfigException>(() => new Mblm.Model.MblmModel(config));
+        Assert.AreEqual("block[0].block_type", e.Key);
+        StringAssert.Contains(e.Message, "non-causal");
+        using var encoder = new Mblm.Model.MblmEncoder(new MblmEncoderConfig { MaskTokenId = 255, Mblm = config });
+        Assert.IsTrue(encoder.parameters().Any());
     }
 }

@@ -10,7 +10,7 @@ namespace Mblm.Config;
 /// <c>params</c> next to <c>input_seq_len</c>, and <c>train</c> / <c>io</c> / <c>resume</c> sections.
 /// Integers may carry YAML underscores (<c>200_000_000_000</c>).
 /// </summary>
-public static class ConfigReader
+public static partial class ConfigReader
 {
     private static readonly string[] ModelKeys = ["num_tokens", "pad_token_id", "hidden_dims", "num_layers", "seq_lens", "train_checkpoint_chunks", "block"];
 
@@ -116,7 +116,6 @@ public static class ConfigReader
         var configType = StageBlocks.Find(type) ?? throw new ConfigException(path + ".block_type", type switch
         {
             "mamba1" => "'mamba1' is not supported: it is the reference's CPU fallback (mambapy), a different architecture from the paper's Mamba2; use mamba2",
-            "transformerEncoder" => "'transformerEncoder' is a non-causal encoder block (MBLMEncoder); a decoder stage must be 'transformer' or 'mamba2'",
             _ => $"must be one of the registered block types ({string.Join(", ", StageBlocks.Names.Select(n => $"'{n}'"))}), got '{type}'",
         });
         var fields = StageBlocks.FieldsOf(configType);

@@ -8,7 +8,7 @@ namespace Mblm.Config;
 /// Writes a model config as JSON with the reference's keys (<c>num_tokens</c>, <c>hidden_dims</c>, …, <c>block</c>), the
 /// bare layout <see cref="ConfigReader.Parse"/> reads back to an equal config.
 /// </summary>
-public static class ConfigWriter
+public static partial class ConfigWriter
 {
     /// <summary>The config as indented JSON.</summary>
     public static string ToJson(MblmConfig config)

@@ -7,7 +7,8 @@ namespace Mblm.Config;
 
 /// <summary>
 /// The registry of stage block types: <c>block_type</c> name ↔ config record type. Built-in: <c>transformer</c>
-/// (<see cref="TransformerBlockConfig"/>) and <c>mamba2</c> (<see cref="Mamba2BlockConfig"/>). Register your own block
+/// (<see cref="TransformerBlockConfig"/>), <c>mamba2</c> (<see cref="Mamba2BlockConfig"/>) and the non-causal
+/// <c>transformerEncoder</c> (<see cref="TransformerEncoderBlockConfig"/>, for <c>MblmEncoder</c>). Register your own block
 /// once per process with <see cref="Register{TConfig}"/>; configs (JSON/YAML), the model, generation, the CLI and saved
 /// ML.NET pipelines then accept <c>"block_type": "name"</c>.
 /// </summary>
@@ -28,6 +29,7 @@ public static class StageBlocks
     {
         Register<TransformerBlockConfig>("transformer");
         Register<Mamba2BlockConfig>("mamba2");
+        Register<TransformerEncoderBlockConfig>(TransformerEncoderBlockConfig.TypeName);
     }
 
     /// <summary>

@@ -5,7 +5,8 @@ using static TorchSharp.torch;
 namespace Mblm.Model;
 
 /// <summary>
-/// MEGABYTE causal self-attention: RMSNorm, bias-free <c>to_q</c>, <c>to_kv</c> (first half k, second half v) and
+/// MEGABYTE self-attention (causal by default; the reference's <c>AttentionEncoder</c> is the same module with a
+/// non-causal <c>Attend</c>): RMSNorm, bias-free <c>to_q</c>, <c>to_kv</c> (first half k, second half v) and
 /// <c>to_out</c>, half-split RoPE on q and k, scale <c>d_h^-½</c>, fused scaled-dot-product attention.
 /// State: <c>norm.g</c>, <c>to_q.weight</c> (inner, D), <c>to_kv.weight</c> (2·inner, D), <c>to_out.weight</c> (D, inner).
 /// </summary>
@@ -15,14 +16,18 @@ public sealed class Attention : nn.Module
     private readonly Linear _toQ, _toKv, _toOut;
     private readonly long _heads, _headDim;
     private readonly double _dropout;
+    private readonly bool _causal;
 
     /// <summary>Names are registered explicitly (docs/state-dict.md); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
 
-    /// <summary>Creates attention over width <paramref name="dim"/> with <paramref name="heads"/> heads of <paramref name="headDim"/>.</summary>
-    public Attention(long dim, long headDim, long heads, double dropout) : base("Attention")
+    /// <summary>
+    /// Creates attention over width <paramref name="dim"/> with <paramref name="heads"/> heads of <paramref name="headDim"/>;
+    /// <paramref name="causal"/> false lets every position attend to every position (encoder stages). Same state either way.
+    /// </summary>
+    public Attention(long dim, long headDim, long heads, double dropout, bool causal = true) : base("Attention")
     {
-        (_heads, _headDim, _dropout) = (heads, headDim, dropout);
+        (_heads, _headDim, _dropout, _causal) = (heads, headDim, dropout, causal);
         long inner = heads * headDim;
         _norm = new ClampRmsNorm(dim);
         _toQ = nn.Linear(dim, inner, hasBias: false);
@@ -34,12 +39,15 @@ public sealed class Attention : nn.Module
         register_module("to_out", _toOut);
     }
 
-    /// <summary>Causal attention over <paramref name="x"/> <c>(R, S, D)</c>; <paramref name="angles"/> for S positions, or null.</summary>
+    /// <summary>Whether position t only attends to positions ≤ t.</summary>
+    public bool IsCausal => _causal;
+
+    /// <summary>Attention over <paramref name="x"/> <c>(R, S, D)</c> (causal unless built otherwise); <paramref name="angles"/> for S positions, or null.</summary>
     public Tensor forward(Tensor x, RotaryAngles? angles)
     {
         using var scope = NewDisposeScope();
         var (q, k, v) = Project(x, angles);
-        var o = nn.functional.scaled_dot_product_attention(q, k, v, p: training ? _dropout : 0.0, is_casual: true);
+        var o = nn.functional.scaled_dot_product_attention(q, k, v, p: training ? _dropout : 0.0, is_casual: _causal);
         return Merge(o).MoveToOuterDisposeScope();
     }
 
@@ -53,6 +61,7 @@ public sealed class Attention : nn.Module
     /// </summary>
     public Tensor Step(Tensor x, RotaryAngles? angles, KvCache kv, long position)
     {
+        if (!_causal) throw new InvalidOperationException("non-causal attention has no incremental (one-position) form");
         using var scope = NewDisposeScope();
         var (q, k, v) = Project(x.unsqueeze(1), angles);           // (R, h, 1, d_h)
         kv.Write(k, v, position);

@@ -29,9 +29,12 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     protected override void RegisterComponents() { }
 
     /// <summary>Builds a freshly initialised model (PyTorch default initialisation; seed with <c>torch.manual_seed</c>).</summary>
-    public MblmModel(MblmConfig config) : base("MBLM")
+    public MblmModel(MblmConfig config) : this(config, decoder: true) { }
+
+    // decoder false: the hierarchy of an MblmEncoder, whose stages may be non-causal.
+    internal MblmModel(MblmConfig config, bool decoder) : base("MBLM")
     {
-        Config = config.Validate().RequireCausal();
+        Config = decoder ? config.Validate().RequireCausal() : config.Validate();
         int n = config.NumStages;
         var dims = config.HiddenDims;
         long v = config.NumTokens, dn = dims[n - 1];
