@@ -1,0 +1,20 @@
+namespace Mblm;
+
+/// <summary>
+/// A damaged, hostile or foreign file: a weights file, a checkpoint, a saved pipeline or one of its entries. The message
+/// names the file (and the entry or key) and what was expected. Derives from <see cref="InvalidDataException"/>, so code
+/// that already catches that keeps working. Configs that break a rule throw <see cref="Mblm.Config.ConfigException"/>
+/// instead; bad arguments throw the <see cref="ArgumentException"/> family.
+/// </summary>
+public sealed class MblmFormatException : InvalidDataException
+{
+    /// <summary>The file (path, or a name for streams) the problem was found in.</summary>
+    public string Source { get; }
+
+    /// <summary>The entry, tensor or key inside the file, when the problem is local to one.</summary>
+    public string? Entry { get; }
+
+    /// <summary>Creates the exception: <c>'source'[, entry 'e']: problem</c>.</summary>
+    public MblmFormatException(string source, string? entry, string problem, Exception? inner = null)
+        : base($"'{source}'{(entry is null ? "" : $", entry '{entry}'")}: {problem}", inner) => (Source, Entry) = (source, entry);
+}
