@@ -2,11 +2,11 @@ namespace Mblm;
 
 /// <summary>
 /// A damaged, hostile or foreign file: a weights file, a checkpoint, a saved pipeline or one of its entries. The message
-/// names the file (and the entry or key) and what was expected. Derives from <see cref="InvalidDataException"/>, so code
-/// that already catches that keeps working. Configs that break a rule throw <see cref="Mblm.Config.ConfigException"/>
+/// names the file (and the entry or key) and what was expected. Derives from <see cref="IOException"/>, what file-reading
+/// code already catches (<see cref="InvalidDataException"/>, the natural parent, is sealed in .NET). Configs that break a rule throw <see cref="Mblm.Config.ConfigException"/>
 /// instead; bad arguments throw the <see cref="ArgumentException"/> family.
 /// </summary>
-public sealed class MblmFormatException : InvalidDataException
+public sealed class MblmFormatException : IOException
 {
     /// <summary>The file (path, or a name for streams) the problem was found in.</summary>
     public string Source { get; }
