@@ -9,12 +9,12 @@ namespace Mblm;
 public sealed class MblmFormatException : IOException
 {
     /// <summary>The file (path, or a name for streams) the problem was found in.</summary>
-    public string Source { get; }
+    public string FileName { get; }
 
     /// <summary>The entry, tensor or key inside the file, when the problem is local to one.</summary>
     public string? Entry { get; }
 
     /// <summary>Creates the exception: <c>'source'[, entry 'e']: problem</c>.</summary>
     public MblmFormatException(string source, string? entry, string problem, Exception? inner = null)
-        : base($"'{source}'{(entry is null ? "" : $", entry '{entry}'")}: {problem}", inner) => (Source, Entry) = (source, entry);
+        : base($"'{source}'{(entry is null ? "" : $", entry '{entry}'")}: {problem}", inner) => (FileName, Entry) = (source, entry);
 }
