@@ -10,8 +10,7 @@ public static partial class ConfigReader
     /// <summary>Loads an encoder config file; see <see cref="ParseEncoderFile"/>. Errors name the file and key.</summary>
     public static MblmEncoderConfigFile LoadEncoderFile(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"config file '{path}' does not exist", path);
-        try { return ParseEncoderFile(File.ReadAllText(path)); }
+        try { return ParseEncoderFile(ReadText(path)); }
         catch (ConfigException e) { throw Rewrap(e, path); }
     }
 
@@ -30,9 +29,7 @@ public static partial class ConfigReader
     /// </summary>
     public static MblmEncoderConfigFile ParseEncoderFile(string text)
     {
-        var stream = new YamlStream();
-        try { stream.Load(new StringReader(text)); }
-        catch (YamlDotNet.Core.YamlException e) { throw new ConfigException("(document)", $"is not valid YAML/JSON: {e.Message}"); }
+        var stream = LoadYaml(text);
         if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode root)
             throw new ConfigException("(document)", "must be a mapping of config keys");
         var top = Keys(root, "");

@@ -20,9 +20,50 @@ public static partial class ConfigReader
     /// <summary>Loads a config file; see <see cref="MblmConfigFile"/>.</summary>
     public static MblmConfigFile LoadFile(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"config file '{path}' does not exist", path);
-        try { return Parse(File.ReadAllText(path)); }
+        try { return Parse(ReadText(path)); }
         catch (ConfigException e) { throw Rewrap(e, path); }
+    }
+
+    // A config file's text, refusing directories and files beyond Limits.MaxConfigBytes before reading them.
+    internal static string ReadText(string path)
+    {
+        if (Directory.Exists(path)) throw new ConfigException("(document)", "is a directory, not a config file", path);
+        if (!File.Exists(path)) throw new FileNotFoundException($"config file '{path}' does not exist", path);
+        long length = new FileInfo(path).Length;
+        if (length > Limits.MaxConfigBytes)
+            throw new ConfigException("(document)", $"is {Limits.FormatBytes(length)}; config files are at most {Limits.FormatBytes(Limits.MaxConfigBytes)}", path);
+        return File.ReadAllText(path);
+    }
+
+    // Parses YAML/JSON text into a document, after a streaming pass that bounds nesting depth and size: the document model
+    // is built recursively, so a deeply nested file would otherwise end the process with a stack overflow.
+    internal static YamlStream LoadYaml(string text)
+    {
+        if (text.Length > Limits.MaxConfigBytes) throw new ConfigException("(document)", $"is longer than {Limits.FormatBytes(Limits.MaxConfigBytes)}");
+        const int maxEvents = 1_000_000;
+        try
+        {
+            var parser = new YamlDotNet.Core.Parser(new StringReader(text));
+            int depth = 0, events = 0;
+            while (parser.MoveNext())
+            {
+                switch (parser.Current)
+                {
+                    case YamlDotNet.Core.Events.MappingStart or YamlDotNet.Core.Events.SequenceStart:
+                        if (++depth > Limits.MaxNestingDepth)
+                            throw new ConfigException("(document)", $"nests deeper than {Limits.MaxNestingDepth} levels");
+                        break;
+                    case YamlDotNet.Core.Events.MappingEnd or YamlDotNet.Core.Events.SequenceEnd:
+                        depth--;
+                        break;
+                }
+                if (++events > maxEvents) throw new ConfigException("(document)", $"has more than {maxEvents:N0} YAML nodes");
+            }
+            var stream = new YamlStream();
+            stream.Load(new StringReader(text));
+            return stream;
+        }
+        catch (YamlDotNet.Core.YamlException e) { throw new ConfigException("(document)", $"is not valid YAML/JSON: {e.Message}"); }
     }
 
     private static ConfigException Rewrap(ConfigException e, string path) => new(e.Key, RuleOf(e), path);
@@ -37,9 +78,7 @@ public static partial class ConfigReader
     /// <summary>Parses config text (JSON or YAML).</summary>
     public static MblmConfigFile Parse(string text)
     {
-        var stream = new YamlStream();
-        try { stream.Load(new StringReader(text)); }
-        catch (YamlDotNet.Core.YamlException e) { throw new ConfigException("(document)", $"is not valid YAML/JSON: {e.Message}"); }
+        var stream = LoadYaml(text);
         if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode root)
             throw new ConfigException("(document)", "must be a mapping of config keys");
 
@@ -235,12 +274,57 @@ public static partial class ConfigReader
         };
     }
 
+    // The io section's values as text: scalars as written, other values rendered compactly (flow style) with a bound on
+    // the output, so that YAML aliases, which share nodes, cannot expand into gigabytes.
     private static Dictionary<string, string?> Flatten(YamlMappingNode map)
     {
         var d = new Dictionary<string, string?>();
         foreach (var (k, v) in map.Children)
-            d[((YamlScalarNode)k).Value ?? ""] = v is YamlScalarNode s ? s.Value : v.ToString();
+        {
+            string key = ((YamlScalarNode)k).Value ?? "";
+            if (v is YamlScalarNode s) { d[key] = s.Value; continue; }
+            var sb = new System.Text.StringBuilder();
+            if (!Render(v, sb, 0)) throw new ConfigException("io." + key, $"renders to more than {MaxRenderedValue:N0} characters (YAML aliases expand when read back)");
+            d[key] = sb.ToString();
+        }
         return d;
+    }
+
+    private const int MaxRenderedValue = 65_536;
+
+    private static bool Render(YamlNode node, System.Text.StringBuilder sb, int depth)
+    {
+        if (sb.Length > MaxRenderedValue || depth > Limits.MaxNestingDepth) return false;
+        switch (node)
+        {
+            case YamlScalarNode s:
+                sb.Append(s.Value);
+                return sb.Length <= MaxRenderedValue;
+            case YamlSequenceNode seq:
+                sb.Append('[');
+                for (int i = 0; i < seq.Children.Count; i++)
+                {
+                    if (i > 0) sb.Append(", ");
+                    if (!Render(seq.Children[i], sb, depth + 1)) return false;
+                }
+                sb.Append(']');
+                return true;
+            case YamlMappingNode map:
+                sb.Append('{');
+                bool first = true;
+                foreach (var (k, v) in map.Children)
+                {
+                    if (!first) sb.Append(", ");
+                    first = false;
+                    if (!Render(k, sb, depth + 1)) return false;
+                    sb.Append(": ");
+                    if (!Render(v, sb, depth + 1)) return false;
+                }
+                sb.Append('}');
+                return true;
+            default:
+                return true;
+        }
     }
 }
 

@@ -31,6 +31,17 @@ public sealed record MblmConfig
     /// <summary>Bytes per top-level patch: P_2·…·P_n (inputs are right-padded to a multiple of this).</summary>
     public long PatchSize => SeqLens.Skip(1).Aggregate(1L, (a, p) => a * p);
 
+    /// <summary>Largest vocabulary accepted (2^24).</summary>
+    public const int MaxNumTokens = 1 << 24;
+    /// <summary>Largest stage width accepted (2^20).</summary>
+    public const int MaxHiddenDim = 1 << 20;
+    /// <summary>Most layers per stage accepted.</summary>
+    public const int MaxLayers = 4096;
+    /// <summary>Most stages accepted.</summary>
+    public const int MaxStages = 16;
+    /// <summary>Largest context (Π seq_lens) accepted: 2^40 bytes.</summary>
+    public const long MaxContextLimit = 1L << 40;
+
     /// <summary>Checks every rule; throws <see cref="ConfigException"/> naming the key and the rule.</summary>
     public MblmConfig Validate()
     {
@@ -41,14 +52,20 @@ public sealed record MblmConfig
         ConfigException.Require(NumLayers.Count == n, "num_layers", $"must have one entry per stage ({n}, as hidden_dims), got {NumLayers.Count}");
         ConfigException.Require(SeqLens.Count == n, "seq_lens", $"must have one entry per stage ({n}, as hidden_dims), got {SeqLens.Count}");
         ConfigException.Require(Blocks.Count == n, "block", $"must be one block or a list with one block per stage ({n}), got {Blocks.Count}");
+        ConfigException.Require(NumTokens <= MaxNumTokens, "num_tokens", $"must be at most {MaxNumTokens:N0}");
+        ConfigException.Require(n <= MaxStages, "hidden_dims", $"must list at most {MaxStages} stages");
         for (int i = 0; i < n; i++)
         {
             ConfigException.Require(HiddenDims[i] > 0, $"hidden_dims[{i}]", "must be a positive integer");
+            ConfigException.Require(HiddenDims[i] <= MaxHiddenDim, $"hidden_dims[{i}]", $"must be at most {MaxHiddenDim:N0}");
             ConfigException.Require(NumLayers[i] >= 0, $"num_layers[{i}]", "must be a non-negative integer");
+            ConfigException.Require(NumLayers[i] <= MaxLayers, $"num_layers[{i}]", $"must be at most {MaxLayers:N0}");
             ConfigException.Require(SeqLens[i] > 0, $"seq_lens[{i}]", "must be a positive integer");
             ConfigException.Require(Blocks[i] is not null, $"block[{i}]", "must be a block mapping");
             Blocks[i].Validate($"block[{i}]", HiddenDims[i]);
         }
+        ConfigException.Require(SeqLens.Aggregate(1.0, (a, p) => a * p) <= MaxContextLimit, "seq_lens",
+            $"give a context (their product) of more than {MaxContextLimit:N0} bytes");
         if (TrainCheckpointChunks is not null)
         {
             ConfigException.Require(TrainCheckpointChunks.Count == n - 1, "train_checkpoint_chunks",
@@ -77,30 +94,60 @@ public sealed record MblmConfig
     /// Parameter count of the model this config builds, computed from the shapes alone (no allocation); equals the
     /// number of elements of every parameter (buffers excluded).
     /// </summary>
-    public long CountParameters() => CountParametersByPart().Values.Sum();
+    public long CountParameters()
+    {
+        try { return checked(CountParametersByPart().Values.Aggregate(0L, (a, b) => a + b)); }
+        catch (OverflowException) { throw new ConfigException("hidden_dims", "give a model of more than 9.2e18 parameters"); }
+    }
+
+    /// <summary>
+    /// Bytes the model's float32 parameters take (what building it allocates, before any activation or optimiser state),
+    /// computed from the shapes.
+    /// </summary>
+    public long ParameterBytes()
+    {
+        try { return checked(CountParameters() * sizeof(float)); }
+        catch (OverflowException) { throw new ConfigException("hidden_dims", "give a model of more than 8 EiB"); }
+    }
+
+    /// <summary>
+    /// Throws <see cref="ConfigException"/> (key <c>(model)</c>) when the model's parameters would not fit
+    /// <see cref="Limits.MemoryBudgetBytes"/>; called before a model is built from this config.
+    /// </summary>
+    public void RequireFitsMemory() =>
+        Limits.RequireMemory(ParameterBytes(), () => $"a model of {CountParameters():N0} float32 parameters", m => new ConfigException("(model)", m));
 
     /// <summary>Parameter counts per part (start tokens, embeddings, each stage, projections, head).</summary>
     public IReadOnlyDictionary<string, long> CountParametersByPart()
     {
-        int n = NumStages;
-        long v = NumTokens, dn = HiddenDims[n - 1];
-        var parts = new Dictionary<string, long>
+        try { return Parts(); }
+        catch (OverflowException) { throw new ConfigException("hidden_dims", "give a model of more than 9.2e18 parameters"); }
+    }
+
+    private IReadOnlyDictionary<string, long> Parts()
+    {
+        checked
         {
-            ["start_tokens"] = HiddenDims.Sum(d => (long)d),
-            ["pos_embs"] = Enumerable.Range(0, n).Sum(i => Blocks[i].PosEmbType == PosEmbType.Fixed ? (long)SeqLens[i] * HiddenDims[i] : 0L),
-            ["token_embs_rev"] = Enumerable.Range(0, n).Sum(i =>
+            int n = NumStages;
+            long v = NumTokens, dn = HiddenDims[n - 1];
+            var parts = new Dictionary<string, long>
             {
-                if (i == n - 1) return v * dn;
-                long unit = SeqLens.Skip(i + 1).Aggregate(1L, (a, p) => a * p) * dn; // Q_i·D_n
-                long di = HiddenDims[i];
-                return v * dn + 2 * unit + unit * di + di + 2 * di;               // Embedding, LN, Linear, LN
-            }),
-        };
-        for (int i = 0; i < n; i++)
-            parts[$"stage_models.{i}"] = Blocks[i].CountParameters(HiddenDims[i], NumLayers[i]);
-        parts["to_next_stage_proj"] = Enumerable.Range(0, n - 1).Sum(i =>
-            (long)HiddenDims[i] * SeqLens[i + 1] * HiddenDims[i + 1] + (long)SeqLens[i + 1] * HiddenDims[i + 1]);
-        parts["to_logits"] = dn * v + v;
-        return parts;
+                ["start_tokens"] = HiddenDims.Sum(d => (long)d),
+                ["pos_embs"] = Enumerable.Range(0, n).Sum(i => Blocks[i].PosEmbType == PosEmbType.Fixed ? (long)SeqLens[i] * HiddenDims[i] : 0L),
+                ["token_embs_rev"] = Enumerable.Range(0, n).Sum(i =>
+                {
+                    if (i == n - 1) return v * dn;
+                    long unit = SeqLens.Skip(i + 1).Aggregate(1L, (a, p) => a * p) * dn; // Q_i·D_n
+                    long di = HiddenDims[i];
+                    return v * dn + 2 * unit + unit * di + di + 2 * di;               // Embedding, LN, Linear, LN
+                }),
+            };
+            for (int i = 0; i < n; i++)
+                parts[$"stage_models.{i}"] = Blocks[i].CountParameters(HiddenDims[i], NumLayers[i]);
+            parts["to_next_stage_proj"] = Enumerable.Range(0, n - 1).Sum(i =>
+                (long)HiddenDims[i] * SeqLens[i + 1] * HiddenDims[i + 1] + (long)SeqLens[i + 1] * HiddenDims[i + 1]);
+            parts["to_logits"] = dn * v + v;
+            return parts;
+        }
     }
 }

@@ -97,10 +97,13 @@ public sealed record TransformerBlockConfig : StageBlockConfig
     /// <inheritdoc />
     public override long CountParameters(long dim, long layers)
     {
-        long inner = (long)AttnHeadDims * AttnNumHeads, m = FfMultiplier;
-        long attention = 4 * dim * inner + dim;                 // to_q, to_kv (2x), to_out, norm.g
-        long feedForward = 2 * m * dim * dim + (m + 2) * dim;   // two Linear with bias + norm.g
-        return layers * (attention + feedForward) + dim;         // + final norm.g
+        checked
+        {
+            long inner = (long)AttnHeadDims * AttnNumHeads, m = FfMultiplier;
+            long attention = 4 * dim * inner + dim;                 // to_q, to_kv (2x), to_out, norm.g
+            long feedForward = 2 * m * dim * dim + (m + 2) * dim;   // two Linear with bias + norm.g
+            return layers * (attention + feedForward) + dim;         // + final norm.g
+        }
     }
 
     /// <inheritdoc />
@@ -144,19 +147,22 @@ public sealed record Mamba2BlockConfig : StageBlockConfig
     public double Dropout { get; init; }
 
     /// <summary>Inner width <c>expand · dim</c>.</summary>
-    public long InnerDim(long dim) => Expand * dim;
+    public long InnerDim(long dim) => checked(Expand * dim);
 
     /// <inheritdoc />
     public override long CountParameters(long dim, long layers)
     {
-        long di = InnerDim(dim), n = DState, heads = di / Headdim, convCh = di + 2 * n;
-        long perLayer = dim * (2 * di + 2 * n + heads)   // in_proj
-                      + convCh * DConv + convCh          // conv1d weight + bias
-                      + 3 * heads                        // dt_bias, A_log, D
-                      + di                               // gated norm
-                      + di * dim                         // out_proj
-                      + dim;                             // block pre-norm
-        return layers * perLayer + dim;                  // + norm_f
+        checked
+        {
+            long di = InnerDim(dim), n = DState, heads = di / Headdim, convCh = di + 2 * n;
+            long perLayer = dim * (2 * di + 2 * n + heads)   // in_proj
+                          + convCh * DConv + convCh          // conv1d weight + bias
+                          + 3 * heads                        // dt_bias, A_log, D
+                          + di                               // gated norm
+                          + di * dim                         // out_proj
+                          + dim;                             // block pre-norm
+            return layers * perLayer + dim;                  // + norm_f
+        }
     }
 
     /// <inheritdoc />

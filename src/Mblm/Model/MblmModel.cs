@@ -35,6 +35,7 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     internal MblmModel(MblmConfig config, bool decoder) : base("MBLM")
     {
         Config = decoder ? config.Validate().RequireCausal() : config.Validate();
+        Config.RequireFitsMemory(); // before any allocation: a hostile config must not take the machine's memory
         int n = config.NumStages;
         var dims = config.HiddenDims;
         long v = config.NumTokens, dn = dims[n - 1];

@@ -45,6 +45,7 @@ public static class ModelWeights
             .Select(k => $"{k}: file [{string.Join(", ", tensors[k].shape)}] vs model [{string.Join(", ", state[k].shape)}]").ToList();
         if (mismatched.Count > 0 || (strict && (missing.Count > 0 || unexpected.Count > 0)))
             throw new WeightsMismatchException(source, missing, unexpected, mismatched);
+        RequireCompatibleDtypes(state, tensors, source);
         using var noGrad = no_grad();
         foreach (var (name, target) in state)
             if (tensors.TryGetValue(name, out var value))
@@ -91,6 +92,7 @@ public static class ModelWeights
         var mismatched = same.Keys.Where(state.ContainsKey).Where(k => !state[k].shape.SequenceEqual(same[k].shape))
             .Select(k => $"{k}: file [{string.Join(", ", same[k].shape)}] vs model [{string.Join(", ", state[k].shape)}]").ToList();
         if (missing.Count > 0 || unexpected.Count > 0 || mismatched.Count > 0) throw new WeightsMismatchException(source, missing, unexpected, mismatched);
+        RequireCompatibleDtypes(state, tensors, source);
         using var noGrad = no_grad();
         foreach (var (name, value) in same) state[name].copy_(value.to(state[name].dtype, state[name].device));
         foreach (var name in grown)
@@ -99,6 +101,15 @@ public static class ModelWeights
             state[name][..(int)value.shape[0]].copy_(value.to(state[name].dtype, state[name].device));
         }
         return oldVocab < 0 ? state.TryGetValue("to_logits.bias", out var b) ? b.shape[0] : -1 : oldVocab;
+    }
+
+    // Floating-point values convert between precisions (F32 → BF16 and back), but an integer or bool tensor never becomes a
+    // float parameter, nor the reverse: such a file was edited or is not this model's.
+    private static void RequireCompatibleDtypes(Dictionary<string, Tensor> state, IReadOnlyDictionary<string, Tensor> tensors, string source)
+    {
+        foreach (var (name, value) in tensors)
+            if (state.TryGetValue(name, out var target) && value.dtype != target.dtype && !(value.is_floating_point() && target.is_floating_point()))
+                throw new MblmFormatException(source, name, $"is stored as {value.dtype}, the model's tensor is {target.dtype}: not convertible");
     }
 
     /// <summary>Saves the module's state dict (parameters and persistent buffers) to a safetensors file, atomically.</summary>

@@ -1,0 +1,182 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Text;
+using Mblm.Config;
+using Mblm.Model;
+using Mblm.Weights;
+using static Mblm.Tests.TestData;
+using static TorchSharp.torch;
+
+namespace Mblm.Tests;
+
+/// <summary>Hostile files: bounded work, typed errors naming the file/key, checked before anything is allocated.</summary>
+[TestClass]
+public sealed class HardeningTests
+{
+    private const string Minimal = """
+        num_tokens: 257
+        pad_token_id: 256
+        hidden_dims: [16, 8]
+        num_layers: [1, 1]
+        seq_lens: [4, 3]
+        train_checkpoint_chunks: null
+        block:
+          attn_head_dims: 4
+          attn_num_heads: 2
+          attn_use_rot_embs: true
+          pos_emb_type: fixed
+        """;
+
+    [TestMethod]
+    public void YamlAliasBomb_InTheIoSection_IsRefusedQuickly()
+    {
+        var sb = new StringBuilder("params:\n" + string.Join("\n", Minimal.Split('\n').Select(l => "  " + l)) + "\nio:\n");
+        sb.Append("  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for (int i = 1; i < 10; i++) sb.Append($"  a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]\n");
+        var clock = Stopwatch.StartNew();
+        var e = Assert.ThrowsExactly<ConfigException>(() => ConfigReader.Parse(sb.ToString()));
+        Assert.IsTrue(clock.Elapsed < TimeSpan.FromSeconds(5), $"took {clock.Elapsed}");
+        StringAssert.StartsWith(e.Key, "io.a");
+        StringAssert.Contains(e.Message, "aliases");
+    }
+
+    [TestMethod]
+    public void DeepNesting_IsRefusedWithoutStackOverflow()
+    {
+        string deep = "{\"num_tokens\": " + new string('[', 100_000) + new string(']', 100_000) + "}";
+        var e = Assert.ThrowsExactly<ConfigException>(() => ConfigReader.Parse(deep));
+        StringAssert.Contains(e.Message, "deeper than");
+    }
+
+    [TestMethod]
+    [DataRow("hidden_dims: [16, 8]", "hidden_dims: [2147483647, 16]", "hidden_dims[0]")]
+    [DataRow("hidden_dims: [16, 8]", "hidden_dims: [1e9, 16]", "hidden_dims[0]")]
+    [DataRow("num_tokens: 257", "num_tokens: 100000000", "num_tokens")]
+    [DataRow("num_layers: [1, 1]", "num_layers: [100000, 1]", "num_layers[0]")]
+    [DataRow("seq_lens: [4, 3]", "seq_lens: [2000000000, 2000000000]", "seq_lens")]
+    public void AbsurdSizes_AreRefusedByTheConfigRules(string from, string to, string key)
+    {
+        var e = Assert.ThrowsExactly<ConfigException>(() => ConfigReader.Parse(Minimal.Replace(from, to)));
+        Assert.AreEqual(key, e.Key, e.Message);
+    }
+
+    [TestMethod]
+    public void ModelBeyondTheMemoryBudget_IsRefusedBeforeAllocating_SayingHowMuchItNeeds()
+    {
+        var config = Cfg([1024, 512], [64, 8], [T(heads: 8, headDim: 128), T(heads: 4, headDim: 128)], layers: [4, 2]);
+        long saved = Limits.MemoryBudgetBytes;
+        try
+        {
+            Limits.MemoryBudgetBytes = 1 << 20;
+            var e = Assert.ThrowsExactly<ConfigException>(() => new MblmModel(config));
+            StringAssert.Contains(e.Message, Limits.FormatBytes(config.ParameterBytes()));
+            StringAssert.Contains(e.Message, "memory budget of 1 MiB");
+        }
+        finally { Limits.MemoryBudgetBytes = saved; }
+    }
+
+    [TestMethod]
+    public void ParameterCounts_NeverWrapAround()
+    {
+        var big = Cfg([1 << 20, 1 << 20], [1 << 10, 1 << 10], [T(heads: 1 << 10, headDim: 1 << 10), T()], layers: [4096, 1]);
+        long count = big.CountParameters();
+        Assert.IsTrue(count > 0 && count > (1L << 40), $"{count}");
+    }
+
+    // ---- safetensors ----
+
+    private static byte[] File(string headerJson, int dataBytes)
+    {
+        var header = Encoding.UTF8.GetBytes(headerJson);
+        var bytes = new byte[8 + header.Length + dataBytes];
+        BinaryPrimitives.WriteUInt64LittleEndian(bytes, (ulong)header.Length);
+        header.CopyTo(bytes, 8);
+        return bytes;
+    }
+
+    private static MblmFormatException Refused(byte[] file, string? entry = null)
+    {
+        var e = Assert.ThrowsExactly<MblmFormatException>(() => SafeTensors.Load(new MemoryStream(file), "w.safetensors"));
+        Assert.AreEqual("w.safetensors", e.FileName);
+        if (entry is not null) Assert.AreEqual(entry, e.Entry, e.Message);
+        return e;
+    }
+
+    [TestMethod]
+    public void SafeTensors_HugeClaimInATinyFile_IsRefusedBeforeAllocating()
+    {
+        var e = Refused(File("""{"x": {"dtype": "F32", "shape": [536870911], "data_offsets": [0, 2147483644]}}""", 80));
+        StringAssert.Contains(e.Message, "truncated");
+    }
+
+    [TestMethod]
+    [DataRow("""{"x": {"dtype": null, "shape": [2], "data_offsets": [0, 8]}}""", "x", "dtype")]
+    [DataRow("""{"x": {"dtype": "F32", "data_offsets": [0, 8]}}""", "x", "shape")]
+    [DataRow("""{"x": {"dtype": "F32", "shape": [2]}}""", "x", "data_offsets")]
+    [DataRow("""{"x": {"dtype": "Q4", "shape": [2], "data_offsets": [0, 8]}}""", "x", "unsupported dtype")]
+    [DataRow("""{"x": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}""", "x", "shape")]
+    [DataRow("""{"x": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}""", "x", "needs 12")]
+    [DataRow("""{"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "y": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}""", "y", "overlap")]
+    [DataRow("""{"x": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}""", "x", "gap")]
+    [DataRow("""{"x": {"dtype": "F32", "shape": [4611686018427387904, 4], "data_offsets": [0, 8]}}""", "x", "more elements")]
+    [DataRow("""{"x": 3}""", "x", "object")]
+    public void SafeTensors_MalformedEntries_NameTheEntry(string header, string entry, string problem)
+    {
+        var e = Refused(File(header, 8), entry);
+        StringAssert.Contains(e.Message, problem);
+    }
+
+    [TestMethod]
+    public void SafeTensors_EmptyTruncatedAndTrailingFiles_AreTypedErrors()
+    {
+        StringAssert.Contains(Refused([]).Message, "empty");
+        var good = File("""{"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}""", 8);
+        StringAssert.Contains(Refused(good[..^3]).Message, "truncated");
+        StringAssert.Contains(Refused([.. good, 1, 2, 3]).Message, "after its last tensor");
+        StringAssert.Contains(Refused(good[..20]).Message, "header");
+        using var ok = SafeTensors.Load(new MemoryStream(good), "w.safetensors")["x"];
+        CollectionAssert.AreEqual(new long[] { 2 }, ok.shape);
+    }
+
+    [TestMethod]
+    public void SafeTensors_NonSeekableStream_TruncationIsStillTyped()
+    {
+        var good = File("""{"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}""", 8);
+        using var pipe = new System.IO.Compression.GZipStream(new MemoryStream(Gzip(good[..^3])), System.IO.Compression.CompressionMode.Decompress);
+        var e = Assert.ThrowsExactly<MblmFormatException>(() => SafeTensors.Load(pipe, "w"));
+        StringAssert.Contains(e.Message, "truncated");
+    }
+
+    private static byte[] Gzip(byte[] data)
+    {
+        var ms = new MemoryStream();
+        using (var gz = new System.IO.Compression.GZipStream(ms, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true)) gz.Write(data);
+        return ms.ToArray();
+    }
+
+    [TestMethod]
+    public void SafeTensors_TensorsBeyondTheBudget_AreRefusedBeforeAllocating()
+    {
+        var file = File("""{"x": {"dtype": "F32", "shape": [1024, 1024], "data_offsets": [0, 4194304]}}""", 4 << 20);
+        long saved = Limits.MemoryBudgetBytes;
+        try
+        {
+            Limits.MemoryBudgetBytes = 1 << 20;
+            StringAssert.Contains(Refused(file).Message, "memory budget");
+        }
+        finally { Limits.MemoryBudgetBytes = saved; }
+    }
+
+    [TestMethod]
+    public void Weights_WithAnIntegerDtypeForAFloatParameter_AreRefused()
+    {
+        using var scope = NewDisposeScope();
+        var model = RandomModel(Cfg([16, 8], [4, 3], [T(), T()]));
+        var state = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        state["to_logits.bias"] = state["to_logits.bias"].to_type(ScalarType.Int32);
+        var e = Assert.ThrowsExactly<MblmFormatException>(() => ModelWeights.Load(model, state, "w.safetensors"));
+        Assert.AreEqual("to_logits.bias", e.Entry);
+        state["to_logits.bias"] = state["to_logits.bias"].to_type(ScalarType.BFloat16); // float precisions convert
+        ModelWeights.Load(model, state, "w.safetensors");
+    }
+}
