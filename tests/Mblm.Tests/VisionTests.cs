@@ -1,6 +1,7 @@
 using System.Text;
 using Mblm.Config;
 using Mblm.MLNet;
+using Mblm.Examples;
 using Mblm.MLNet.Vision;
 using Mblm.Model;
 using Mblm.Weights;
