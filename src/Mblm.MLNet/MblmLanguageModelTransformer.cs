@@ -1,4 +1,5 @@
 using System.Text;
+using System.Text.Json.Nodes;
 using Mblm.Config;
 using Mblm.Generation;
 using Mblm.Inference;
@@ -40,9 +41,13 @@ public sealed class MblmLanguageModelTransformer : MblmTransformerBase<MblmLangu
     /// <summary>Reads a stage written by <see cref="IMblmStage.Save"/>.</summary>
     internal static MblmLanguageModelTransformer Load(StageReader reader)
     {
-        var (options, training, _, model) = ReadStage(reader);
+        var (options, training, _, model) = ReadStage(reader, LeftOutMeansNull);
         return new MblmLanguageModelTransformer(options, model, training);
     }
+
+    // The first writers of this stage left null options out of stage.json; of those, only GradientClipping has a
+    // non-null default (today's writers always write it).
+    private static void LeftOutMeansNull(JsonObject stage) => stage.TryAdd("gradientClipping", null);
 
     // ---- IRowStage: how the shared data view and row mapper drive this stage ----
 

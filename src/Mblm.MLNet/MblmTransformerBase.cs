@@ -118,9 +118,12 @@ public abstract class MblmTransformerBase<TOptions> : ITransformer, IDisposable,
     /// For a stage type's static <c>Load</c>: its options (checked), what its fit did, <c>stage.json</c> for its own
     /// fields, and its model.
     /// </summary>
-    private protected static (TOptions Options, TrainingSummary Training, JsonObject Stage, MblmModel Model) ReadStage(StageReader reader)
+    /// <param name="reader">The stage's entries.</param>
+    /// <param name="upgrade">Rewrites an older layout's <c>stage.json</c> into the current one before it is read.</param>
+    private protected static (TOptions Options, TrainingSummary Training, JsonObject Stage, MblmModel Model) ReadStage(StageReader reader, Action<JsonObject>? upgrade = null)
     {
         var stage = reader.ReadStageJson();
+        upgrade?.Invoke(stage);
         var options = reader.ReadOptions<TOptions>(stage);
         var training = reader.Read<TrainingSummary>(stage["training"], "training");
         return (options, training, stage, reader.ReadModel(options.ModelConfig));

@@ -38,13 +38,15 @@ internal static class StageEntries
     public const string Weights = PipelineArchive.WeightsEntry;
 
     /// <summary>
-    /// Options as stored in <c>stage.json</c>: the options record itself, camelCase, enums as names, nulls left out, minus
+    /// Options as stored in <c>stage.json</c>: the options record itself, camelCase, enums as names, nulls written out, minus
     /// what is not a setting — data (<see cref="IDataView"/>), callbacks (<see cref="IProgress{T}"/>), the model config
     /// (its own entry, <c>model.json</c>) and members marked <see cref="JsonIgnoreAttribute"/>. Unknown keys are ignored on
-    /// reading and missing ones keep the options' defaults, so an added option needs no change here.
+    /// reading and missing ones keep the options' defaults, so an added option needs no change here. (Files written before
+    /// nulls were written out lack their null options: a stage whose option has a non-null default handles that in its Load.)
     /// </summary>
     public static readonly JsonSerializerOptions Json = new(PipelineArchive.Json)
     {
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
         TypeInfoResolver = new DefaultJsonTypeInfoResolver { Modifiers = { LeaveOutNonSettings } },
     };
