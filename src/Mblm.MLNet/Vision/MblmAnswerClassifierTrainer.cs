@@ -1,10 +1,10 @@
+using System.Text.Json.Serialization;
 using Mblm.Config;
 using Mblm.Model;
 using Mblm.Training;
 using Mblm.Weights;
 using Microsoft.ML;
 using Microsoft.ML.Runtime;
-using System.Text.Json.Serialization;
 
 namespace Mblm.MLNet.Vision;
 
