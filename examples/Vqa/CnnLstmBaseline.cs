@@ -1,3 +1,4 @@
+using Mblm.Examples;
 using Mblm.MLNet.Vision;
 using TorchSharp;
 using TorchSharp.Modules;

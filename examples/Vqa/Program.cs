@@ -11,6 +11,7 @@ using System.Globalization;
 using System.Text;
 using Mblm.Config;
 using Mblm.MLNet;
+using Mblm.Examples;
 using Mblm.MLNet.Vision;
 using Microsoft.ML;
 using Microsoft.ML.Data;

@@ -28,7 +28,9 @@ cs("""
 #r "../examples/Vqa/bin/Debug/net10.0/YamlDotNet.dll"
 #r "../examples/Vqa/bin/Debug/net10.0/Mblm.dll"
 #r "../examples/Vqa/bin/Debug/net10.0/Mblm.MLNet.dll"
+#r "../examples/Vqa/bin/Debug/net10.0/Mblm.Examples.dll"
 
+// Mblm.Examples.dll: the CLEVR-like scene generator (example data from examples/Shared, not part of Mblm.MLNet).
 using System.IO;
 using System.Runtime.InteropServices;
 // The notebook host does not know our native libraries: load the build's copies first.
@@ -44,6 +46,7 @@ Each scene has 2–6 objects: a cube, sphere or cylinder, in one of CLEVR's 8 co
 *query-attribute* and *compare-attribute*. Training and test scenes come from different seeds.
 """)
 cs("""
+using Mblm.Examples;
 using Mblm.MLNet.Vision;
 
 var train = new ClevrLikeGenerator(seed: 1).Generate(scenes: 80, questionsPerScene: 5);

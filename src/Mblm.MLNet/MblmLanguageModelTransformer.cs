@@ -1,4 +1,5 @@
 using System.Text;
+using System.Text.Json.Nodes;
 using Mblm.Config;
 using Mblm.Generation;
 using Mblm.Inference;
@@ -10,58 +11,43 @@ namespace Mblm.MLNet;
 
 /// <summary>
 /// A trained MBLM as an ML.NET transformer: adds bits per byte, a feature vector and (optionally) a completion for the
-/// input column of every row. Batch <see cref="Transform"/> scores rows <see cref="MblmLanguageModelTrainer.Options.ScoringBatchSize"/>
-/// at a time; <see cref="GetRowToRowMapper"/> (used by PredictionEngine) scores one row at a time. Safe to use from several
+/// input column of every row. Batch <see cref="MblmTransformerBase{TOptions}.Transform"/> scores rows
+/// <see cref="MblmTrainingOptions.ScoringBatchSize"/> at a time; <see cref="MblmTransformerBase{TOptions}.GetRowToRowMapper"/> (used by PredictionEngine) scores one row at a time. Safe to use from several
 /// threads (calls into the model are serialised). Save it with <c>mlContext.Mblm().SaveModel</c>; <c>mlContext.Model.Save</c>
 /// cannot store third-party weights and throws <see cref="NotSupportedException"/>.
 /// </summary>
-public sealed class MblmLanguageModelTransformer : ITransformer, IDisposable, IRowStage<byte[], RowResult>
+public sealed class MblmLanguageModelTransformer : MblmTransformerBase<MblmLanguageModelTrainer.Options>, IRowStage<byte[], RowResult>
 {
-    private readonly object _gate = new();
-    private readonly MLContext _context;
-    private readonly MblmModel _model;
+    /// <summary>The stage kind in a pipeline file.</summary>
+    internal const string StageKind = "language-model";
+    /// <summary>The layout of its <c>stage.json</c>: the options, <c>training</c>.</summary>
+    internal const int StageVersion = 1;
+
     private readonly DocumentScorer _scorer;
-    private bool _disposed;
 
-    internal MblmLanguageModelTransformer(MLContext context, MblmLanguageModelTrainer.Options options, MblmModel model, TrainingSummary training)
+    internal MblmLanguageModelTransformer(MblmLanguageModelTrainer.Options options, MblmModel model, TrainingSummary training)
+        : base(options, model, training)
     {
-        _context = context;
-        Options = options with { ValidationSet = null, Progress = null }; // keep the settings, not the data or callback
-        Training = training;
-        _model = model;
-        _model.eval();
-        _scorer = new DocumentScorer(model, options.ScoringBatchSize);
-        Columns = StageColumns.For(Options);
+        _scorer = new DocumentScorer(model, Options.ScoringBatchSize);
+        Columns = LanguageModelColumns.For(Options);
     }
-
-    /// <summary>The options the model was fitted with (without the validation set and progress callback).</summary>
-    public MblmLanguageModelTrainer.Options Options { get; }
-
-    /// <summary>What the fit did.</summary>
-    public TrainingSummary Training { get; }
-
-    /// <summary>The model config.</summary>
-    public MblmConfig ModelConfig => Options.ModelConfig;
-
-    /// <summary>
-    /// The trained TorchSharp model, for direct use (generation, fine-tuning, <c>ModelWeights.Save</c>). It is owned by this
-    /// transformer: do not dispose it, and do not switch it to training mode while the transformer is in use.
-    /// </summary>
-    public MblmModel Model { get { ThrowIfDisposed(); return _model; } }
 
     internal IReadOnlyList<AddedColumn> Columns { get; }
 
-    /// <inheritdoc/>
-    public bool IsRowToRowMapper => true;
+    private protected override string Kind => StageKind;
 
-    /// <inheritdoc/>
-    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => new Bindings<byte[], RowResult>(this, inputSchema).Output;
+    private protected override int Version => StageVersion;
 
-    /// <inheritdoc/>
-    public IDataView Transform(IDataView input) => new ScoredDataView<byte[], RowResult>(this, input);
+    /// <summary>Reads a stage written by <see cref="IMblmStage.Save"/>.</summary>
+    internal static MblmLanguageModelTransformer Load(StageReader reader)
+    {
+        var (options, training, _, model) = ReadStage(reader, LeftOutMeansNull);
+        return new MblmLanguageModelTransformer(options, model, training);
+    }
 
-    /// <inheritdoc/>
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new RowMapper<byte[], RowResult>(this, new Bindings<byte[], RowResult>(this, inputSchema));
+    // The first writers of this stage left null options out of stage.json; of those, only GradientClipping has a
+    // non-null default (today's writers always write it).
+    private static void LeftOutMeansNull(JsonObject stage) => stage.TryAdd("gradientClipping", null);
 
     // ---- IRowStage: how the shared data view and row mapper drive this stage ----
 
@@ -86,11 +72,6 @@ public sealed class MblmLanguageModelTransformer : ITransformer, IDisposable, IR
         _ => (ValueGetter<ReadOnlyMemory<char>>)((ref ReadOnlyMemory<char> v) => v = current().Completion.AsMemory()),
     };
 
-    /// <summary>Not supported: ML.NET's zip format has no public way to store the weights.</summary>
-    /// <exception cref="NotSupportedException">Always; use <c>mlContext.Mblm().SaveModel(model, inputSchema, path)</c>.</exception>
-    void ICanSaveModel.Save(ModelSaveContext ctx) =>
-        throw new NotSupportedException(Fitting.SaveNotSupported);
-
     /// <summary>Generates a continuation of <paramref name="prompt"/> with this model's sampling options.</summary>
     public string Complete(string prompt, int? maxNewBytes = null)
     {
@@ -103,44 +84,29 @@ public sealed class MblmLanguageModelTransformer : ITransformer, IDisposable, IR
     /// <summary>Results for a batch of rows; only the parts asked for are computed.</summary>
     internal RowResult[] Compute(IReadOnlyList<byte[]> rows, bool scores, bool features, bool completion, int? maxNewBytes = null)
     {
-        var results = new RowResult[rows.Count];
-        lock (_gate)
+        return WithModel(model =>
         {
-            ThrowIfDisposed();
+            var results = new RowResult[rows.Count];
             DocumentScore[]? s = scores || features ? _scorer.Score(rows, features) : null;
-            string[]? c = completion ? Generate(rows, maxNewBytes ?? Options.MaxNewBytes) : null;
+            string[]? c = completion ? Generate(model, rows, maxNewBytes ?? Options.MaxNewBytes) : null;
             for (int i = 0; i < rows.Count; i++)
                 results[i] = new RowResult((float)(s?[i].BitsPerByte ?? double.NaN), s?[i].Features, c?[i]);
-        }
-        return results;
+            return results;
+        });
     }
 
     // Each prompt keeps its newest bytes that leave room in the context for the continuation.
-    private string[] Generate(IReadOnlyList<byte[]> rows, int maxNewBytes)
+    private string[] Generate(MblmModel model, IReadOnlyList<byte[]> rows, int maxNewBytes)
     {
         long context = ModelConfig.MaxContext;
         long keep = Math.Max(1, context - Math.Min(maxNewBytes, context / 2));
         var prompts = rows.Select(r => r.Skip((int)Math.Max(0, r.Length - keep)).Select(b => (long)b).ToArray()).ToList();
         var sampling = Options.Sampling with { MaxNewTokens = maxNewBytes, Overflow = ContextOverflow.SlidingWindow };
-        var generated = new MblmGenerator(_model).Generate(prompts, sampling);
+        var generated = new MblmGenerator(model).Generate(prompts, sampling);
         var utf8 = new UTF8Encoding(false, false);
         return generated.Select(g => utf8.GetString(g.Tokens.Where(t => t is >= 0 and < 256).Select(t => (byte)t).ToArray())).ToArray();
     }
-
-    internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
-
-    /// <summary>Frees the model's native memory. Note that disposing a PredictionEngine created with default options disposes its transformer.</summary>
-    public void Dispose()
-    {
-        lock (_gate)
-        {
-            if (_disposed) return;
-            _disposed = true;
-            _model.Dispose();
-        }
-    }
 }
-
 
 /// <summary>The outputs of one row.</summary>
 internal readonly record struct RowResult(float BitsPerByte, float[]? Features, string? Completion);

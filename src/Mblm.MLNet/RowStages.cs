@@ -7,11 +7,29 @@ namespace Mblm.MLNet;
 internal sealed record AddedColumnInfo(string Name, DataViewType Type, DataViewSchema.Annotations? Annotations);
 
 /// <summary>
+/// A row stage as its transformer uses it, whatever its row types: schema, batch view and row mapper. (The names differ
+/// from ITransformer's on purpose: a transformer's public Transform would otherwise implement them and call itself.)
+/// </summary>
+internal interface IRowStage
+{
+    /// <summary>The input schema plus the added columns.</summary>
+    DataViewSchema BindOutputSchema(DataViewSchema input);
+    /// <summary>The lazily scored view of <paramref name="input"/>.</summary>
+    IDataView ScoredView(IDataView input);
+    /// <summary>A row-at-a-time mapper (PredictionEngine).</summary>
+    IRowToRowMapper RowMapper(DataViewSchema input);
+}
+
+/// <summary>
 /// A model stage as the shared data view and row mapper see it: which input columns it reads, what it adds, how to read a
 /// row's inputs, and a batch computation that fills only the active outputs.
 /// </summary>
-internal interface IRowStage<TIn, TOut>
+internal interface IRowStage<TIn, TOut> : IRowStage
 {
+    DataViewSchema IRowStage.BindOutputSchema(DataViewSchema input) => new Bindings<TIn, TOut>(this, input).Output;
+    IDataView IRowStage.ScoredView(IDataView input) => new ScoredDataView<TIn, TOut>(this, input);
+    IRowToRowMapper IRowStage.RowMapper(DataViewSchema input) => new RowMapper<TIn, TOut>(new Bindings<TIn, TOut>(this, input));
+
     /// <summary>The input columns (checked against the schema; throws ML.NET-style schema errors).</summary>
     IReadOnlyList<DataViewSchema.Column> Sources(DataViewSchema input);
     /// <summary>The added columns, in output order.</summary>

@@ -168,6 +168,86 @@ public sealed class MLNetPersistenceTests
         finally { File.Delete(path); }
     }
 
+    // Options as JSON, for comparing two option records whatever their members (arrays and lists compare by value).
+    internal static string Describe(MblmTrainingOptions options, Mblm.Config.MblmConfig sameConfig) =>
+        JsonSerializer.Serialize(options with { ModelConfig = sameConfig }, options.GetType(),
+            new JsonSerializerOptions { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals });
+
+    [TestMethod]
+    public void EveryOption_RoundTripsThroughTheFile()
+    {
+        var ml = new MLContext(seed: 1);
+        var train = Data(ml, MLNetTests.Corpus.Take(8));
+        var options = MLNetTests.TinyOptions(maxNewBytes: 5) with
+        {
+            InputColumnName = "Text", BitsPerByteColumnName = "Bpb", FeaturesColumnName = "Vec", CompletionColumnName = "More",
+            MaxEpochs = 7, MaxSteps = 1, BatchSize = 3, LearningRate = 1.5e-3, WarmupFraction = 0.25, GradientClipping = null, ScoringBatchSize = 3,
+            Sampling = new Mblm.Generation.SamplingOptions { Temperature = 0.7, TopK = 5, TopP = 0.9, Seed = 11, StopSequences = [[10L], [46L, 32L]] },
+        };
+        string path = Temp("options.zip");
+        try
+        {
+            using (var model = ml.Mblm().LanguageModel(options).Fit(train))
+                ml.Mblm().SaveModel(model, train.Schema, path);
+            using var loaded = (TransformerChain<ITransformer>)new MLContext().Mblm().LoadModel(path, out _);
+            var lm = (MblmLanguageModelTransformer)loaded.Single();
+            Assert.AreEqual(Describe(options, MLNetTests.Tiny), Describe(lm.Options, MLNetTests.Tiny));
+            Assert.AreEqual(Mblm.Config.ConfigWriter.ToJson(MLNetTests.Tiny), Mblm.Config.ConfigWriter.ToJson(lm.ModelConfig));
+        }
+        finally { File.Delete(path); }
+    }
+
+    // A copy of a version-1 fixture file with one entry's text edited.
+    private static string EditedFixture(string entry, Func<string, string> edit)
+    {
+        string path = Temp("edited.zip");
+        File.Copy(Path.Combine(TestData.RepoRoot, "tests", "Mblm.Tests", "Fixtures", "v1-language-model.zip"), path);
+        using var zip = ZipFile.Open(path, ZipArchiveMode.Update);
+        var old = zip.GetEntry(entry)!;
+        string text;
+        using (var r = new StreamReader(old.Open())) text = r.ReadToEnd();
+        string edited = edit(text);
+        Assert.AreNotEqual(text, edited, "the edit changed the entry");
+        old.Delete();
+        using var w = new StreamWriter(zip.CreateEntry(entry).Open());
+        w.Write(edited);
+        return path;
+    }
+
+    [TestMethod]
+    public void NewerStageLayoutsAndUnknownKinds_GiveClearErrors()
+    {
+        var ml = new MLContext();
+        foreach (var (edit, expected) in new (Func<string, string>, string)[]
+                 {
+                     (m => m.Replace("\"kind\": \"language-model\",", "\"kind\": \"language-model\", \"version\": 99,"), "layout version 99"),
+                     (m => m.Replace("\"kind\": \"language-model\"", "\"kind\": \"text-classifier\""), "stage kind 'text-classifier'"),
+                 })
+        {
+            string path = EditedFixture("mblm-pipeline.json", edit);
+            try
+            {
+                var e = Assert.ThrowsExactly<InvalidDataException>(() => ml.Mblm().LoadModel(path, out _));
+                StringAssert.Contains(e.Message, expected);
+                StringAssert.Contains(e.Message, path);
+            }
+            finally { File.Delete(path); }
+        }
+    }
+
+    [TestMethod]
+    public void Version1Stage_WithoutGradientClipping_LoadsAsNone()
+    {
+        // Version-1 writers left null options out of stage.json: a missing gradientClipping meant "none".
+        string path = EditedFixture("stages/001/stage.json", s => s.Replace("\"gradientClipping\": 1,", ""));
+        try
+        {
+            using var loaded = (TransformerChain<ITransformer>)new MLContext().Mblm().LoadModel(path, out _);
+            Assert.IsNull(((MblmLanguageModelTransformer)loaded.ElementAt(1)).Options.GradientClipping);
+        }
+        finally { File.Delete(path); }
+    }
+
     [TestMethod]
     public void ForeignOrNewerFiles_GiveClearErrors()
     {

@@ -1,6 +1,7 @@
 using System.Text;
 using Mblm.Config;
 using Mblm.MLNet;
+using Mblm.Examples;
 using Mblm.MLNet.Vision;
 using Mblm.Model;
 using Mblm.Weights;
@@ -146,6 +147,10 @@ public sealed class VisionTests
             ml.Mblm().SaveModel(model, train.Schema, path);
             var ml2 = new MLContext();
             using var loaded = (TransformerChain<ITransformer>)ml2.Mblm().LoadModel(path, out _);
+            var classifier = (MblmAnswerClassifierTransformer)loaded.ElementAt(1);
+            var fitted = (MblmAnswerClassifierTransformer)((IEnumerable<ITransformer>)model).ElementAt(1);
+            Assert.AreEqual(MLNetPersistenceTests.Describe(fitted.Options, TinyVqa), MLNetPersistenceTests.Describe(classifier.Options, TinyVqa), "every option survives the file");
+            CollectionAssert.AreEqual(fitted.Answers.ToArray(), classifier.Answers.ToArray());
             var again = loaded.Transform(test);
             CollectionAssert.AreEqual(predicted, again.GetColumn<string>("PredictedAnswer").ToArray());
             var s2 = again.GetColumn<float[]>("Score").ToArray();

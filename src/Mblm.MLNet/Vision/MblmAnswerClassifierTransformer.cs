@@ -1,9 +1,8 @@
-using Mblm.Config;
+using System.Text.Json.Nodes;
 using Mblm.Inference;
 using Mblm.Model;
 using Microsoft.ML;
 using Microsoft.ML.Data;
-using static TorchSharp.torch;
 
 namespace Mblm.MLNet.Vision;
 
@@ -14,53 +13,44 @@ namespace Mblm.MLNet.Vision;
 /// decoded once and its cached state repeated per candidate: <see cref="Mblm.Inference.ContinuationScorer"/>); the scores
 /// are normalised with a softmax over the candidates. Thread-safe; save with <c>mlContext.Mblm().SaveModel</c>.
 /// </summary>
-public sealed class MblmAnswerClassifierTransformer : ITransformer, IDisposable, IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>
+public sealed class MblmAnswerClassifierTransformer : MblmTransformerBase<MblmAnswerClassifierTrainer.Options>, IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>
 {
-    private readonly object _gate = new();
-    private readonly MblmModel _model;
+    /// <summary>The stage kind in a pipeline file.</summary>
+    internal const string StageKind = "answer-classifier";
+    /// <summary>The layout of its <c>stage.json</c>: the options, <c>answers</c>, <c>training</c>.</summary>
+    internal const int StageVersion = 1;
+
     private readonly long[][] _answerSegments;
     private readonly ImageByteOptions _image;
-    private bool _disposed;
 
     internal MblmAnswerClassifierTransformer(MblmAnswerClassifierTrainer.Options options, MblmModel model, string[] answers, TrainingSummary training)
+        : base(options, model, training)
     {
-        Options = options with { Progress = null, TransferFrom = null };
-        _model = model;
-        _model.eval();
         Answers = answers;
-        Training = training;
-        _image = options.ImageOptions;
+        _image = Options.ImageOptions;
         _answerSegments = answers.Select(a => VqaLayout.Answer(VqaLayout.Utf8(a))).ToArray();
     }
-
-    /// <summary>The options it was fitted with (without the progress callback).</summary>
-    public MblmAnswerClassifierTrainer.Options Options { get; }
 
     /// <summary>The candidate answers, in key order (key k is Answers[k-1]).</summary>
     public IReadOnlyList<string> Answers { get; }
 
-    /// <summary>What the fit did.</summary>
-    public TrainingSummary Training { get; }
+    private protected override string Kind => StageKind;
 
-    /// <summary>The trained TorchSharp model (owned by this transformer).</summary>
-    public MblmModel Model { get { ObjectDisposedException.ThrowIf(_disposed, this); return _model; } }
+    private protected override int Version => StageVersion;
 
-    /// <inheritdoc/>
-    public bool IsRowToRowMapper => true;
+    private protected override void WriteFields(JsonObject stage) => stage["answers"] = StageWriter.ToNode(Answers);
 
-    private Bindings<(byte[], byte[]), (float[], uint)> Bind(DataViewSchema schema) => new(this, schema);
-
-    /// <inheritdoc/>
-    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => Bind(inputSchema).Output;
-
-    /// <inheritdoc/>
-    public IDataView Transform(IDataView input) => new ScoredDataView<(byte[], byte[]), (float[], uint)>(this, input);
-
-    /// <inheritdoc/>
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new RowMapper<(byte[], byte[]), (float[], uint)>(this, Bind(inputSchema));
-
-    void ICanSaveModel.Save(ModelSaveContext ctx) =>
-        throw new NotSupportedException(Fitting.SaveNotSupported);
+    /// <summary>Reads a stage written by <see cref="IMblmStage.Save"/>.</summary>
+    internal static MblmAnswerClassifierTransformer Load(StageReader reader)
+    {
+        var (options, training, stage, model) = ReadStage(reader);
+        try { return new MblmAnswerClassifierTransformer(options, model, reader.Read<string[]>(stage["answers"], "answers"), training); }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
 
     IReadOnlyList<DataViewSchema.Column> IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>.Sources(DataViewSchema input)
     {
@@ -105,13 +95,12 @@ public sealed class MblmAnswerClassifierTransformer : ITransformer, IDisposable,
     internal (float[] Scores, uint Predicted)[] Score(IReadOnlyList<long[]> prompts)
     {
         int k = _answerSegments.Length;
-        var result = new (float[], uint)[prompts.Count];
-        lock (_gate)
+        return WithModel(model =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            var result = new (float[], uint)[prompts.Count];
             for (int r = 0; r < prompts.Count; r++)
             {
-                var logp = ContinuationScorer.LogLikelihoods(_model, prompts[r], _answerSegments);
+                var logp = ContinuationScorer.LogLikelihoods(model, prompts[r], _answerSegments);
                 double max = logp.Max();
                 var e = logp.Select(x => Math.Exp(x - max)).ToArray();
                 double sum = e.Sum();
@@ -120,18 +109,7 @@ public sealed class MblmAnswerClassifierTransformer : ITransformer, IDisposable,
                 for (int c = 1; c < k; c++) if (logp[c] > logp[best]) best = (uint)c;
                 result[r] = (probs, best + 1);
             }
-        }
-        return result;
-    }
-
-    /// <summary>Frees the model.</summary>
-    public void Dispose()
-    {
-        lock (_gate)
-        {
-            if (_disposed) return;
-            _disposed = true;
-            _model.Dispose();
-        }
+            return result;
+        });
     }
 }

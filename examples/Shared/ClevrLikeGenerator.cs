@@ -1,10 +1,11 @@
 using System.Globalization;
 using System.Text;
+using Mblm.MLNet.Vision;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using SkiaSharp;
 
-namespace Mblm.MLNet.Vision;
+namespace Mblm.Examples;
 
 /// <summary>One generated question about one scene.</summary>
 /// <param name="SceneId">Scene index (questions of one scene share the image).</param>

@@ -9,7 +9,8 @@ internal enum OutputKind { BitsPerByte, Features, Completion }
 /// <summary>One added column.</summary>
 internal sealed record AddedColumn(OutputKind Kind, string Name, DataViewType Type);
 
-internal static class StageColumns
+/// <summary>The columns a language-model stage adds, in output order.</summary>
+internal static class LanguageModelColumns
 {
     public static IReadOnlyList<AddedColumn> For(MblmLanguageModelTrainer.Options o)
     {
@@ -21,19 +22,6 @@ internal static class StageColumns
         if (o.MaxNewBytes > 0) list.Add(new(OutputKind.Completion, o.CompletionColumnName, TextDataViewType.Instance));
         return list;
     }
-}
-
-/// <summary>
-/// Builds estimator output shapes. <c>SchemaShape.Column</c>'s constructor is internal to ML.NET, so the added columns
-/// come from a never-fitted CustomMapping estimator whose output definition carries our names, types and annotations.
-/// </summary>
-internal static class OutputShape
-{
-    private sealed class NoInput { }
-
-    /// <summary><paramref name="input"/> plus the columns of <paramref name="definition"/> (a definition of <typeparamref name="TOutputs"/>).</summary>
-    public static SchemaShape Add<TOutputs>(MLContext context, SchemaShape input, SchemaDefinition definition) where TOutputs : class, new() =>
-        context.Transforms.CustomMapping<NoInput, TOutputs>((_, _) => { }, contractName: null, outputSchemaDefinition: definition).GetOutputSchema(input);
 
     private sealed class LanguageModelOutputs
     {
@@ -42,12 +30,12 @@ internal static class OutputShape
         public string Completion { get; set; } = "";
     }
 
-    /// <summary>The language model's added columns.</summary>
-    public static SchemaShape Add(MLContext context, SchemaShape input, IReadOnlyList<AddedColumn> added)
+    /// <summary>The estimator's output shape: <paramref name="input"/> plus the added columns.</summary>
+    public static SchemaShape Shape(MLContext context, SchemaShape input, MblmLanguageModelTrainer.Options options)
     {
         var definition = SchemaDefinition.Create(typeof(LanguageModelOutputs));
         var keep = new List<SchemaDefinition.Column>();
-        foreach (var column in added)
+        foreach (var column in For(options))
         {
             var c = definition[column.Kind.ToString()];
             c.ColumnName = column.Name;
@@ -55,6 +43,6 @@ internal static class OutputShape
             keep.Add(c);
         }
         definition.RemoveAll(c => !keep.Contains(c));
-        return Add<LanguageModelOutputs>(context, input, definition);
+        return OutputShape.Add<LanguageModelOutputs>(context, input, definition);
     }
 }

@@ -1,0 +1,146 @@
+using Mblm.Model;
+using Mblm.Training;
+using Microsoft.ML;
+using Microsoft.ML.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Mblm.MLNet;
+
+/// <summary>
+/// What every MBLM estimator does around its task: checks its options, then in <see cref="Fit"/> turns the data into
+/// training samples (a hook), works out the steps from epochs and <see cref="MblmTrainingOptions.MaxSteps"/>, draws the
+/// seed from the <see cref="MLContext"/>, builds the model on the context's device, trains it with the model library's
+/// <see cref="Trainer"/> (progress to <see cref="MLContext.Log"/> and <see cref="MblmTrainingOptions.Progress"/>) and
+/// wraps it in the task's transformer (a hook). Fits of all MBLM estimators run one at a time per process: they seed the
+/// global torch generator. Only this library derives estimators from it.
+/// </summary>
+/// <typeparam name="TOptions">The estimator's options.</typeparam>
+/// <typeparam name="TTransformer">The transformer it fits.</typeparam>
+public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTransformer>
+    where TOptions : MblmTrainingOptions
+    where TTransformer : class, ITransformer
+{
+    private readonly IHost _host;
+    private readonly string _logPrefix;
+    private readonly string _lossName;
+
+    /// <param name="context">The ML.NET context (seed, device, log).</param>
+    /// <param name="options">The options, checked here.</param>
+    /// <param name="logPrefix">How log lines start, e.g. "MBLM".</param>
+    /// <param name="lossName">What the training loss is called in progress lines, e.g. "loss".</param>
+    private protected MblmTrainerBase(MLContext context, TOptions options, string logPrefix, string lossName)
+    {
+        Context = context ?? throw new ArgumentNullException(nameof(context));
+        ArgumentNullException.ThrowIfNull(options);
+        options.Check();
+        TrainerOptions = options;
+        _host = ((IHostEnvironment)context).Register(GetType().Name);
+        _logPrefix = logPrefix;
+        _lossName = lossName;
+    }
+
+    /// <summary>The options this estimator fits with.</summary>
+    public TOptions TrainerOptions { get; }
+
+    private protected MLContext Context { get; }
+
+    /// <summary>The output schema: the input columns plus the columns the stage adds. Throws for a missing or mistyped input column.</summary>
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
+    {
+        ArgumentNullException.ThrowIfNull(inputSchema);
+        return OutputShapeOf(inputSchema);
+    }
+
+    /// <summary>Trains a model on <paramref name="input"/> and returns it as a transformer.</summary>
+    public TTransformer Fit(IDataView input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        var o = TrainerOptions;
+        using var ch = _host.Start("Training");
+        var data = Prepare(input, ch);
+        var device = DeviceChoice.For(Context);
+        long samples = data.Train.Count(0);
+        long stepsPerEpoch = (samples + o.BatchSize - 1) / o.BatchSize;
+        long steps = Math.Min(stepsPerEpoch * o.MaxEpochs, o.MaxSteps ?? long.MaxValue);
+        int seed = _host.Rand.Next();
+        ch.Info(MessageSensitivity.None, $"{_logPrefix}: {data.Description}; {o.ModelConfig.CountParameters():N0} parameters on {device}; " +
+                $"{steps} steps of {o.BatchSize} {data.SampleName}");
+
+        lock (FitGate.Lock)
+        {
+            manual_seed(seed);
+            var model = new MblmModel(o.ModelConfig);
+            try
+            {
+                InitializeModel(model, ch);
+                model.to(device);
+                var trainer = new Trainer(model, new TrainerOptions
+                {
+                    Steps = steps,
+                    BatchSize = o.BatchSize,
+                    LearningRate = o.LearningRate,
+                    WarmupFraction = o.WarmupFraction,
+                    GradientClipping = o.GradientClipping,
+                    Seed = seed,
+                    Shuffle = true,
+                    ValidateEvery = data.Validation is null ? 0 : stepsPerEpoch,
+                });
+                var result = trainer.Train(data.Train, data.Validation, new ProgressLog(ch, steps, _lossName, o.Progress));
+                ch.Info(MessageSensitivity.None, $"{_logPrefix}: trained {result.Steps} steps, final {_lossName} {result.FinalLoss:F4} nats" +
+                        (result.ValidationBitsPerByte is double v ? $", validation {v:F4} bits per byte" : ""));
+                var summary = new TrainingSummary(result.Steps, result.FinalLoss, result.ValidationBitsPerByte, data.TrainingBytes, seed);
+                return CreateTransformer(model, summary, data);
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+        }
+    }
+
+    // ---- hooks: what a task adds ----
+
+    /// <summary>Hook: checks the input columns of <paramref name="input"/> and adds the stage's output columns.</summary>
+    private protected abstract SchemaShape OutputShapeOf(SchemaShape input);
+
+    /// <summary>
+    /// Hook: checks the data's columns (ML.NET-style schema errors) and reads it into training samples (ids and loss mask),
+    /// with an optional validation source; throws <see cref="ArgumentException"/> when there is nothing to train on.
+    /// </summary>
+    private protected abstract TrainingSet Prepare(IDataView input, IChannel ch);
+
+    /// <summary>Hook: sets the fresh model's weights before training (e.g. knowledge transfer); default: nothing.</summary>
+    private protected virtual void InitializeModel(MblmModel model, IChannel ch) { }
+
+    /// <summary>Hook: the transformer that owns the trained <paramref name="model"/> (in eval mode from then on).</summary>
+    private protected abstract TTransformer CreateTransformer(MblmModel model, TrainingSummary summary, TrainingSet data);
+}
+
+/// <summary>What an estimator trains on, as its <c>Prepare</c> hook reads it.</summary>
+/// <param name="Train">The training samples.</param>
+/// <param name="TrainingBytes">Size of the training data, for <see cref="TrainingSummary.TrainingBytes"/>.</param>
+/// <param name="Description">The data in the first log line, e.g. "16 rows, 900 bytes in 20 windows of at most 64 bytes".</param>
+/// <param name="SampleName">What a sample is called in the log, e.g. "windows".</param>
+internal record TrainingSet(ISampleSource Train, long TrainingBytes, string Description, string SampleName = "samples")
+{
+    /// <summary>Samples scored after every epoch (bits per byte), or null.</summary>
+    public ISampleSource? Validation { get; init; }
+}
+
+/// <summary>Samples held in memory.</summary>
+internal sealed class ListSource(IReadOnlyList<ByteSample> samples) : ISampleSource
+{
+    public long Count(int epoch) => samples.Count;
+    public ByteSample Get(int epoch, long index) => samples[(int)index];
+}
+
+/// <summary>
+/// Held while a fit seeds the global torch generator, builds its model and trains: fits of every MBLM estimator run one
+/// at a time per process, so a seed gives the same model whatever else runs.
+/// </summary>
+internal static class FitGate
+{
+    public static readonly object Lock = new();
+}

@@ -1,0 +1,95 @@
+using Mblm.Config;
+using Mblm.Training;
+using Microsoft.ML.SearchSpace;
+
+namespace Mblm.MLNet;
+
+/// <summary>
+/// The settings every MBLM estimator shares: the model, how long and how it trains, how many rows Transform scores at a
+/// time and who hears about progress. Each estimator's <c>Options</c> record derives from it and adds its columns and
+/// task settings, so all options stay flat (<c>new MblmLanguageModelTrainer.Options { MaxEpochs = 2, MaxNewBytes = 40 }</c>).
+/// Options are immutable; a fitted transformer keeps its own copy.
+/// </summary>
+/// <remarks>
+/// The tunable settings carry ML.NET search-space attributes (<c>[Range]</c>, <c>[Choice]</c>), read by
+/// <see cref="MblmCatalog.SweepLanguageModel"/> and usable with AutoML's <c>SearchSpace&lt;T&gt;</c> (pass an options
+/// instance to start from an estimator's defaults).
+/// </remarks>
+public abstract record MblmTrainingOptions
+{
+    private protected MblmTrainingOptions(MblmConfig modelConfig, int maxEpochs, double learningRate, int scoringBatchSize)
+    {
+        ModelConfig = modelConfig;
+        MaxEpochs = maxEpochs;
+        LearningRate = learningRate;
+        ScoringBatchSize = scoringBatchSize;
+    }
+
+    /// <summary>The model. Each estimator has its own default and vocabulary rule.</summary>
+    public MblmConfig ModelConfig { get; init; }
+    /// <summary>Passes over the training samples.</summary>
+    [Range(1, 30, false)]
+    public int MaxEpochs { get; init; }
+    /// <summary>Optional cap on optimiser steps (null = epochs decide).</summary>
+    public long? MaxSteps { get; init; }
+    /// <summary>Samples per optimiser step.</summary>
+    [Choice(new object[] { 8, 16, 32 })]
+    public int BatchSize { get; init; } = 16;
+    /// <summary>Peak learning rate (Adam β 0.9/0.95, linear warm-up, cosine decay).</summary>
+    [Range(3e-4, 1e-2, true)]
+    public double LearningRate { get; init; }
+    /// <summary>Fraction of steps spent warming up.</summary>
+    [Range(0.0, 0.3, false)]
+    public double WarmupFraction { get; init; } = 0.1;
+    /// <summary>Gradient norm clipping (null = none).</summary>
+    public double? GradientClipping { get; init; } = 1.0;
+    /// <summary>Rows Transform reads and scores together.</summary>
+    public int ScoringBatchSize { get; init; }
+    /// <summary>Receives a report after every optimiser step (the same reports the CLI's progress line shows).</summary>
+    public IProgress<TrainingProgress>? Progress { get; init; }
+
+    /// <summary>"MblmLanguageModelTrainer.Options": how error messages name these options.</summary>
+    private string Owner => GetType().DeclaringType is { } t ? $"{t.Name}.{GetType().Name}" : GetType().Name;
+
+    /// <summary>
+    /// Checks every option; throws <see cref="ArgumentOutOfRangeException"/> whose parameter name is the option and whose
+    /// message reads "Owner.Options.Name rule (got value)".
+    /// </summary>
+    internal void Check()
+    {
+        Check(ModelConfig is not null, nameof(ModelConfig), "is required");
+        try { ModelConfig!.Validate(); }
+        catch (ConfigException e) { throw new ArgumentException($"{Owner}.{nameof(ModelConfig)}: {e.Message}", nameof(ModelConfig), e); }
+        Check(MaxEpochs > 0, nameof(MaxEpochs), $"must be positive (got {MaxEpochs})");
+        Check(MaxSteps is null or > 0, nameof(MaxSteps), $"must be positive or null (got {MaxSteps})");
+        Check(BatchSize > 0, nameof(BatchSize), $"must be positive (got {BatchSize})");
+        Check(LearningRate > 0 && double.IsFinite(LearningRate), nameof(LearningRate), $"must be a positive number (got {LearningRate})");
+        Check(WarmupFraction is >= 0 and < 1, nameof(WarmupFraction), $"must be in [0, 1) (got {WarmupFraction})");
+        Check(GradientClipping is null or > 0, nameof(GradientClipping), $"must be positive or null (got {GradientClipping})");
+        Check(ScoringBatchSize > 0, nameof(ScoringBatchSize), $"must be positive (got {ScoringBatchSize})");
+        CheckTask();
+    }
+
+    /// <summary>Hook: checks the estimator's own options (columns, vocabulary rule, task settings) with <see cref="Check(bool, string, string)"/>.</summary>
+    private protected abstract void CheckTask();
+
+    /// <summary>Throws for a broken rule, naming the option.</summary>
+    private protected void Check(bool ok, string option, string rule)
+    {
+        if (!ok) throw new ArgumentOutOfRangeException(option, $"{Owner}.{option} {rule}");
+    }
+
+    /// <summary>Checks that every named option names a column and that the output columns differ.</summary>
+    private protected void CheckColumns((string Option, string Name)[] inputs, (string Option, string Name)[] outputs)
+    {
+        foreach (var (option, name) in inputs.Concat(outputs)) Check(!string.IsNullOrWhiteSpace(name), option, "must name a column");
+        var names = outputs.Select(o => o.Name).ToList();
+        Check(names.Distinct().Count() == names.Count, outputs[0].Option, $"output column names must differ (got {string.Join(", ", names)})");
+    }
+
+    /// <summary>The settings a transformer keeps: without data and callbacks (the progress callback and the hook's members).</summary>
+    internal MblmTrainingOptions Settings() => WithoutData() with { Progress = null };
+
+    /// <summary>Hook: a copy without the estimator's own data or callback members (e.g. a validation set); default: this.</summary>
+    private protected virtual MblmTrainingOptions WithoutData() => this;
+}

@@ -1,0 +1,131 @@
+using System.Text.Json.Nodes;
+using Mblm.Config;
+using Mblm.Model;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace Mblm.MLNet;
+
+/// <summary>
+/// What every fitted MBLM stage shares: the options it was fitted with, what the fit did, the TorchSharp model it owns
+/// (calls into it are serialised, so one transformer may be used from many threads), <see cref="Dispose"/>, the ML.NET
+/// transformer surface over the shared lazily scored data view and row mapper, the refusal of <c>mlContext.Model.Save</c>,
+/// and its own entries in a pipeline file. Only this library derives transformers from it.
+/// </summary>
+/// <typeparam name="TOptions">The estimator's options.</typeparam>
+public abstract class MblmTransformerBase<TOptions> : ITransformer, IDisposable, IMblmStage
+    where TOptions : MblmTrainingOptions
+{
+    /// <summary>Why <c>mlContext.Model.Save</c> refuses our stages, and what to call instead.</summary>
+    internal const string SaveNotSupported =
+        "mlContext.Model.Save cannot store an MBLM stage's weights (ML.NET keeps its model-writing API internal). " +
+        "Save the whole pipeline with mlContext.Mblm().SaveModel(model, inputSchema, path) and load it with mlContext.Mblm().LoadModel(path, out inputSchema).";
+
+    private readonly object _gate = new();
+    private readonly MblmModel _model;
+    private bool _disposed;
+
+    private protected MblmTransformerBase(TOptions options, MblmModel model, TrainingSummary training)
+    {
+        Options = (TOptions)options.Settings();
+        Training = training;
+        _model = model;
+        _model.eval();
+    }
+
+    /// <summary>The options the model was fitted with (without data and callbacks such as the progress callback).</summary>
+    public TOptions Options { get; }
+
+    /// <summary>What the fit did.</summary>
+    public TrainingSummary Training { get; }
+
+    /// <summary>The model config.</summary>
+    public MblmConfig ModelConfig => Options.ModelConfig;
+
+    /// <summary>
+    /// The trained TorchSharp model, for direct use (generation, fine-tuning, <c>ModelWeights.Save</c>). It is owned by this
+    /// transformer: do not dispose it, and do not switch it to training mode while the transformer is in use.
+    /// </summary>
+    public MblmModel Model { get { ThrowIfDisposed(); return _model; } }
+
+    // Every MBLM transformer is a row stage (IRowStage<TIn, TOut>): the shared data view and row mapper drive it.
+    private IRowStage Rows => (IRowStage)this;
+
+    /// <inheritdoc/>
+    public bool IsRowToRowMapper => true;
+
+    /// <inheritdoc/>
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => Rows.BindOutputSchema(inputSchema);
+
+    /// <inheritdoc/>
+    public IDataView Transform(IDataView input) => Rows.ScoredView(input);
+
+    /// <inheritdoc/>
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => Rows.RowMapper(inputSchema);
+
+    /// <summary>Not supported: ML.NET's zip format has no public way to store the weights.</summary>
+    /// <exception cref="NotSupportedException">Always; use <c>mlContext.Mblm().SaveModel(model, inputSchema, path)</c>.</exception>
+    void ICanSaveModel.Save(ModelSaveContext ctx) => throw new NotSupportedException(SaveNotSupported);
+
+    /// <summary>Runs <paramref name="use"/> on the model, one call at a time, unless the transformer is disposed.</summary>
+    private protected T WithModel<T>(Func<MblmModel, T> use)
+    {
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            return use(_model);
+        }
+    }
+
+    private protected void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+
+    /// <summary>Frees the model's native memory. Note that disposing a PredictionEngine created with default options disposes its transformer.</summary>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            _model.Dispose();
+        }
+    }
+
+    // ---- persistence: stage.json = the options + "training" + the stage's own fields; model.json; model.safetensors ----
+
+    string IMblmStage.Kind => Kind;
+
+    int IMblmStage.Version => Version;
+
+    /// <summary>Hook: the stage kind in a pipeline file's manifest.</summary>
+    private protected abstract string Kind { get; }
+
+    /// <summary>Hook: the stage layout version this type writes.</summary>
+    private protected abstract int Version { get; }
+
+    void IMblmStage.Save(StageWriter writer)
+    {
+        var stage = StageWriter.ToJson(Options);
+        WriteFields(stage);
+        stage["training"] = StageWriter.ToNode(Training);
+        writer.WriteJson(StageEntries.Stage, stage);
+        WithModel(model => { writer.WriteModel(Options.ModelConfig, model); return 0; });
+    }
+
+    /// <summary>Hook: adds what the stage knows besides its options to <c>stage.json</c> (e.g. the answers); default: nothing.</summary>
+    private protected virtual void WriteFields(JsonObject stage) { }
+
+    /// <summary>
+    /// For a stage type's static <c>Load</c>: its options (checked), what its fit did, <c>stage.json</c> for its own
+    /// fields, and its model.
+    /// </summary>
+    /// <param name="reader">The stage's entries.</param>
+    /// <param name="upgrade">Rewrites an older layout's <c>stage.json</c> into the current one before it is read.</param>
+    private protected static (TOptions Options, TrainingSummary Training, JsonObject Stage, MblmModel Model) ReadStage(StageReader reader, Action<JsonObject>? upgrade = null)
+    {
+        var stage = reader.ReadStageJson();
+        upgrade?.Invoke(stage);
+        var options = reader.ReadOptions<TOptions>(stage);
+        var training = reader.Read<TrainingSummary>(stage["training"], "training");
+        return (options, training, stage, reader.ReadModel(options.ModelConfig));
+    }
+}

@@ -1,0 +1,89 @@
+using System.Text.Json;
+using Mblm.MLNet;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace Mblm.Tests;
+
+/// <summary>
+/// Pipeline files written by an earlier Mblm.MLNet keep loading: <c>Fixtures/v1-*.zip</c> were saved by format version 1
+/// (the code of commit "test fixtures: pipeline files saved by format version 1") with their outputs for a few rows in
+/// <c>Fixtures/v1-*.json</c>. They were written by <c>tests/FixtureWriter</c>
+/// (<c>dotnet run --project tests/FixtureWriter -- tests/Mblm.Tests/Fixtures</c>); do not regenerate them to make this test
+/// pass — they stand for files users already have.
+/// </summary>
+[TestClass]
+public sealed class FixtureTests
+{
+    private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
+
+    private static string Fixture(string name) => Path.Combine(TestData.RepoRoot, "tests", "Mblm.Tests", "Fixtures", name);
+
+    private sealed record LanguageModelRow(string Text, float BitsPerByte, float[] Features, float[] Scaled, string Completion);
+    private sealed record LanguageModelFixture(int FormatVersion, List<LanguageModelRow> Rows);
+    private sealed record AnswerClassifierRow(string ImagePng, string Question, string Answer, float[] Score, string PredictedAnswer);
+    private sealed record AnswerClassifierFixture(int FormatVersion, List<AnswerClassifierRow> Rows);
+
+    private sealed class ImageQuestion
+    {
+        [VectorType]
+        public byte[] Image { get; set; } = [];
+        public string Question { get; set; } = "";
+        public string Answer { get; set; } = "";
+    }
+
+    private static T Read<T>(string name) => JsonSerializer.Deserialize<T>(File.ReadAllText(Fixture(name)), Json)!;
+
+    private static void AreClose(float[] expected, float[] actual, string what)
+    {
+        Assert.AreEqual(expected.Length, actual.Length, what);
+        for (int i = 0; i < expected.Length; i++) Assert.AreEqual(expected[i], actual[i], 1e-5, $"{what}[{i}]");
+    }
+
+    [TestMethod]
+    public void Fixture_pipelines_saved_by_format_version_1_still_load()
+    {
+        var ml = new MLContext();
+
+        // (a) NormalizeText -> MBLM language model (with completions) -> NormalizeMinMax.
+        var lm = Read<LanguageModelFixture>("v1-language-model.json");
+        Assert.AreEqual(1, lm.FormatVersion);
+        using (var model = (TransformerChain<ITransformer>)ml.Mblm().LoadModel(Fixture("v1-language-model.zip"), out var lmSchema))
+        {
+            Assert.AreEqual(3, model.Count());
+            Assert.IsInstanceOfType<MblmLanguageModelTransformer>(model.ElementAt(1));
+            Assert.AreEqual("Text", lmSchema.Single(c => !c.IsHidden).Name);
+            var scored = model.Transform(ml.Data.LoadFromEnumerable(lm.Rows.Select(r => new TextRow { Text = r.Text }).ToList()));
+            var bpb = scored.GetColumn<float>("BitsPerByte").ToArray();
+            var features = scored.GetColumn<float[]>("Features").ToArray();
+            var scaled = scored.GetColumn<float[]>("Scaled").ToArray();
+            var completion = scored.GetColumn<string>("Completion").ToArray();
+            for (int i = 0; i < lm.Rows.Count; i++)
+            {
+                var want = lm.Rows[i];
+                Assert.AreEqual(want.BitsPerByte, bpb[i], 1e-5, $"row {i} bits per byte");
+                AreClose(want.Features, features[i], $"row {i} features");
+                AreClose(want.Scaled, scaled[i], $"row {i} scaled");
+                Assert.AreEqual(want.Completion, completion[i], $"row {i} completion");
+            }
+        }
+
+        // (b) MapValueToKey -> MBLM answer classifier -> MapKeyToValue, images as PNG file bytes.
+        var vqa = Read<AnswerClassifierFixture>("v1-answer-classifier.json");
+        Assert.AreEqual(1, vqa.FormatVersion);
+        using (var model = (TransformerChain<ITransformer>)ml.Mblm().LoadModel(Fixture("v1-answer-classifier.zip"), out _))
+        {
+            Assert.AreEqual(3, model.Count());
+            Assert.IsInstanceOfType<Mblm.MLNet.Vision.MblmAnswerClassifierTransformer>(model.ElementAt(1));
+            var rows = vqa.Rows.Select(r => new ImageQuestion { Image = Convert.FromBase64String(r.ImagePng), Question = r.Question, Answer = r.Answer }).ToList();
+            var scored = model.Transform(ml.Data.LoadFromEnumerable(rows));
+            var scores = scored.GetColumn<float[]>("Score").ToArray();
+            var predicted = scored.GetColumn<string>("PredictedAnswer").ToArray();
+            for (int i = 0; i < vqa.Rows.Count; i++)
+            {
+                AreClose(vqa.Rows[i].Score, scores[i], $"row {i} score");
+                Assert.AreEqual(vqa.Rows[i].PredictedAnswer, predicted[i], $"row {i} predicted answer");
+            }
+        }
+    }
+}
