@@ -1,3 +1,5 @@
+using Mblm.Inference;
+using Mblm.Training;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 
@@ -21,8 +23,10 @@ public sealed record MblmLanguageModelMetrics(double BitsPerByte, double Perplex
         using var cursor = data.GetRowCursor(new[] { input, bpbColumn });
         var read = ByteColumn.Reader(cursor, input);
         var bpbGetter = cursor.GetGetter<float>(bpbColumn);
-        double bits = 0;
-        long rows = 0, bytes = 0;
+        // Each row's bits per byte came from the model's one scoring path (SequenceScorer); the totals are the CLI eval's
+        // (Evaluator.Result: Σ nats / Σ bytes), so both report the same figure for the same bytes.
+        long rows = 0;
+        var scores = new List<SequenceScore>();
         float bpb = 0;
         while (cursor.MoveNext())
         {
@@ -30,10 +34,9 @@ public sealed record MblmLanguageModelMetrics(double BitsPerByte, double Perplex
             int n = read().Length;
             if (n == 0) continue;
             bpbGetter(ref bpb);
-            bits += (double)bpb * n;
-            bytes += n;
+            scores.Add(new SequenceScore(bpb * (double)n / Evaluator.Log2E, n, null));
         }
-        double mean = bytes > 0 ? bits / bytes : double.NaN;
-        return new MblmLanguageModelMetrics(mean, Math.Pow(2, mean), rows, bytes);
+        var total = Evaluator.Result.Of(scores);
+        return new MblmLanguageModelMetrics(total.BitsPerByte, Math.Pow(2, total.BitsPerByte), rows, total.Bytes);
     }
 }
