@@ -26,25 +26,42 @@ public static class Program
                    runs an ML.NET pipeline saved with mlContext.Mblm().SaveModel; one JSON line per row (one row per line of F)
 
         Configs: a model config (JSON or YAML, the reference's keys) or a reference training YAML (model keys under params).
+
+        Every command takes --debug (print the full exception on failure) and --help.
+        Exit codes: 0 success; 1 usage error (unknown command or flag, bad or missing flag value); 2 invalid files or data
+        (config, weights, pipeline, checkpoint or data file missing, unreadable, unwritable, damaged or not fitting);
+        3 internal error (a bug: rerun with --debug and report the trace). Errors are one line on stderr.
         """;
 
     /// <summary>Process entry.</summary>
     public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
 
-    /// <summary>Runs a command with the given output writers (used in-process by tests); returns the exit code.</summary>
+    /// <summary>
+    /// Runs a command with the given output writers (used in-process by tests); returns the exit code (see
+    /// <see cref="ExitCodes"/>). Never throws: failures are one line on <paramref name="stderr"/> (and the full exception
+    /// with <c>--debug</c>).
+    /// </summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        TorchRuntime.EnsureLoadable();
-        if (TorchRuntime.AllocatorTuningRequested) TorchRuntime.TuneAllocator();
-        if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
-        {
-            stdout.WriteLine(Usage);
-            return args.Length == 0 ? 2 : 0;
-        }
+        bool debug = args.Contains("--debug");
+        args = args.Where(a => a != "--debug").ToArray();
+        string command = args.Length > 0 ? args[0] : "";
         try
         {
+            if (args.Length == 0)
+            {
+                stderr.WriteLine(Usage);
+                return ExitCodes.Usage;
+            }
+            if (args.Any(a => a is "-h" or "--help") || args[0] == "help")
+            {
+                stdout.WriteLine(Usage);
+                return ExitCodes.Ok;
+            }
+            TorchRuntime.EnsureLoadable();
+            if (TorchRuntime.AllocatorTuningRequested) TorchRuntime.TuneAllocator();
             var rest = args.Skip(1);
-            switch (args[0])
+            switch (command)
             {
                 case "info": return InfoCommand.Run(new CliArgs(rest), stdout);
                 case "forward": return ForwardCommand.Run(new CliArgs(rest), stdout, stderr);
@@ -53,20 +70,34 @@ public static class Program
                 case "predict": return PredictCommand.Run(new CliArgs(rest), stdout, stderr);
                 case "generate": return GenerateCommand.RunAsync(new CliArgs(rest, "sliding-window"), stdout, stderr).GetAwaiter().GetResult();
                 default:
-                    stderr.WriteLine($"mblm: unknown command '{args[0]}'\n\n{Usage}");
-                    return 2;
+                    stderr.WriteLine($"mblm: unknown command '{command}' (commands: info, forward, train, eval, generate, predict; mblm --help for usage)");
+                    return ExitCodes.Usage;
             }
         }
-        catch (UsageException e)
+        catch (Exception e)
         {
-            stderr.WriteLine($"mblm {args[0]}: {e.Message}");
-            return 2;
+            return Report(e, command, debug, stdout, stderr);
         }
-        catch (Exception e) when (e is ConfigException or FileNotFoundException or InvalidDataException or ArgumentException
-                                    or Weights.WeightsMismatchException or NotSupportedException or System.Text.Json.JsonException or InvalidOperationException)
+    }
+
+    /// <summary>Writes the one-line message of a failure (and with <paramref name="debug"/> the full exception); returns its exit code.</summary>
+    internal static int Report(Exception e, string command, bool debug, TextWriter stdout, TextWriter stderr)
+    {
+        int code = Errors.ExitCodeOf(e);
+        string prefix = command.Length > 0 ? $"mblm {command}: " : "mblm: ";
+        string message = Errors.OneLine(e.Message);
+        try
         {
-            stderr.WriteLine($"mblm {args[0]}: {e.Message}");
-            return 1;
+            stdout.Flush();
+            stderr.WriteLine(code == ExitCodes.Internal
+                ? $"{prefix}internal error: {e.GetType().FullName}: {message}{(debug ? "" : " (rerun with --debug for the full trace)")}"
+                : prefix + message);
+            if (debug) stderr.WriteLine(e.ToString());
         }
+        catch (IOException)
+        {
+            // stderr itself is gone (a closed pipe): nothing left to tell.
+        }
+        return code;
     }
 }
