@@ -27,7 +27,9 @@ public static class Program
 
         Configs: a model config (JSON or YAML, the reference's keys) or a reference training YAML (model keys under params).
 
-        Every command takes --debug (print the full exception on failure) and --help.
+        Every command takes --debug (print the full exception on failure), --help, and --memory-budget SIZE (e.g. 8G: a
+        config, weights file or pipeline that needs more memory is refused before anything is allocated; default: the
+        machine's memory, or MBLM_MEMORY_BUDGET).
         Exit codes: 0 success; 1 usage error (unknown command or flag, bad or missing flag value); 2 invalid files or data
         (config, weights, pipeline, checkpoint or data file missing, unreadable, unwritable, damaged or not fitting);
         3 internal error (a bug: rerun with --debug and report the trace). Errors are one line on stderr.
@@ -46,6 +48,7 @@ public static class Program
         bool debug = args.Contains("--debug");
         args = args.Where(a => a != "--debug").ToArray();
         string command = args.Length > 0 ? args[0] : "";
+        long budget = Limits.MemoryBudgetBytes; // --memory-budget holds for this run only (Run is also called in-process)
         try
         {
             if (args.Length == 0)
@@ -57,6 +60,14 @@ public static class Program
             {
                 stdout.WriteLine(Usage);
                 return ExitCodes.Ok;
+            }
+            int at = Array.IndexOf(args, "--memory-budget");
+            if (at >= 0)
+            {
+                string value = at + 1 < args.Length ? args[at + 1] : "";
+                Limits.MemoryBudgetBytes = Limits.ParseBytes(value)
+                    ?? throw new UsageException($"--memory-budget must be a size such as 512M, 8G or a byte count, got '{value}'");
+                args = args.Where((_, i) => i != at && i != at + 1).ToArray();
             }
             TorchRuntime.EnsureLoadable();
             if (TorchRuntime.AllocatorTuningRequested) TorchRuntime.TuneAllocator();
@@ -77,6 +88,10 @@ public static class Program
         catch (Exception e)
         {
             return Report(e, command, debug, stdout, stderr);
+        }
+        finally
+        {
+            Limits.MemoryBudgetBytes = budget;
         }
     }
 

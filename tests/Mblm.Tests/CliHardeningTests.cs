@@ -366,4 +366,15 @@ public sealed class CliHardeningTests
                  })
             Assert.AreEqual(2, Program.Report(e, "c", false, stdout, new StringWriter()), e.GetType().Name);
     }
+
+    [TestMethod]
+    public void MemoryBudget_RefusesAModelThatNeedsMore_BeforeAllocating_AndHoldsForOneRunOnly()
+    {
+        long before = Limits.MemoryBudgetBytes;
+        Fails(2, "memory budget of 1 KiB", "forward", "--config", _config, "--weights", _weights, "--input", _input, "--memory-budget", "1K");
+        Assert.AreEqual(before, Limits.MemoryBudgetBytes, "the flag applies to its own run");
+        Fails(1, "--memory-budget must be a size", "info", "--config", _config, "--memory-budget", "lots");
+        var (code, _, err) = CliTests.Mblm(["forward", "--config", _config, "--weights", _weights, "--input", _input, "--memory-budget", "1G"]);
+        Assert.AreEqual(0, code, err);
+    }
 }
