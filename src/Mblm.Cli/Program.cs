@@ -29,7 +29,7 @@ public static class Program
 
         Every command takes --debug (print the full exception on failure), --help, and --memory-budget SIZE (e.g. 8G: a
         config, weights file or pipeline that needs more memory is refused before anything is allocated; default: the
-        machine's memory, or MBLM_MEMORY_BUDGET).
+        machine's memory, or MBLM_MEMORY_BUDGET), and --threads N (libtorch threads; default one per core).
         Exit codes: 0 success; 1 usage error (unknown command or flag, bad or missing flag value); 2 invalid files or data
         (config, weights, pipeline, checkpoint or data file missing, unreadable, unwritable, damaged or not fitting);
         3 internal error (a bug: rerun with --debug and report the trace). Errors are one line on stderr.
@@ -48,7 +48,8 @@ public static class Program
         bool debug = args.Contains("--debug");
         args = args.Where(a => a != "--debug").ToArray();
         string command = args.Length > 0 ? args[0] : "";
-        long budget = Limits.MemoryBudgetBytes; // --memory-budget holds for this run only (Run is also called in-process)
+        long budget = Limits.MemoryBudgetBytes; // --memory-budget and --threads hold for this run only (Run is also called in-process)
+        int? threadsBefore = null;
         try
         {
             if (args.Length == 0)
@@ -69,8 +70,22 @@ public static class Program
                     ?? throw new UsageException($"--memory-budget must be a size such as 512M, 8G or a byte count, got '{value}'");
                 args = args.Where((_, i) => i != at && i != at + 1).ToArray();
             }
+            int threadsAt = Array.IndexOf(args, "--threads");
+            int? threads = null;
+            if (threadsAt >= 0)
+            {
+                string value = threadsAt + 1 < args.Length ? args[threadsAt + 1] : "";
+                threads = int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int t) && t is >= 1 and <= 1024
+                    ? t : throw new UsageException($"--threads must be an integer in [1, 1024], got '{value}'");
+                args = args.Where((_, i) => i != threadsAt && i != threadsAt + 1).ToArray();
+            }
             TorchRuntime.EnsureLoadable();
             if (TorchRuntime.AllocatorTuningRequested) TorchRuntime.TuneAllocator();
+            if (threads is int n)
+            {
+                threadsBefore = TorchSharp.torch.get_num_threads();
+                TorchSharp.torch.set_num_threads(n);
+            }
             var rest = args.Skip(1);
             switch (command)
             {
@@ -92,6 +107,7 @@ public static class Program
         finally
         {
             Limits.MemoryBudgetBytes = budget;
+            if (threadsBefore is int t) TorchSharp.torch.set_num_threads(t);
         }
     }
 

@@ -45,6 +45,11 @@ public abstract record MblmTrainingOptions
     public double? GradientClipping { get; init; } = 1.0;
     /// <summary>Rows Transform reads and scores together.</summary>
     public int ScoringBatchSize { get; init; }
+    /// <summary>
+    /// Threads libtorch uses (process-wide <c>torch.set_num_threads</c>, set when Fit starts), or null for its default
+    /// (one per core).
+    /// </summary>
+    public int? Threads { get; init; }
     /// <summary>Receives a report after every optimiser step (the same reports the CLI's progress line shows).</summary>
     public IProgress<TrainingProgress>? Progress { get; init; }
 
@@ -67,6 +72,7 @@ public abstract record MblmTrainingOptions
         Check(WarmupFraction is >= 0 and < 1, nameof(WarmupFraction), $"must be in [0, 1) (got {WarmupFraction})");
         Check(GradientClipping is null or > 0, nameof(GradientClipping), $"must be positive or null (got {GradientClipping})");
         Check(ScoringBatchSize > 0, nameof(ScoringBatchSize), $"must be positive (got {ScoringBatchSize})");
+        Check(Threads is null or (>= 1 and <= 1024), nameof(Threads), $"must be in [1, 1024] or null (got {Threads})");
         CheckTask();
     }
 

@@ -377,4 +377,14 @@ public sealed class CliHardeningTests
         var (code, _, err) = CliTests.Mblm(["forward", "--config", _config, "--weights", _weights, "--input", _input, "--memory-budget", "1G"]);
         Assert.AreEqual(0, code, err);
     }
+
+    [TestMethod]
+    public void Threads_SetsLibtorchThreadsForOneRun_AndRejectsBadCounts()
+    {
+        int before = TorchSharp.torch.get_num_threads();
+        var (code, _, err) = CliTests.Mblm(["forward", "--config", _config, "--weights", _weights, "--input", _input, "--threads", "1"]);
+        Assert.AreEqual(0, code, err);
+        Assert.AreEqual(before, TorchSharp.torch.get_num_threads(), "the flag applies to its own run");
+        Fails(1, "--threads must be an integer in [1, 1024]", "info", "--config", _config, "--threads", "0");
+    }
 }

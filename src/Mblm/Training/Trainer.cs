@@ -62,6 +62,7 @@ public sealed class Trainer
         public Run(MblmModel model, TrainerOptions o, bool resume, IProgress<TrainingProgress>? progress)
         {
             (_model, _o) = (model, o);
+            if (o.Threads is int threads) set_num_threads(threads);
             _parameters = model.parameters().ToList();
             _optimizer = NewOptimizer();
             _schedule = new LearningRateSchedule(o.LearningRate, o.Steps, o.WarmupFraction);

@@ -42,6 +42,12 @@ public sealed record TrainerOptions
     /// </summary>
     public bool Bf16 { get; init; }
 
+    /// <summary>
+    /// Threads libtorch uses for its operations (<c>torch.set_num_threads</c>, process-wide, set when training starts), or
+    /// null for libtorch's default (one per core). Fewer threads than cores leave room for other work on shared servers.
+    /// </summary>
+    public int? Threads { get; init; }
+
     /// <summary>Non-finite losses in a row after which training stops with an error (each is skipped with a warning).</summary>
     public int MaxConsecutiveNonFinite { get; init; } = 5;
 
@@ -54,6 +60,7 @@ public sealed record TrainerOptions
         if (GradientAccumulation <= 0) throw new ArgumentException("GradientAccumulation must be positive", nameof(GradientAccumulation));
         if (WarmupFraction is < 0 or >= 1) throw new ArgumentException("WarmupFraction must be in [0, 1)", nameof(WarmupFraction));
         if (GradientClipping is double clip && !(clip > 0 && double.IsFinite(clip))) throw new ArgumentException($"GradientClipping must be positive and finite, or null; got {clip}", nameof(GradientClipping));
+        if (Threads is < 1 or > 1024) throw new ArgumentException($"Threads must be in [1, 1024] or null, got {Threads}", nameof(Threads));
         if (CheckpointEvery < 0 || ValidateEvery < 0) throw new ArgumentException("CheckpointEvery and ValidateEvery must be >= 0");
         return this;
     }
