@@ -48,7 +48,7 @@ public sealed class ConfigTests
         Assert.IsTrue(t.UseFlashAttn);
     }
 
-    private const string Minimal = """
+    internal const string Minimal = """
         num_tokens: 257
         pad_token_id: 256
         hidden_dims: [16, 8]

@@ -13,19 +13,7 @@ namespace Mblm.Tests;
 [TestClass]
 public sealed class HardeningTests
 {
-    private const string Minimal = """
-        num_tokens: 257
-        pad_token_id: 256
-        hidden_dims: [16, 8]
-        num_layers: [1, 1]
-        seq_lens: [4, 3]
-        train_checkpoint_chunks: null
-        block:
-          attn_head_dims: 4
-          attn_num_heads: 2
-          attn_use_rot_embs: true
-          pos_emb_type: fixed
-        """;
+    private const string Minimal = ConfigTests.Minimal;
 
     [TestMethod]
     public void YamlAliasBomb_InTheIoSection_IsRefusedQuickly()

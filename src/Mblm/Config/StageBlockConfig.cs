@@ -74,10 +74,11 @@ public abstract record StageBlockConfig
 }
 
 /// <summary>
-/// MEGABYTE-style causal Transformer decoder stage (reference <c>TransformerBlock</c>): token shift, RMSNorm (clamp form),
-/// bias-free q/kv/out projections, half-split RoPE, GELU feed-forward, final RMSNorm.
+/// The fields, rules and parameter count shared by the MEGABYTE Transformer blocks: the causal decoder block
+/// (<see cref="TransformerBlockConfig"/>) and the reference's non-causal encoder block
+/// (<see cref="TransformerEncoderBlockConfig"/>), which have the same parameters and state-dict names.
 /// </summary>
-public sealed record TransformerBlockConfig : StageBlockConfig
+public abstract record AttentionBlockConfig : StageBlockConfig
 {
     /// <summary>Size of one attention head (<c>attn_head_dims</c>, required).</summary>
     public required int AttnHeadDims { get; init; }
@@ -126,8 +127,14 @@ public sealed record TransformerBlockConfig : StageBlockConfig
 
     /// <inheritdoc />
     public override string Describe(int dim) =>
-        $"transformer {AttnNumHeads}x{AttnHeadDims} heads, ff x{FfMultiplier}{(AttnUseRotEmbs ? ", rope in attention" : "")}";
+        $"{BlockType}{(IsCausal ? "" : " (non-causal)")} {AttnNumHeads}x{AttnHeadDims} heads, ff x{FfMultiplier}{(AttnUseRotEmbs ? ", rope in attention" : "")}";
 }
+
+/// <summary>
+/// MEGABYTE-style causal Transformer decoder stage (reference <c>TransformerBlock</c>, <c>block_type: transformer</c>):
+/// token shift, RMSNorm (clamp form), bias-free q/kv/out projections, half-split RoPE, GELU feed-forward, final RMSNorm.
+/// </summary>
+public sealed record TransformerBlockConfig : AttentionBlockConfig;
 
 /// <summary>
 /// Mamba2 stage (mamba-ssm 2.2.2 semantics as MBLM uses it): pre-norm residual blocks around the Mamba2 mixer, final

@@ -6,9 +6,12 @@ using static TorchSharp.torch;
 namespace Mblm.Model;
 
 /// <summary>
-/// MEGABYTE-style causal Transformer stage (reference <c>TransformerDecoder</c>): for each layer
-/// <c>x = Attention(shift(x)) + x; x = FeedForward(shift(x)) + x</c>, then a final RMSNorm.
-/// State: <c>layers.j.0.*</c> (attention), <c>layers.j.1.*</c> (feed-forward), <c>norm.g</c>, buffer <c>rotary_emb.inv_freq</c>.
+/// MEGABYTE-style Transformer stage. Causal (reference <c>TransformerDecoder</c>, block <c>transformer</c>): for each layer
+/// <c>x = Attention(shift(x)) + x; x = FeedForward(shift(x)) + x</c>, then a final RMSNorm. Non-causal (reference
+/// <c>TransformerEncoder</c>, block <c>transformerEncoder</c>): the same layers without token shift and with bidirectional
+/// attention; it has no incremental form (<see cref="NewCache"/>, <see cref="Step"/> and <see cref="Prefill"/> throw).
+/// State (both): <c>layers.j.0.*</c> (attention), <c>layers.j.1.*</c> (feed-forward), <c>norm.g</c>, buffer
+/// <c>rotary_emb.inv_freq</c>.
 /// </summary>
 public sealed class TransformerStage : StageModel
 {
@@ -17,10 +20,14 @@ public sealed class TransformerStage : StageModel
     private readonly RotaryEmbedding? _rotary;
     private readonly long _dim;
 
+    /// <summary>Whether outputs depend only on earlier positions (the decoder block) or on the whole row (the encoder block).</summary>
+    public bool IsCausal { get; }
+
     /// <summary>Builds the stage for width <paramref name="dim"/> with <paramref name="numLayers"/> layers.</summary>
-    public TransformerStage(TransformerBlockConfig block, long dim, int numLayers) : base("TransformerDecoder")
+    public TransformerStage(AttentionBlockConfig block, long dim, int numLayers) : base(block.IsCausal ? "TransformerDecoder" : "TransformerEncoder")
     {
         _dim = dim;
+        IsCausal = block.IsCausal;
         if (block.AttnUseRotEmbs)
         {
             _rotary = new RotaryEmbedding(block.AttnHeadDims);
@@ -42,8 +49,12 @@ public sealed class TransformerStage : StageModel
         return _norm.forward(x).MoveToOuterDisposeScope();
     }
 
+    private NotSupportedException NotCausal() =>
+        new("a transformerEncoder stage is not causal: its outputs depend on later positions, so it has no incremental " +
+            "decoding (generation needs causal stages)");
+
     /// <inheritdoc />
-    public override StageCache NewCache(long rows, long capacity, Device device) =>
+    public override StageCache NewCache(long rows, long capacity, Device device) => !IsCausal ? throw NotCausal() :
         new TransformerCache(_layers.Select(l => l.Attention.NewKv(rows, capacity, device, CacheDtype)).ToArray(), rows, _dim, device, CacheDtype);
 
     // Caches hold activations in the model's dtype (a bf16 model decodes with bf16 caches).
@@ -52,6 +63,7 @@ public sealed class TransformerStage : StageModel
     /// <inheritdoc />
     public override Tensor Step(Tensor x, StageCache cache)
     {
+        if (!IsCausal) throw NotCausal();
         using var scope = NewDisposeScope();
         var c = (TransformerCache)cache;
         long position = c.Position;
@@ -74,6 +86,7 @@ public sealed class TransformerStage : StageModel
     /// <inheritdoc />
     public override Tensor Prefill(Tensor x, StageCache cache)
     {
+        if (!IsCausal) throw NotCausal();
         using var scope = NewDisposeScope();
         var c = (TransformerCache)cache;
         if (c.Position != 0) throw new InvalidOperationException("Prefill needs a fresh (reset) cache");
@@ -113,11 +126,15 @@ public sealed class TransformerStage : StageModel
     }
 }
 
-/// <summary>One Transformer layer: <c>0</c> = <see cref="Attention"/>, <c>1</c> = <see cref="FeedForward"/>.</summary>
+/// <summary>
+/// One Transformer layer: <c>0</c> = <see cref="Attention"/>, <c>1</c> = <see cref="FeedForward"/>; causal layers
+/// token-shift each sublayer's input and mask attention, non-causal (encoder) layers do neither.
+/// </summary>
 public sealed class TransformerLayer : nn.Module
 {
     private readonly Attention _attention;
     private readonly FeedForward _feedForward;
+    private readonly bool _causal;
 
     /// <summary>The attention sublayer.</summary>
     public Attention Attention => _attention;
@@ -128,20 +145,21 @@ public sealed class TransformerLayer : nn.Module
     /// <summary>Names are registered explicitly (docs/state-dict.md); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
 
-    internal TransformerLayer(TransformerBlockConfig block, long dim) : base("TransformerLayer")
+    internal TransformerLayer(AttentionBlockConfig block, long dim) : base("TransformerLayer")
     {
-        _attention = new Attention(dim, block.AttnHeadDims, block.AttnNumHeads, block.AttnDropout);
+        _causal = block.IsCausal;
+        _attention = new Attention(dim, block.AttnHeadDims, block.AttnNumHeads, block.AttnDropout, causal: _causal);
         _feedForward = new FeedForward(dim, block.FfMultiplier, block.FfDropout);
         register_module("0", _attention);
         register_module("1", _feedForward);
     }
 
-    /// <summary>Pre-norm residual attention then feed-forward, each on the token-shifted input.</summary>
+    /// <summary>Pre-norm residual attention then feed-forward, each on the token-shifted input (causal layers) or the input.</summary>
     public Tensor forward(Tensor x, RotaryAngles? angles)
     {
         using var scope = NewDisposeScope();
-        x = _attention.forward(TransformerStage.TokenShift(x), angles) + x;
-        x = _feedForward.forward(TransformerStage.TokenShift(x)) + x;
+        x = _attention.forward(_causal ? TransformerStage.TokenShift(x) : x, angles) + x;
+        x = _feedForward.forward(_causal ? TransformerStage.TokenShift(x) : x) + x;
         return x.MoveToOuterDisposeScope();
     }
 }
