@@ -40,15 +40,34 @@ public sealed class MblmAnswerClassifierTransformer : MblmTransformerBase<MblmAn
 
     private protected override void WriteFields(JsonObject stage) => stage["answers"] = StageWriter.ToNode(Answers);
 
+    /// <summary>The keys of <c>stage.json</c> since layout version 1 (its non-null options, <c>answers</c> and <c>training</c>).</summary>
+    private static readonly string[] RequiredKeys =
+        ["imageColumnName", "questionColumnName", "labelColumnName", "scoreColumnName", "predictedLabelColumnName", "image", "scoringBatchSize", "answers", "training"];
+
     /// <summary>Reads a stage written by <see cref="IMblmStage.Save"/>.</summary>
     internal static MblmAnswerClassifierTransformer Load(StageReader reader)
     {
-        var (options, training, stage, model) = ReadStage(reader);
-        try { return new MblmAnswerClassifierTransformer(options, model, reader.Read<string[]>(stage["answers"], "answers"), training); }
-        catch
+        var (options, training, stage) = ReadSettings(reader, RequiredKeys);
+        var answers = reader.Read<string[]>(stage["answers"], "answers");
+        CheckAnswers(reader, answers, options.ModelConfig);
+        return reader.ReadModel(options.ModelConfig, model => new MblmAnswerClassifierTransformer(options, model, answers, training));
+    }
+
+    // The answers are the classes: at least one, none null or repeated, and each short enough for the model to score after
+    // the shortest prompt (an empty question and image).
+    private static void CheckAnswers(StageReader reader, string[] answers, Config.MblmConfig config)
+    {
+        MblmFormatException Bad(string problem) => reader.Invalid(StageEntries.Stage, $"'answers' {problem}");
+        if (answers.Length == 0) throw Bad("is empty: a classifier needs at least one answer");
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        long room = config.MaxContext - VqaLayout.Prompt([], []).Length;
+        for (int i = 0; i < answers.Length; i++)
         {
-            model.Dispose();
-            throw;
+            string? a = answers[i];
+            if (a is null) throw Bad($"[{i}] is null");
+            if (!seen.Add(a)) throw Bad($"lists '{(a.Length <= 40 ? a : a[..40] + "…")}' twice (at [{i}])");
+            long tokens = VqaLayout.Answer(VqaLayout.Utf8(a)).Length;
+            if (tokens > room) throw Bad($"[{i}] takes {tokens} tokens; after the shortest prompt the model's context of {config.MaxContext} leaves {room}");
         }
     }
 
