@@ -4,7 +4,7 @@ namespace Mblm.MLNet;
 
 /// <summary>
 /// Reads one entry of a pipeline zip: never more than the entry's declared uncompressed length (a stream that goes on is
-/// a lying header, and an error), hashing what passes when the manifest holds the entry's SHA-256. <see cref="Finish"/>
+/// a lying header, and an error), hashing what passes when the manifest holds the entry's SHA-256. <see cref="Finish()"/>
 /// reads what is left and checks the length and the checksum. Every problem is an <see cref="MblmFormatException"/> naming
 /// the file and the entry.
 /// </summary>
@@ -16,6 +16,7 @@ internal sealed class CheckedEntryStream : Stream
     private readonly string? _expectedSha256;
     private readonly IncrementalHash? _hash;
     private long _read;
+    private bool _failed;
 
     /// <param name="inner">The entry's stream.</param>
     /// <param name="declared">The entry's declared uncompressed length: reading past it is an error.</param>
@@ -43,14 +44,16 @@ internal sealed class CheckedEntryStream : Stream
 
     public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
-    public override int Read(Span<byte> buffer)
+    public override int Read(Span<byte> buffer) => Read(buffer, null);
+
+    private int Read(Span<byte> buffer, Exception? cause)
     {
         int n;
         try { n = _inner.Read(buffer); }
-        catch (InvalidDataException e) { throw Error($"is damaged: {e.Message}", e); }
+        catch (InvalidDataException e) { throw Error($"is damaged: {e.Message}", cause ?? e); }
         if (n > 0)
         {
-            if (n > Declared - _read) throw Error($"holds more than its declared {Declared:N0} bytes (a damaged or forged zip header)");
+            if (n > Declared - _read) throw Error($"holds more than its declared {Declared:N0} bytes (a damaged or forged zip header)", cause);
             _read += n;
             _hash?.AppendData(buffer[..n]);
         }
@@ -58,28 +61,36 @@ internal sealed class CheckedEntryStream : Stream
     }
 
     /// <summary>Reads the rest of the entry, then checks that it held exactly its declared length and matches its checksum.</summary>
-    public void Finish()
-    {
-        var buffer = new byte[81920];
-        while (Read(buffer) > 0) { }
-        if (_read != Declared) throw Error($"ends after {_read:N0} of its declared {Declared:N0} bytes");
-        if (_hash is not null && Convert.ToHexStringLower(_hash.GetHashAndReset()) != _expectedSha256)
-            throw Error("does not match its SHA-256 checksum in the manifest: the file is damaged");
-    }
+    public void Finish() => Finish(null);
 
     /// <summary>
-    /// After a reader failed on this entry: true when the entry's checksum does not match, i.e. the failure is damage to the
-    /// file (reads what is left of the entry, at most its declared length). False when the file has no checksums.
+    /// After a reader failed on this entry (<paramref name="failure"/>): when the file has checksums and the entry turns out
+    /// damaged (it does not match its checksum, or its zip header lies about its size), the error that says so, with the
+    /// reader's failure inside; otherwise null (the reader's own error stands). Reads at most what is left of the entry.
     /// </summary>
-    public bool IsDamaged()
+    public MblmFormatException? DamageBehind(Exception failure)
     {
-        if (_hash is null) return false;
-        try { Finish(); }
-        catch (MblmFormatException) { return true; }
-        return false;
+        if (_hash is null || _failed) return null; // this stream's own error already says what is wrong
+        try { Finish(failure); }
+        catch (MblmFormatException damage) { return damage; }
+        catch (Exception) { }
+        return null;
     }
 
-    private MblmFormatException Error(string problem, Exception? inner = null) => new(_file, _entry, problem, inner);
+    private void Finish(Exception? cause)
+    {
+        var buffer = new byte[81920];
+        while (Read(buffer, cause) > 0) { }
+        if (_read != Declared) throw Error($"ends after {_read:N0} of its declared {Declared:N0} bytes", cause);
+        if (_hash is not null && Convert.ToHexStringLower(_hash.GetHashAndReset()) != _expectedSha256)
+            throw Error("does not match its SHA-256 checksum in the manifest: the file is damaged", cause);
+    }
+
+    private MblmFormatException Error(string problem, Exception? inner = null)
+    {
+        _failed = true;
+        return new(_file, _entry, problem, inner);
+    }
 
     public override void Flush() { }
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();

@@ -85,13 +85,14 @@ public sealed class MblmLanguageModelTrainer : MblmTrainerBase<MblmLanguageModel
             Check(MaxNewBytes is >= 0 and <= MaxNewBytesLimit, nameof(MaxNewBytes), $"must be in 0..{MaxNewBytesLimit} (got {MaxNewBytes})");
             Check(Sampling is not null, nameof(Sampling), "is required");
             var stops = Sampling!.StopSequences;
-            Check(stops is not null && stops.All(s => s is not null), nameof(Sampling), "StopSequences must be a list of token lists");
-            Check(stops!.Sum(s => (long)s.Length) <= MaxStopTokens, nameof(Sampling),
-                $"StopSequences must hold at most {MaxStopTokens} tokens in all (got {stops!.Sum(s => (long)s.Length)})");
+            Check(stops is not null && stops.All(s => s is not null), nameof(Sampling), "needs StopSequences: a list of token lists");
+            long stopTokens = stops!.Sum(s => (long)s.Length);
+            Check(stopTokens <= MaxStopTokens, nameof(Sampling), $"has stop sequences of {stopTokens} tokens in all; at most {MaxStopTokens}");
             Check(stops!.All(s => s.All(t => t >= 0 && t < ModelConfig.NumTokens)), nameof(Sampling),
-                $"StopSequences must hold token ids in [0, num_tokens) = [0, {ModelConfig.NumTokens})");
+                $"has stop sequences with token ids outside [0, num_tokens) = [0, {ModelConfig.NumTokens})");
+            Check(Enum.IsDefined(Sampling.Overflow), nameof(Sampling), $"has Overflow {Sampling.Overflow}; expected Stop or SlidingWindow");
             try { Sampling!.Validate(); }
-            catch (ArgumentException e) { throw new ArgumentException($"{nameof(Sampling)}.{e.ParamName}: {e.Message}", nameof(Sampling), e); }
+            catch (ArgumentException e) { throw new ArgumentException($"{nameof(Sampling)}.{e.ParamName}: {RuleOf(e)}", nameof(Sampling), e); }
         }
 
         private protected override MblmTrainingOptions WithoutData() => this with { ValidationSet = null };

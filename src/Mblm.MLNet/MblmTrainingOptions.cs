@@ -90,6 +90,14 @@ public abstract record MblmTrainingOptions
         Check(names.Distinct().Count() == names.Count, outputs[0].Option, $"output column names must differ (got {string.Join(", ", names)})");
     }
 
+    /// <summary>An <see cref="ArgumentException"/>'s message without the " (Parameter 'x')" that .NET appends.</summary>
+    internal static string RuleOf(ArgumentException e)
+    {
+        string m = e.Message, suffix = $" (Parameter '{e.ParamName}')";
+        int at = e.ParamName is null ? -1 : m.IndexOf(suffix, StringComparison.Ordinal);
+        return at < 0 ? m : m.Remove(at, suffix.Length);
+    }
+
     /// <summary>The settings a transformer keeps: without data and callbacks (the progress callback and the hook's members).</summary>
     internal MblmTrainingOptions Settings() => WithoutData() with { Progress = null };
 

@@ -199,7 +199,7 @@ internal sealed partial class PipelineReader : IDisposable
     /// <summary>
     /// Opens an entry for reading: refused when its declared size exceeds <paramref name="limit"/> (<paramref name="rule"/>
     /// says why, e.g. "a JSON entry holds at most 1 MiB"); the stream refuses to go past the declared size and, with
-    /// <paramref name="checksum"/> in a file with checksums, hashes what it reads. Call <see cref="CheckedEntryStream.Finish"/>
+    /// <paramref name="checksum"/> in a file with checksums, hashes what it reads. Call <see cref="CheckedEntryStream.Finish()"/>
     /// when done.
     /// </summary>
     public CheckedEntryStream OpenEntry(string name, long limit, Func<string> rule, bool checksum = true)
@@ -250,10 +250,7 @@ internal sealed partial class PipelineReader : IDisposable
         using var stream = OpenEntry(name, limit, rule, checksum);
         T result;
         try { result = read(stream, stream.Declared); }
-        catch (Exception e) when (stream.IsDamaged())
-        {
-            throw Error(name, "does not match its SHA-256 checksum in the manifest: the file is damaged", e);
-        }
+        catch (Exception e) when (stream.DamageBehind(e) is { } damage) { throw damage; }
         try { stream.Finish(); }
         catch
         {

@@ -150,18 +150,9 @@ internal sealed class StageReader(MLContext? context, PipelineReader file, strin
         {
             bool config = e.ParamName == nameof(MblmTrainingOptions.ModelConfig);
             string key = string.IsNullOrEmpty(e.ParamName) ? "" : $"option '{JsonNamingPolicy.CamelCase.ConvertName(e.ParamName)}': ";
-            throw Invalid(config ? StageEntries.Config : StageEntries.Stage, (config ? "" : key) + RuleOf(e), e);
+            throw Invalid(config ? StageEntries.Config : StageEntries.Stage, (config ? "" : key) + MblmTrainingOptions.RuleOf(e), e);
         }
         return options;
-    }
-
-    // An ArgumentException's message without the " (Parameter 'x')" that .NET appends.
-    private static string RuleOf(ArgumentException e)
-    {
-        string suffix = $" (Parameter '{e.ParamName}')";
-        string m = e.Message;
-        int at = e.ParamName is null ? -1 : m.IndexOf(suffix, StringComparison.Ordinal);
-        return at < 0 ? m : m.Remove(at, suffix.Length);
     }
 
     /// <summary><c>model.json</c>: the model config, validated.</summary>
