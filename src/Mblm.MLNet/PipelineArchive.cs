@@ -40,6 +40,9 @@ internal static class PipelineArchive
     /// </summary>
     public static long WeightsSlack(long parameterBytes) => (16L << 20) + parameterBytes / 16;
 
+    /// <summary>A value read from a file, for an error message: at most 100 characters (a hostile file's strings can be long).</summary>
+    public static string Shown(string? value) => value is null ? "" : value.Length <= 100 ? value : value[..100] + $"… ({value.Length:N0} characters)";
+
     internal static readonly JsonSerializerOptions Json = new()
     {
         WriteIndented = true,
@@ -50,7 +53,7 @@ internal static class PipelineArchive
     };
 
     /// <summary>JSON entries are parsed with this depth bound (a deeply nested file is an error, never a stack overflow).</summary>
-    internal static readonly JsonDocumentOptions JsonDocument = new() { MaxDepth = Limits.MaxNestingDepth };
+    internal static readonly JsonDocumentOptions JsonDocumentLimits = new() { MaxDepth = Limits.MaxNestingDepth };
 
     /// <param name="Format">Always <see cref="PipelineArchive.Format"/>.</param>
     /// <param name="Version">The file format version.</param>
@@ -157,8 +160,8 @@ internal sealed partial class PipelineReader : IDisposable
         }
         if (m is null) throw Error(entry, "is not a valid manifest: it is null");
         if (m.Format != PipelineArchive.Format)
-            throw Error(null, $"is not an MBLM pipeline file (format '{m.Format}', expected '{PipelineArchive.Format}')");
-        string writer = m.Library ?? "an unknown library";
+            throw Error(null, $"is not an MBLM pipeline file (format '{PipelineArchive.Shown(m.Format)}', expected '{PipelineArchive.Format}')");
+        string writer = m.Library is null ? "an unknown library" : PipelineArchive.Shown(m.Library);
         if (m.Version > PipelineArchive.Version)
             throw Error(null, $"has pipeline format version {m.Version}; this Mblm.MLNet reads up to version {PipelineArchive.Version} (written by {writer})");
         if (m.Version < 1) throw Error(entry, $"has format version {m.Version}; versions start at 1");
@@ -173,7 +176,7 @@ internal sealed partial class PipelineReader : IDisposable
             string where = $"stage {i} of \"stages\"";
             if (s is null) throw Error(entry, $"{where} is null");
             if (string.IsNullOrWhiteSpace(s.Kind)) throw Error(entry, $"{where} has no \"kind\"");
-            if (!IsFolder(s.Folder)) throw Error(entry, $"{where} has folder '{s.Folder}'; expected a relative path ending in '/', such as 'stages/{i:D3}/'");
+            if (!IsFolder(s.Folder)) throw Error(entry, $"{where} has folder '{PipelineArchive.Shown(s.Folder)}'; expected a relative path ending in '/', such as 'stages/{i:D3}/'");
             if (!folders.Add(s.Folder)) throw Error(entry, $"{where} has folder '{s.Folder}', which an earlier stage has too");
             if (s.Version is < 1) throw Error(entry, $"{where} has layout version {s.Version}; versions start at 1");
         }
@@ -182,8 +185,8 @@ internal sealed partial class PipelineReader : IDisposable
             foreach (var (name, hash) in sums)
             {
                 if (name == entry) throw Error(entry, "lists a checksum of itself");
-                if (hash is null || !Sha256Hex().IsMatch(hash)) throw Error(entry, $"has checksum '{hash}' for '{name}'; expected 64 lower-case hex digits");
-                if (!_entries.ContainsKey(name)) throw Error(name, "is listed in the manifest's checksums but missing from the file");
+                if (hash is null || !Sha256Hex().IsMatch(hash)) throw Error(entry, $"has checksum '{PipelineArchive.Shown(hash)}' for '{PipelineArchive.Shown(name)}'; expected 64 lower-case hex digits");
+                if (!_entries.ContainsKey(name)) throw Error(PipelineArchive.Shown(name), "is listed in the manifest's checksums but missing from the file");
             }
         }
         return m;
@@ -192,9 +195,6 @@ internal sealed partial class PipelineReader : IDisposable
     private static bool IsFolder(string? folder) =>
         !string.IsNullOrEmpty(folder) && folder.Length <= 200 && folder.EndsWith('/') && !folder.StartsWith('/') && !folder.Contains('\\')
         && folder.Split('/').SkipLast(1).All(part => part.Length > 0 && part is not ("." or ".."));
-
-    /// <summary>Whether the file has the entry.</summary>
-    public bool Has(string name) => _entries.ContainsKey(name);
 
     /// <summary>
     /// Opens an entry for reading: refused when its declared size exceeds <paramref name="limit"/> (<paramref name="rule"/>

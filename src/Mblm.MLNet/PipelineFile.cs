@@ -97,7 +97,7 @@ internal static class PipelineFile
         ArgumentNullException.ThrowIfNull(context);
         using var file = PipelineReader.Open(path);
         if (!file.HasChecksums)
-            Warn(context, $"'{path}' has no checksums (written by {file.Manifest.Library ?? "an earlier Mblm.MLNet"}): damage to its entries " +
+            Warn(context, $"'{path}' has no checksums (written by {(file.Manifest.Library is null ? "an earlier Mblm.MLNet" : Shown(file.Manifest.Library))}): damage to its entries " +
                           "cannot be detected. Save it again with mlContext.Mblm().SaveModel to add them.");
         var loaded = new List<(ITransformer Transformer, StageEntry Stage)>();
         try
@@ -114,11 +114,11 @@ internal static class PipelineFile
                         continue;
                     }
                     if (!Readers.TryGetValue(stage.Kind, out var reader))
-                        throw file.Error(null, $"stage kind '{stage.Kind}' in {stage.Folder} is unknown to this Mblm.MLNet (it reads {string.Join(", ", Readers.Keys.Prepend(MlNetKind))})");
+                        throw file.Error(null, $"stage kind '{Shown(stage.Kind)}' in {stage.Folder} is unknown to this Mblm.MLNet (it reads {string.Join(", ", Readers.Keys.Prepend(MlNetKind))})");
                     int version = stage.Version ?? 1;
                     if (version > reader.Version)
                         throw file.Error(null, $"the {stage.Kind} stage in {stage.Folder} has layout version {version}; " +
-                                               $"this Mblm.MLNet reads up to version {reader.Version} (written by {file.Manifest.Library})");
+                                               $"this Mblm.MLNet reads up to version {reader.Version} (written by {Shown(file.Manifest.Library)})");
                     loaded.Add((reader.Load(new StageReader(context, file, stage.Folder, stage.Kind, version)), stage));
                 }
                 catch (Exception e) when (e is not MblmFormatException)
@@ -143,6 +143,8 @@ internal static class PipelineFile
         var schema = inputSchema;
         foreach (var (t, stage) in stages)
         {
+            if (t is ICheckedAtLoad checkedAtLoad && checkedAtLoad.ProblemAtLoad(schema) is var (entry, problem))
+                throw file.Error(stage.Folder + entry, problem);
             try { schema = t.GetOutputSchema(schema); }
             catch (Exception e) when (e is not MblmFormatException)
             {

@@ -7,6 +7,7 @@ using Mblm.Config;
 using Mblm.Model;
 using Mblm.Weights;
 using Microsoft.ML;
+using Microsoft.ML.Data;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -25,6 +26,16 @@ internal interface IMblmStage
     int Version { get; }
     /// <summary>Writes the stage's entries into its folder.</summary>
     void Save(StageWriter writer);
+}
+
+/// <summary>
+/// A stage with a check that only a load can make: against the columns the stages before it produce from the input schema
+/// the pipeline was saved with (e.g. the answer classifier's answers against its label's key values).
+/// </summary>
+internal interface ICheckedAtLoad
+{
+    /// <summary>What is wrong, with the entry it concerns (the name inside the stage's folder), or null.</summary>
+    (string Entry, string Problem)? ProblemAtLoad(DataViewSchema input);
 }
 
 /// <summary>Reads a stage written by <see cref="IMblmStage.Save"/> (of version <see cref="StageReader.Version"/> or older).</summary>
@@ -113,7 +124,7 @@ internal sealed class StageReader(MLContext? context, PipelineReader file, strin
         JsonObject stage;
         try
         {
-            stage = JsonNode.Parse(text, documentOptions: PipelineArchive.JsonDocument) as JsonObject ?? throw Invalid(StageEntries.Stage, "must hold a JSON object");
+            stage = JsonNode.Parse(text, documentOptions: PipelineArchive.JsonDocumentLimits) as JsonObject ?? throw Invalid(StageEntries.Stage, "must hold a JSON object");
             _ = stage.Count; // duplicate keys are found when the object is first used
         }
         catch (Exception e) when (e is JsonException or ArgumentException or InvalidOperationException)

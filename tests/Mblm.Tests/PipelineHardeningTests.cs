@@ -497,6 +497,18 @@ public sealed class PipelineHardeningTests
             StringAssert.Contains(e.Message, expected);
         }
 
+        // Answers that are no longer the label's key values (the MapValueToKey stage before it): fewer, or re-ordered.
+        e = Refused(EditedJson(VqaFixture, "stages/001/stage.json", s => s["answers"] = new JsonArray("yes", "no", "0")), "stages/001/stage.json");
+        StringAssert.Contains(e.Message, "'answers' (3) differ from the key values (28) of the label column 'Label' the stages before produce, from position 3 on");
+        e = Refused(EditedJson(VqaFixture, "stages/001/stage.json", s =>
+        {
+            var a = s["answers"]!.AsArray();
+            var first = a[0]!.DeepClone();
+            a.RemoveAt(0);
+            a.Add(first);
+        }), "stages/001/stage.json");
+        StringAssert.Contains(e.Message, "from position 0 on");
+
         // Stages in another order: a stage that does not get the columns it reads.
         e = Refused(EditedJson(LmFixture, Manifest, m =>
         {

@@ -13,7 +13,8 @@ namespace Mblm.MLNet.Vision;
 /// decoded once and its cached state repeated per candidate: <see cref="Mblm.Inference.ContinuationScorer"/>); the scores
 /// are normalised with a softmax over the candidates. Thread-safe; save with <c>mlContext.Mblm().SaveModel</c>.
 /// </summary>
-public sealed class MblmAnswerClassifierTransformer : MblmTransformerBase<MblmAnswerClassifierTrainer.Options>, IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>
+public sealed class MblmAnswerClassifierTransformer : MblmTransformerBase<MblmAnswerClassifierTrainer.Options>, IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>,
+    ICheckedAtLoad
 {
     /// <summary>The stage kind in a pipeline file.</summary>
     internal const string StageKind = "answer-classifier";
@@ -69,6 +70,19 @@ public sealed class MblmAnswerClassifierTransformer : MblmTransformerBase<MblmAn
             long tokens = VqaLayout.Answer(VqaLayout.Utf8(a)).Length;
             if (tokens > room) throw Bad($"[{i}] takes {tokens} tokens; after the shortest prompt the model's context of {config.MaxContext} leaves {room}");
         }
+    }
+
+    // The answers are the label's key values at training; where the saved input schema yields the label column, they must
+    // still be (an edited stage.json, or a stage from another pipeline, would predict keys of other answers).
+    (string Entry, string Problem)? ICheckedAtLoad.ProblemAtLoad(DataViewSchema input)
+    {
+        if (input.GetColumnOrNull(Options.LabelColumnName) is not { Type: KeyDataViewType } label
+            || label.Annotations.Schema.GetColumnOrNull("KeyValues")?.Type is not VectorDataViewType { ItemType: TextDataViewType }) return null;
+        var keys = VqaColumns.KeyValues(label);
+        if (keys.SequenceEqual(Answers)) return null;
+        int at = Enumerable.Range(0, Math.Min(keys.Length, Answers.Count)).FirstOrDefault(i => keys[i] != Answers[i], Math.Min(keys.Length, Answers.Count));
+        return (StageEntries.Stage, $"'answers' ({Answers.Count}) differ from the key values ({keys.Length}) of the label column '{Options.LabelColumnName}' " +
+                                    $"the stages before produce, from position {at} on: the stage does not belong to this pipeline");
     }
 
     IReadOnlyList<DataViewSchema.Column> IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>.Sources(DataViewSchema input)
