@@ -10,6 +10,8 @@ using Mblm.Native;
 //   generation [--contexts 1024,8192,32768,65536] [--bytes 16] [--recompute-max 8192] [--text FILE]
 //   mlnet      [--steps 60] [--reps 2] [--rows 256] [--kib 256] [--data FILE]   (ML.NET Fit overhead; Transform rows/s)
 //   long-context [--context 1048576] [--stages 1|2|3] [--chunks 4,8|none]
+//   contention [--steps 6] [--warmup 2] [--reps 2] [--competitors N] [--extra "GOMP_SPINCOUNT=1000;OMP_WAIT_POLICY=ACTIVE"]
+//              (P1 step quiet vs with N busy-loop processes, per OpenMP setting, fresh processes)
 TorchRuntime.EnsureLoadable();
 bool tuned = TorchRuntime.AllocatorTuningRequested && TorchRuntime.TuneAllocator();
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
@@ -17,7 +19,7 @@ CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 var opts = Options.Parse(args.Skip(1).ToArray());
 Console.WriteLine($"# {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, torch threads {TorchSharp.torch.get_num_threads()}, " +
                   $"load avg {File.ReadAllText("/proc/loadavg").Split(' ')[0]}, " +
-                  $"allocator tuning {(tuned ? "on" : "off")}");
+                  $"allocator tuning {(tuned ? "on" : "off")}, OpenMP defaults applied: {(TorchRuntime.AppliedThreadingDefaults.Count == 0 ? "none" : string.Join(" ", TorchRuntime.AppliedThreadingDefaults))}");
 switch (args.FirstOrDefault())
 {
     case "train-step": TrainStepBenchmark.Run(opts); break;
@@ -26,8 +28,9 @@ switch (args.FirstOrDefault())
     case "long-context": LongContextBenchmark.Run(opts); break;
     case "generation": GenerationBenchmark.Run(opts); break;
     case "mlnet": MLNetBenchmark.Run(opts); break;
+    case "contention": ContentionBenchmark.Run(opts); break;
     default:
-        Console.Error.WriteLine("benchmarks: train-step | mamba | mamba-profile | generation | mlnet | long-context (see Program.cs for options)");
+        Console.Error.WriteLine("benchmarks: train-step | mamba | mamba-profile | generation | mlnet | long-context | contention (see Program.cs for options)");
         return 2;
 }
 return 0;

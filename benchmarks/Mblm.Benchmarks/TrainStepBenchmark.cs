@@ -52,6 +52,8 @@ internal static class TrainStepBenchmark
         Console.WriteLine($"| {name} | {median:F0} | {total.Min():F0}-{total.Max():F0} | {Stats.Median(fwd):F0} / {Stats.Median(bwd):F0} / {Stats.Median(opt):F1} | " +
                           $"{batch * length / median * 1000:N0} | {Stats.PeakRssMiB():F0} | {reference} | {ratio} |");
         Console.WriteLine($"losses: {string.Join(" ", losses.Select(l => l.ToString("F3")))}");
+        Console.WriteLine($"median_ms={median.ToString("R", System.Globalization.CultureInfo.InvariantCulture)}");
+        if (o.Int("no-mfu", 0) == 1) return;
         double flops = StepFlops(config, batch, length);
         double peak = MatmulGflops();
         double achieved = flops / (median / 1000) / 1e9;

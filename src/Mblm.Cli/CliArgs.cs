@@ -49,22 +49,45 @@ public sealed class CliArgs
         return _values.ContainsKey(name);
     }
 
-    /// <summary>An optional integer flag.</summary>
-    public long? Long(string name)
+    /// <summary>An optional integer flag in [<paramref name="min"/>, <paramref name="max"/>]; anything else is a usage error naming the range.</summary>
+    public long? Long(string name, long min = long.MinValue, long max = long.MaxValue)
     {
         string? v = Optional(name);
         if (v is null) return null;
-        return long.TryParse(v.Replace("_", ""), NumberStyles.Integer, CultureInfo.InvariantCulture, out long x)
-            ? x : throw new UsageException($"--{name} must be an integer, got '{v}'");
+        string digits = v.Replace("_", "");
+        if (long.TryParse(digits, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long x) && x >= min && x <= max) return x;
+        string unsigned = digits.StartsWith('-') || digits.StartsWith('+') ? digits[1..] : digits;
+        bool integer = unsigned.Length > 0 && unsigned.All(char.IsAsciiDigit);
+        string range = string.Create(CultureInfo.InvariantCulture, $" in [{min}, {max}]");
+        throw new UsageException(integer ? $"--{name} must be an integer{range}, got {v}" : $"--{name} must be an integer{range}, got '{v}'");
     }
 
-    /// <summary>An optional number flag.</summary>
-    public double? Double(string name)
+    /// <summary>An optional integer flag that fits an <see cref="int"/> in [<paramref name="min"/>, <paramref name="max"/>].</summary>
+    public int? Int(string name, int min = int.MinValue, int max = int.MaxValue) => (int?)Long(name, min, max);
+
+    /// <summary>
+    /// An optional finite number flag in the given range (bounds inclusive unless said otherwise); NaN, infinities and
+    /// values outside are usage errors naming the range.
+    /// </summary>
+    public double? Double(string name, double min = double.MinValue, double max = double.MaxValue, bool minExclusive = false, bool maxExclusive = false)
     {
         string? v = Optional(name);
         if (v is null) return null;
-        return double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double x)
-            ? x : throw new UsageException($"--{name} must be a number, got '{v}'");
+        bool parsed = double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double x);
+        bool inRange = parsed && double.IsFinite(x) && (minExclusive ? x > min : x >= min) && (maxExclusive ? x < max : x <= max);
+        if (inRange) return x;
+        throw new UsageException($"--{name} must be {DescribeRange(min, max, minExclusive, maxExclusive)}, got '{v}'");
+    }
+
+    /// <summary>"a number in (0, 1]" and the like.</summary>
+    public static string DescribeRange(double min, double max, bool minExclusive = false, bool maxExclusive = false)
+    {
+        static string F(double d) => d.ToString("R", CultureInfo.InvariantCulture);
+        bool noMin = min == double.MinValue, noMax = max == double.MaxValue;
+        if (noMin && noMax) return "a finite number";
+        if (noMax) return $"a finite number {(minExclusive ? ">" : ">=")} {F(min)}";
+        if (noMin) return $"a finite number {(maxExclusive ? "<" : "<=")} {F(max)}";
+        return $"a number in {(minExclusive ? "(" : "[")}{F(min)}, {F(max)}{(maxExclusive ? ")" : "]")}";
     }
 
     /// <summary>Throws for any flag the command did not ask about.</summary>

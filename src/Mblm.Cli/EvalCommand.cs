@@ -1,4 +1,3 @@
-using System.Globalization;
 using Mblm.Config;
 using Mblm.Model;
 using Mblm.Training;
@@ -16,17 +15,30 @@ internal static class EvalCommand
     public static int Run(CliArgs args, TextWriter stdout, TextWriter stderr)
     {
         string configPath = args.Required("config"), weightsPath = args.Required("weights"), dataPath = args.Required("data");
-        long? batch = args.Long("batch"), window = args.Long("window");
+        int? batch = args.Int("batch", 1), window = args.Int("window", 1);
         var device = DeviceOption.Parse(args.Optional("device"));
         args.RejectUnknown("eval");
-        var file = ConfigReader.LoadFile(configPath);
-        var model = CliModel.Load(file.Model, weightsPath, device);
-        int windowLength = checked((int)(window ?? file.InputSeqLen ?? file.Model.MaxContext));
+        CliPaths.InputFile("config", configPath);
+        CliPaths.InputFile("weights", weightsPath);
+        CliPaths.InputFile("data", dataPath);
+        var file = CliModel.LoadFile(configPath);
+        int windowLength = window ?? WindowOf(file);
         using var data = new ByteFileDataset(dataPath, windowLength);
+        if (data.Length == 0) throw new InvalidInputException($"--data '{dataPath}' is empty: no bytes to evaluate");
+        var model = CliModel.Load(file.Model, weightsPath, device);
         stderr.WriteLine($"mblm eval: {data.Length:N0} bytes in windows of {windowLength} on {device.type}");
-        var result = Evaluator.EvaluateFile(model, data, windowLength, checked((int)(batch ?? 4)));
-        stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{{\"bits_per_byte\": {result.BitsPerByte:R}, \"loss\": {result.Loss:R}, \"bytes\": {result.Bytes}}}"));
+        var result = Evaluator.EvaluateFile(model, data, windowLength, batch ?? 4);
+        if (result.Bytes == 0) throw new InvalidInputException($"--data '{dataPath}': no bytes to evaluate");
+        if (!double.IsFinite(result.Loss)) stderr.WriteLine($"mblm eval: warning: the loss is not finite ({result.Loss}); printed as null");
+        stdout.WriteLine($"{{\"bits_per_byte\": {CliJson.Number(result.BitsPerByte)}, \"loss\": {CliJson.Number(result.Loss)}, \"bytes\": {result.Bytes}}}");
         return 0;
+    }
+
+    /// <summary>The config's window (input_seq_len, else the model's maximum context), which must fit an int.</summary>
+    public static int WindowOf(MblmConfigFile file)
+    {
+        long window = file.InputSeqLen ?? file.Model.MaxContext;
+        return window is > 0 and <= int.MaxValue ? (int)window
+            : throw new UsageException($"the config's window ({window:N0} bytes: input_seq_len, else the maximum context) is too long for one sample; give --window L");
     }
 }

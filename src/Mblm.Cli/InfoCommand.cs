@@ -11,7 +11,8 @@ internal static class InfoCommand
     {
         string path = args.Required("config");
         args.RejectUnknown("info");
-        var file = ConfigReader.LoadFile(path);
+        CliPaths.InputFile("config", path);
+        var file = CliModel.LoadFile(path);
         var c = file.Model;
         var parts = c.CountParametersByPart();
         stdout.WriteLine($"config: {path}");

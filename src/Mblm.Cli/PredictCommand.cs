@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Mblm.MLNet;
 
 namespace Mblm.Cli;
 
@@ -22,14 +23,27 @@ internal static class PredictCommand
         string? text = args.Optional("text"), inputFile = args.Optional("input-file"), columnName = args.Optional("column");
         args.RejectUnknown("predict");
         if ((text is null) == (inputFile is null)) throw new UsageException("give exactly one of --text and --input-file");
+        CliPaths.InputFile("model", modelPath);
+        if (inputFile is not null) CliPaths.InputFile("input-file", inputFile);
         var rows = text is not null ? [text] : File.ReadAllLines(inputFile!);
+        if (rows.Length == 0) throw new InvalidInputException($"--input-file '{inputFile}' is empty: no rows to predict");
 
         var ml = new MLContext();
-        var model = ml.Mblm().LoadModel(modelPath, out var inputSchema);
+        DataViewSchema inputSchema = null!;
+        var model = Errors.Reading("pipeline", modelPath, () => ml.Mblm().LoadModel(modelPath, out inputSchema));
         try
         {
-            columnName ??= inputSchema.FirstOrDefault(c => !c.IsHidden && c.Type is TextDataViewType).Name
-                ?? throw new UsageException($"the pipeline's input schema has no text column; its columns: {string.Join(", ", inputSchema.Select(c => $"{c.Name} ({c.Type})"))}");
+            var stages = Stages(model).ToList();
+            if (!stages.Any(s => s.GetType().Assembly == typeof(MblmLanguageModelTransformer).Assembly))
+                throw new InvalidInputException(stages.Count == 0
+                    ? $"--model '{modelPath}' holds a pipeline with no stages: nothing to predict"
+                    : $"--model '{modelPath}' holds no MBLM stage (only {string.Join(" -> ", stages.Select(s => s.GetType().Name))}): nothing to predict");
+            var textColumns = inputSchema.Where(c => !c.IsHidden && c.Type is TextDataViewType).Select(c => c.Name).ToList();
+            string Columns() => string.Join(", ", inputSchema.Select(c => $"{c.Name} ({c.Type})"));
+            if (columnName is null)
+                columnName = textColumns.FirstOrDefault() ?? throw new InvalidInputException($"--model '{modelPath}': the pipeline's input schema has no text column; its columns: {Columns()}");
+            else if (!textColumns.Contains(columnName))
+                throw new UsageException($"--column '{columnName}' is not a text column of the pipeline's input; its columns: {Columns()}");
             var definition = SchemaDefinition.Create(typeof(TextInput));
             definition["Text"].ColumnName = columnName;
             var data = ml.Data.LoadFromEnumerable(rows.Select(r => new TextInput { Text = r }), definition);
@@ -37,12 +51,16 @@ internal static class PredictCommand
             var columns = output.Schema.Where(c => !c.IsHidden && Printable(c.Type)).ToList();
             using var cursor = output.GetRowCursor(columns);
             var getters = columns.Select(c => Getter(cursor, c)).ToList();
+            long printed = 0;
             while (cursor.MoveNext())
             {
                 var row = new Dictionary<string, object?>();
-                for (int i = 0; i < columns.Count; i++) row[columns[i].Name] = getters[i]();
-                stdout.WriteLine(JsonSerializer.Serialize(row, new JsonSerializerOptions { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
+                for (int i = 0; i < columns.Count; i++) row[columns[i].Name] = CliJson.Finite(getters[i]());
+                stdout.WriteLine(JsonSerializer.Serialize(row));
+                printed++;
             }
+            if (printed == 0)
+                throw new InvalidInputException($"--model '{modelPath}': the pipeline gave no output rows for {rows.Length} input row(s)");
             stderr.WriteLine($"mblm predict: {rows.Length} rows through {modelPath}");
             return 0;
         }
@@ -50,6 +68,18 @@ internal static class PredictCommand
         {
             (model as IDisposable)?.Dispose();
         }
+    }
+
+    // The stages of a (possibly nested) transformer chain.
+    private static IEnumerable<ITransformer> Stages(ITransformer model)
+    {
+        if (model is IEnumerable<ITransformer> chain)
+        {
+            foreach (var inner in chain)
+                foreach (var stage in Stages(inner))
+                    yield return stage;
+        }
+        else yield return model;
     }
 
     private static bool Printable(DataViewType t) =>

@@ -26,25 +26,68 @@ public static class Program
                    runs an ML.NET pipeline saved with mlContext.Mblm().SaveModel; one JSON line per row (one row per line of F)
 
         Configs: a model config (JSON or YAML, the reference's keys) or a reference training YAML (model keys under params).
+
+        Every command takes --debug (print the full exception on failure), --help, and --memory-budget SIZE (e.g. 8G: a
+        config, weights file or pipeline that needs more memory is refused before anything is allocated; default: the
+        machine's memory, or MBLM_MEMORY_BUDGET), and --threads N (libtorch threads; default one per core).
+        Exit codes: 0 success; 1 usage error (unknown command or flag, bad or missing flag value); 2 invalid files or data
+        (config, weights, pipeline, checkpoint or data file missing, unreadable, unwritable, damaged or not fitting);
+        3 internal error (a bug: rerun with --debug and report the trace). Errors are one line on stderr.
         """;
 
     /// <summary>Process entry.</summary>
     public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
 
-    /// <summary>Runs a command with the given output writers (used in-process by tests); returns the exit code.</summary>
+    /// <summary>
+    /// Runs a command with the given output writers (used in-process by tests); returns the exit code (see
+    /// <see cref="ExitCodes"/>). Never throws: failures are one line on <paramref name="stderr"/> (and the full exception
+    /// with <c>--debug</c>).
+    /// </summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        TorchRuntime.EnsureLoadable();
-        if (TorchRuntime.AllocatorTuningRequested) TorchRuntime.TuneAllocator();
-        if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
-        {
-            stdout.WriteLine(Usage);
-            return args.Length == 0 ? 2 : 0;
-        }
+        bool debug = args.Contains("--debug");
+        args = args.Where(a => a != "--debug").ToArray();
+        string command = args.Length > 0 ? args[0] : "";
+        long budget = Limits.MemoryBudgetBytes; // --memory-budget and --threads hold for this run only (Run is also called in-process)
+        int? threadsBefore = null;
         try
         {
+            if (args.Length == 0)
+            {
+                stderr.WriteLine(Usage);
+                return ExitCodes.Usage;
+            }
+            if (args.Any(a => a is "-h" or "--help") || args[0] == "help")
+            {
+                stdout.WriteLine(Usage);
+                return ExitCodes.Ok;
+            }
+            int at = Array.IndexOf(args, "--memory-budget");
+            if (at >= 0)
+            {
+                string value = at + 1 < args.Length ? args[at + 1] : "";
+                Limits.MemoryBudgetBytes = Limits.ParseBytes(value)
+                    ?? throw new UsageException($"--memory-budget must be a size such as 512M, 8G or a byte count, got '{value}'");
+                args = args.Where((_, i) => i != at && i != at + 1).ToArray();
+            }
+            int threadsAt = Array.IndexOf(args, "--threads");
+            int? threads = null;
+            if (threadsAt >= 0)
+            {
+                string value = threadsAt + 1 < args.Length ? args[threadsAt + 1] : "";
+                threads = int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int t) && t is >= 1 and <= 1024
+                    ? t : throw new UsageException($"--threads must be an integer in [1, 1024], got '{value}'");
+                args = args.Where((_, i) => i != threadsAt && i != threadsAt + 1).ToArray();
+            }
+            TorchRuntime.EnsureLoadable();
+            if (TorchRuntime.AllocatorTuningRequested) TorchRuntime.TuneAllocator();
+            if (threads is int n)
+            {
+                threadsBefore = TorchSharp.torch.get_num_threads();
+                TorchSharp.torch.set_num_threads(n);
+            }
             var rest = args.Skip(1);
-            switch (args[0])
+            switch (command)
             {
                 case "info": return InfoCommand.Run(new CliArgs(rest), stdout);
                 case "forward": return ForwardCommand.Run(new CliArgs(rest), stdout, stderr);
@@ -53,20 +96,39 @@ public static class Program
                 case "predict": return PredictCommand.Run(new CliArgs(rest), stdout, stderr);
                 case "generate": return GenerateCommand.RunAsync(new CliArgs(rest, "sliding-window"), stdout, stderr).GetAwaiter().GetResult();
                 default:
-                    stderr.WriteLine($"mblm: unknown command '{args[0]}'\n\n{Usage}");
-                    return 2;
+                    stderr.WriteLine($"mblm: unknown command '{command}' (commands: info, forward, train, eval, generate, predict; mblm --help for usage)");
+                    return ExitCodes.Usage;
             }
         }
-        catch (UsageException e)
+        catch (Exception e)
         {
-            stderr.WriteLine($"mblm {args[0]}: {e.Message}");
-            return 2;
+            return Report(e, command, debug, stdout, stderr);
         }
-        catch (Exception e) when (e is ConfigException or FileNotFoundException or InvalidDataException or ArgumentException
-                                    or Weights.WeightsMismatchException or NotSupportedException or System.Text.Json.JsonException or InvalidOperationException)
+        finally
         {
-            stderr.WriteLine($"mblm {args[0]}: {e.Message}");
-            return 1;
+            Limits.MemoryBudgetBytes = budget;
+            if (threadsBefore is int t) TorchSharp.torch.set_num_threads(t);
         }
+    }
+
+    /// <summary>Writes the one-line message of a failure (and with <paramref name="debug"/> the full exception); returns its exit code.</summary>
+    internal static int Report(Exception e, string command, bool debug, TextWriter stdout, TextWriter stderr)
+    {
+        int code = Errors.ExitCodeOf(e);
+        string prefix = command.Length > 0 ? $"mblm {command}: " : "mblm: ";
+        string message = Errors.OneLine(e.Message);
+        try
+        {
+            stdout.Flush();
+            stderr.WriteLine(code == ExitCodes.Internal
+                ? $"{prefix}internal error: {e.GetType().FullName}: {message}{(debug ? "" : " (rerun with --debug for the full trace)")}"
+                : prefix + message);
+            if (debug) stderr.WriteLine(e.ToString());
+        }
+        catch (IOException)
+        {
+            // stderr itself is gone (a closed pipe): nothing left to tell.
+        }
+        return code;
     }
 }

@@ -15,37 +15,42 @@ namespace Mblm.Cli;
 /// </summary>
 internal static class TrainCommand
 {
+    // TrainerOptions' parameter names → the flags (or config keys) that set them.
+    private static readonly Dictionary<string, string> FlagOf = new()
+    {
+        [nameof(TrainerOptions.Steps)] = "--steps", [nameof(TrainerOptions.BatchSize)] = "--batch", [nameof(TrainerOptions.LearningRate)] = "--lr",
+        [nameof(TrainerOptions.GradientAccumulation)] = "--grad-accum", [nameof(TrainerOptions.GradientClipping)] = "--clip",
+        [nameof(TrainerOptions.WarmupFraction)] = "train.warmup_steps_perc",
+    };
+
     public static int Run(CliArgs args, TextWriter stdout, TextWriter stderr)
     {
         string configPath = args.Required("config"), dataPath = args.Required("data"), outDir = args.Required("out");
         string? valPath = args.Optional("val");
-        double? valFraction = args.Double("val-fraction");
-        long? steps = args.Long("steps"), batch = args.Long("batch"), every = args.Long("checkpoint-every"), seed = args.Long("seed"),
-              accumulate = args.Long("grad-accum"), validateEvery = args.Long("validate-every"), window = args.Long("window");
-        double? lr = args.Double("lr"), clip = args.Double("clip");
+        double? valFraction = args.Double("val-fraction", 0, 1, minExclusive: true, maxExclusive: true);
+        long? steps = args.Long("steps", 1), every = args.Long("checkpoint-every", 0), seed = args.Long("seed"), validateEvery = args.Long("validate-every", 0);
+        int? batch = args.Int("batch", 1), accumulate = args.Int("grad-accum", 1), window = args.Int("window", 1);
+        double? lr = args.Double("lr", 0, minExclusive: true), clip = args.Double("clip", 0, minExclusive: true);
         bool resume = args.Switch("resume"), shuffle = args.Switch("shuffle"), adamw = args.Switch("adamw"), bf16 = args.Switch("bf16");
         string? init = args.Optional("init");
         var device = DeviceOption.Parse(args.Optional("device"));
         args.RejectUnknown("train");
+        if (valPath is not null && valFraction is not null) throw new UsageException("give either --val or --val-fraction, not both");
+        CliPaths.InputFile("config", configPath);
+        CliPaths.InputFile("data", dataPath);
+        if (valPath is not null) CliPaths.InputFile("val", valPath);
+        if (init is not null) CliPaths.InputFile("init", init);
+        CliPaths.OutputDirectory("out", outDir);
 
-        var file = ConfigReader.LoadFile(configPath);
+        var file = CliModel.LoadFile(configPath);
         var config = file.Model;
         var t = file.Train;
         var d = new TrainerOptions { Steps = 1 }; // the library's defaults, for what neither a flag nor the file sets
-        int windowLength = checked((int)(window ?? file.InputSeqLen ?? config.MaxContext));
-        int batchSize = checked((int)(batch ?? t?.BatchSize ?? d.BatchSize));
-        int accum = checked((int)(accumulate ?? t?.GradientAccumulateEvery ?? d.GradientAccumulation));
+        int windowLength = window ?? EvalCommand.WindowOf(file);
+        int batchSize = batch ?? (int)Math.Min(t?.BatchSize ?? d.BatchSize, int.MaxValue);
+        int accum = accumulate ?? (int)Math.Min(t?.GradientAccumulateEvery ?? d.GradientAccumulation, int.MaxValue);
         long totalSteps = steps ?? StepsFromTarget(t, batchSize, accum, windowLength)
             ?? throw new UsageException("--steps is required (or a training YAML with train.target_elements)");
-        if (valPath is not null && valFraction is not null) throw new UsageException("give either --val or --val-fraction, not both");
-
-        ByteFileDataset trainData, valData;
-        ByteFileDataset? validation = null;
-        if (valPath is not null) { trainData = new ByteFileDataset(dataPath, windowLength); validation = new ByteFileDataset(valPath, windowLength); }
-        else if (valFraction is double f) { (trainData, valData) = ByteFileDataset.Split(dataPath, windowLength, f); validation = valData; }
-        else trainData = new ByteFileDataset(dataPath, windowLength);
-        if (trainData.Count(0) == 0)
-            throw new UsageException($"--data '{dataPath}' holds {trainData.Length} bytes: fewer than one window of {windowLength} bytes");
 
         var options = d with
         {
@@ -55,26 +60,55 @@ internal static class TrainCommand
             AdamW = adamw, Bf16 = bf16, CheckpointEvery = every ?? d.CheckpointEvery, ValidateEvery = validateEvery ?? d.ValidateEvery,
             OutputDirectory = outDir, MaxValidationSamples = t?.MaxEvalSteps is long m ? m * batchSize : null,
         };
-        manual_seed(options.Seed);
-        var model = CliModel.Load(config, init, device);
-        Directory.CreateDirectory(outDir);
-        File.Copy(configPath, Path.Combine(outDir, "config" + Path.GetExtension(configPath)), overwrite: true);
-        stderr.WriteLine($"mblm train: {config.CountParameters():N0} parameters, {trainData.Count(0):N0} windows of {windowLength} bytes, " +
-                         $"batch {batchSize} x {accum}, {totalSteps} steps, lr {options.LearningRate:G3}, device {device.type}" +
-                         (validation is not null ? $", validation {validation.Length:N0} bytes" : ""));
-        var progress = new ProgressLine(stderr);
-        var result = new Trainer(model, options).Train(trainData, validation, progress, resume);
-        progress.Finish();
-        if (result.ResumedFromStep is long r) stderr.WriteLine($"resumed from step {r}");
-        stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
+        try { options.Validate(); }
+        catch (ArgumentException e)
         {
-            ["steps"] = result.Steps, ["final_loss"] = double.IsFinite(result.FinalLoss) ? Math.Round(result.FinalLoss, 6) : null,
-            ["validation_bits_per_byte"] = result.ValidationBitsPerByte is double v ? Math.Round(v, 6) : null,
-            ["weights"] = Path.Combine(outDir, "weights.safetensors"),
-        }));
-        trainData.Dispose();
-        validation?.Dispose();
-        return 0;
+            throw new UsageException($"{(e.ParamName is { } n && FlagOf.TryGetValue(n, out var f) ? f : "training options")}: {e.Message}");
+        }
+
+        ByteFileDataset trainData;
+        ByteFileDataset? validation = null;
+        if (valPath is not null) { trainData = new ByteFileDataset(dataPath, windowLength); validation = new ByteFileDataset(valPath, windowLength); }
+        else if (valFraction is double fraction) (trainData, validation) = ByteFileDataset.Split(dataPath, windowLength, fraction);
+        else trainData = new ByteFileDataset(dataPath, windowLength);
+        try
+        {
+            if (trainData.Count(0) == 0)
+                throw new InvalidInputException($"--data '{dataPath}' holds {trainData.Length} training bytes: fewer than one window of {windowLength} bytes");
+            if (validation is not null && validation.Count(0) == 0)
+                throw new InvalidInputException($"{(valPath is not null ? $"--val '{valPath}'" : $"the --val-fraction {valFraction} tail of '{dataPath}'")} holds {validation.Length} bytes: fewer than one window of {windowLength} bytes");
+
+            manual_seed(options.Seed);
+            var model = CliModel.Load(config, init, device);
+            Directory.CreateDirectory(outDir);
+            string configCopy = Path.GetFullPath(Path.Combine(outDir, "config" + Path.GetExtension(configPath)));
+            if (configCopy != Path.GetFullPath(configPath)) File.Copy(configPath, configCopy, overwrite: true);
+            stderr.WriteLine($"mblm train: {config.CountParameters():N0} parameters, {trainData.Count(0):N0} windows of {windowLength} bytes, " +
+                             $"batch {batchSize} x {accum}, {totalSteps} steps, lr {options.LearningRate:G3}, device {device.type}" +
+                             (validation is not null ? $", validation {validation.Length:N0} bytes" : ""));
+            var progress = new ProgressLine(stderr);
+            TrainingResult result;
+            try { result = new Trainer(model, options).Train(trainData, validation, progress, resume); }
+            catch (InvalidOperationException e) when (e is not CheckpointMismatchException)
+            {
+                // The trainer's own stops: non-finite losses in a row, data without a complete sample.
+                throw new InvalidInputException(e.Message, e);
+            }
+            finally { progress.Finish(); }
+            if (result.ResumedFromStep is long r) stderr.WriteLine($"resumed from step {r}");
+            stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
+            {
+                ["steps"] = result.Steps, ["final_loss"] = double.IsFinite(result.FinalLoss) ? Math.Round(result.FinalLoss, 6) : null,
+                ["validation_bits_per_byte"] = result.ValidationBitsPerByte is double v && double.IsFinite(v) ? Math.Round(v, 6) : null,
+                ["weights"] = Path.Combine(outDir, "weights.safetensors"),
+            }));
+            return 0;
+        }
+        finally
+        {
+            trainData.Dispose();
+            validation?.Dispose();
+        }
     }
 
     // The reference counts training length in elements: bytes ("sequence") or samples ("batch").

@@ -82,6 +82,7 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
                     LearningRate = o.LearningRate,
                     WarmupFraction = o.WarmupFraction,
                     GradientClipping = o.GradientClipping,
+                    Threads = o.Threads,
                     Seed = seed,
                     Shuffle = true,
                     ValidateEvery = data.Validation is null ? 0 : stepsPerEpoch,

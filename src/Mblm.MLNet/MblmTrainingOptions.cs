@@ -47,6 +47,11 @@ public abstract record MblmTrainingOptions
     public int ScoringBatchSize { get; init; }
     /// <summary>Largest <see cref="ScoringBatchSize"/>.</summary>
     public const int MaxScoringBatchSize = 4096;
+    /// <summary>
+    /// Threads libtorch uses (process-wide <c>torch.set_num_threads</c>, set when Fit starts), or null for its default
+    /// (one per core).
+    /// </summary>
+    public int? Threads { get; init; }
     /// <summary>Receives a report after every optimiser step (the same reports the CLI's progress line shows).</summary>
     public IProgress<TrainingProgress>? Progress { get; init; }
 
@@ -70,6 +75,7 @@ public abstract record MblmTrainingOptions
         Check(WarmupFraction is >= 0 and < 1, nameof(WarmupFraction), $"must be in [0, 1) (got {WarmupFraction})");
         Check(GradientClipping is null or > 0, nameof(GradientClipping), $"must be positive or null (got {GradientClipping})");
         Check(ScoringBatchSize is > 0 and <= MaxScoringBatchSize, nameof(ScoringBatchSize), $"must be in 1..{MaxScoringBatchSize} (got {ScoringBatchSize})");
+        Check(Threads is null or (>= 1 and <= 1024), nameof(Threads), $"must be in [1, 1024] or null (got {Threads})");
         CheckTask();
     }
 

@@ -82,17 +82,18 @@ public sealed class CliTests
     [TestMethod]
     public void UsageErrors_NameTheFlag()
     {
+        // Exit codes: 1 usage errors, 2 invalid files or data.
         var (code, _, err) = Mblm("forward", "--config", "x.yaml");
-        Assert.AreEqual(2, code);
+        Assert.AreEqual(1, code);
         StringAssert.Contains(err, "--weights is required");
         (code, _, err) = Mblm("info", "--config", "x.yaml", "--bogus", "1");
-        Assert.AreEqual(2, code);
+        Assert.AreEqual(1, code);
         StringAssert.Contains(err, "--bogus");
         (code, _, err) = Mblm("info", "--config", "/nonexistent/config.yaml");
-        Assert.AreEqual(1, code);
+        Assert.AreEqual(2, code);
         StringAssert.Contains(err, "/nonexistent/config.yaml");
         (code, _, err) = Mblm("frobnicate");
-        Assert.AreEqual(2, code);
+        Assert.AreEqual(1, code);
         StringAssert.Contains(err, "unknown command 'frobnicate'");
     }
 
@@ -122,7 +123,9 @@ public sealed class CliTests
             Assert.IsTrue(bpb is > 0 and < 8.1, $"bits per byte {bpb}");
 
             // --resume with nothing left to do continues from the newest complete checkpoint (step 6) and stops there.
-            (code, _, err) = Mblm("train", "--config", config, "--data", data, "--steps", "6", "--batch", "2", "--out", outDir, "--resume");
+            // (The same run: the settings that shape it — here --lr — must match the checkpoint's.)
+            (code, _, err) = Mblm("train", "--config", config, "--data", data, "--val-fraction", "0.2", "--steps", "6", "--batch", "2",
+                "--lr", "2e-3", "--out", outDir, "--resume");
             Assert.AreEqual(0, code, err);
             StringAssert.Contains(err, "resumed from step 6");
         }

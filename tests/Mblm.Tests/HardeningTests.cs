@@ -180,3 +180,41 @@ public sealed class HardeningTests
         ModelWeights.Load(model, state, "w.safetensors");
     }
 }
+
+/// <summary>Threading defaults for shared machines: set in the native environment before libtorch loads, never over the user's.</summary>
+[TestClass]
+public sealed class ThreadingTests
+{
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "getenv")]
+    private static extern IntPtr NativeGetenv([System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string name);
+
+    [TestMethod]
+    public void OpenMpDefaults_ReachTheNativeEnvironment_UnlessTheUserSetThem()
+    {
+        _ = Mblm.Native.TorchRuntime.PatchedFiles; // the module initializer has run
+        foreach (var (name, value) in Mblm.Native.TorchRuntime.ThreadingDefaults)
+        {
+            string? native = System.Runtime.InteropServices.Marshal.PtrToStringUTF8(NativeGetenv(name));
+            Assert.IsNotNull(native, $"{name} is not in the native environment");
+            bool ours = Mblm.Native.TorchRuntime.AppliedThreadingDefaults.Contains($"{name}={value}");
+            if (Environment.GetEnvironmentVariable("MBLM_THREADING_DEFAULTS") == "0") Assert.IsFalse(ours);
+            else if (ours) Assert.AreEqual(value, native);
+            else Assert.AreEqual(Environment.GetEnvironmentVariable(name), native, "the user's own setting is kept");
+        }
+    }
+
+    [TestMethod]
+    public void TrainerThreads_SetLibtorchThreads_AndAreValidated()
+    {
+        int before = TorchSharp.torch.get_num_threads();
+        try
+        {
+            var model = RandomModel(Cfg([16, 8], [4, 3], [T(), T()]));
+            var samples = new Mblm.Training.DocumentSource([System.Text.Encoding.UTF8.GetBytes("hello threads, hello cores")], 12);
+            new Mblm.Training.Trainer(model, new Mblm.Training.TrainerOptions { Steps = 1, BatchSize = 1, Threads = 1 }).Train(samples);
+            Assert.AreEqual(1, TorchSharp.torch.get_num_threads());
+            Assert.ThrowsExactly<ArgumentException>(() => new Mblm.Training.TrainerOptions { Steps = 1, Threads = 0 }.Validate());
+        }
+        finally { TorchSharp.torch.set_num_threads(before); }
+    }
+}

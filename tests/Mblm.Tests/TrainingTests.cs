@@ -154,6 +154,12 @@ public sealed class TrainingTests
             Assert.IsTrue(mixed.parameters().Zip(before).Any(x => !x.First.eq(x.Second).all().item<bool>()), "master weights were updated");
             Assert.IsTrue(double.IsFinite(mixedResult.FinalLoss));
             Assert.AreEqual(fp32Result.FinalLoss, mixedResult.FinalLoss, 0.1, "bf16 loss trajectory stays close to fp32");
+            // Bf16 must change the computation: the same seed and data in fp32 end elsewhere (CPU runs are deterministic)...
+            Assert.AreNotEqual(fp32Result.FinalLoss, mixedResult.FinalLoss, "Bf16 = true trained exactly like fp32: was the working copy used?");
+            Assert.IsTrue(mixed.parameters().Zip(fp32.parameters()).Any(x => !x.First.eq(x.Second).all().item<bool>()), "bf16 and fp32 runs ended with identical weights");
+            // ...while the master keeps fp32 precision: its updated values are not all representable in bf16.
+            Assert.IsTrue(mixed.parameters().Any(p => !p.to_type(ScalarType.BFloat16).to_type(ScalarType.Float32).eq(p).all().item<bool>()),
+                "every master weight equals its bf16 round trip: the master was stored in bf16");
         }
         finally { File.Delete(path); }
     }

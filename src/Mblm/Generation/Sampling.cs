@@ -16,7 +16,12 @@ public sealed record SamplingOptions
 {
     /// <summary>Tokens to generate at most.</summary>
     public int MaxNewTokens { get; init; } = 256;
-    /// <summary>Softmax temperature (0 = greedy).</summary>
+    /// <summary>Smallest non-zero <see cref="Temperature"/>: below it, logits divided by it overflow float32 (and sampling is greedy in all but name).</summary>
+    public const double MinTemperature = 1e-4;
+    /// <summary>Largest <see cref="Temperature"/> (above it sampling is uniform in all but name).</summary>
+    public const double MaxTemperature = 1e4;
+
+    /// <summary>Softmax temperature: 0 (greedy) or in [<see cref="MinTemperature"/>, <see cref="MaxTemperature"/>].</summary>
     public double Temperature { get; init; } = 1.0;
     /// <summary>Keep only the k most likely tokens (null = all).</summary>
     public int? TopK { get; init; }
@@ -32,13 +37,18 @@ public sealed record SamplingOptions
     /// <summary>Checks the options; throws <see cref="ArgumentException"/> naming the option.</summary>
     public SamplingOptions Validate()
     {
-        if (MaxNewTokens < 0) throw new ArgumentException("MaxNewTokens must be >= 0", nameof(MaxNewTokens));
-        if (Temperature < 0 || double.IsNaN(Temperature)) throw new ArgumentException("Temperature must be >= 0", nameof(Temperature));
-        if (TopK is <= 0) throw new ArgumentException("TopK must be positive", nameof(TopK));
-        if (TopP is <= 0 or > 1) throw new ArgumentException("TopP must be in (0, 1]", nameof(TopP));
+        if (MaxNewTokens < 0) throw new ArgumentException($"MaxNewTokens must be >= 0, got {MaxNewTokens}", nameof(MaxNewTokens));
+        if (!IsValidTemperature(Temperature))
+            throw new ArgumentException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"Temperature must be 0 (greedy) or in [{MinTemperature}, {MaxTemperature}], got {Temperature}"), nameof(Temperature));
+        if (TopK is <= 0) throw new ArgumentException($"TopK must be positive, got {TopK}", nameof(TopK));
+        if (TopP is double p && !(p > 0 && p <= 1)) throw new ArgumentException(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"TopP must be in (0, 1], got {p}"), nameof(TopP));
         if (StopSequences.Any(s => s.Length == 0)) throw new ArgumentException("stop sequences must not be empty", nameof(StopSequences));
         return this;
     }
+
+    /// <summary>The rule <see cref="Validate"/> applies to <see cref="Temperature"/>: 0, or a finite number in [<see cref="MinTemperature"/>, <see cref="MaxTemperature"/>].</summary>
+    public static bool IsValidTemperature(double temperature) => temperature == 0 || temperature is >= MinTemperature and <= MaxTemperature;
 
     internal bool Greedy => TopK == 1 || Temperature == 0;
 }

@@ -24,7 +24,52 @@ public static class TorchRuntime
     // application code can be relied on to call us first (ML.NET hosts, notebooks, tests).
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2255", Justification = "must run before TorchSharp loads its native library, whoever the host is")]
     [ModuleInitializer]
-    internal static void OnModuleLoad() => EnsureLoadable();
+    internal static void OnModuleLoad()
+    {
+        ApplyThreadingDefaults();
+        EnsureLoadable();
+    }
+
+    /// <summary>
+    /// The OpenMP settings this library puts in the process environment before libtorch loads (its OpenMP runtime reads
+    /// them once, when it loads), each only where the user has not set that variable: OpenMP threads that wait for work
+    /// yield the core after a short spin instead of spinning for long, so training degrades gracefully when other processes
+    /// take the cores (see benchmarks' <c>contention</c>). <c>MBLM_THREADING_DEFAULTS=0</c> turns this off.
+    /// </summary>
+    public static IReadOnlyDictionary<string, string> ThreadingDefaults { get; } = new Dictionary<string, string>
+    {
+        ["GOMP_SPINCOUNT"] = "20000",
+    };
+
+    /// <summary>The variables <see cref="ApplyThreadingDefaults"/> set in this process (the user's own settings are kept).</summary>
+    public static IReadOnlyList<string> AppliedThreadingDefaults { get; private set; } = [];
+
+    private static int _threading;
+
+    // .NET's Environment.SetEnvironmentVariable does not reach the native environment on Linux: libc's setenv does.
+    private static void ApplyThreadingDefaults()
+    {
+        if (Interlocked.Exchange(ref _threading, 1) == 1 || !OperatingSystem.IsLinux()) return;
+        if (Environment.GetEnvironmentVariable("MBLM_THREADING_DEFAULTS") == "0") return;
+        var applied = new List<string>();
+        try
+        {
+            foreach (var (name, value) in ThreadingDefaults)
+                if (Environment.GetEnvironmentVariable(name) is null && setenv(name, value, 0) == 0)
+                {
+                    Environment.SetEnvironmentVariable(name, value); // keep the managed view in step
+                    applied.Add($"{name}={value}");
+                }
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            // not glibc: leave the environment alone
+        }
+        AppliedThreadingDefaults = applied;
+    }
+
+    [DllImport("libc", EntryPoint = "setenv")]
+    private static extern int setenv([MarshalAs(UnmanagedType.LPUTF8Str)] string name, [MarshalAs(UnmanagedType.LPUTF8Str)] string value, int overwrite);
 
     private static int _tuned;
 

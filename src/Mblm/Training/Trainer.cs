@@ -1,6 +1,5 @@
 using System.Diagnostics;
-using System.Globalization;
-using System.Text.Json;
+using System.Text.Json.Nodes;
 using Mblm.Model;
 using Mblm.Weights;
 using TorchSharp;
@@ -29,13 +28,17 @@ public sealed class Trainer
 
     /// <summary>
     /// Trains for <see cref="TrainerOptions.Steps"/> optimiser steps. With <paramref name="resume"/> and an output directory,
-    /// continues from the newest complete checkpoint there (weights, optimiser, schedule, RNG and data position), or starts
-    /// fresh when there is none. Writes <c>weights.safetensors</c> to the output directory at the end.
+    /// continues this run from the newest complete checkpoint there (weights, optimiser, schedule, RNG and data position),
+    /// or starts fresh when there is none. A checkpoint written by a different run (its model config or trainer settings
+    /// differ; see <see cref="CheckpointMismatchException"/>) is refused; a damaged one (truncated or corrupt files) is
+    /// skipped with a warning for the previous one. Leftover temporary files of a killed run are removed first. Warnings are
+    /// reported through <paramref name="progress"/> and returned in <see cref="TrainingResult.Warnings"/>. Writes
+    /// <c>weights.safetensors</c> to the output directory at the end.
     /// </summary>
     public TrainingResult Train(ISampleSource train, ISampleSource? validation = null, IProgress<TrainingProgress>? progress = null,
         bool resume = false, CancellationToken cancellationToken = default)
     {
-        using var run = new Run(_model, Options, resume);
+        using var run = new Run(_model, Options, resume, progress);
         return run.Execute(train, validation, progress, cancellationToken);
     }
 
@@ -46,27 +49,34 @@ public sealed class Trainer
         private readonly MblmModel _model;
         private readonly TrainerOptions _o;
         private readonly List<TorchSharp.Modules.Parameter> _parameters;
-        private readonly optim.Optimizer _optimizer;
+        private optim.Optimizer _optimizer;
         private readonly LearningRateSchedule _schedule;
         private readonly long? _resumedFrom;
+        private readonly JsonObject _fingerprint;
+        private readonly List<string> _warnings = [];
         private readonly MblmModel? _working;  // bf16: forward/backward run here; the fp32 master keeps weights and optimiser state
         private readonly List<TorchSharp.Modules.Parameter>? _workingParameters;
         private DataPosition _position = new(0, 0);
         private long _step;
 
-        public Run(MblmModel model, TrainerOptions o, bool resume)
+        public Run(MblmModel model, TrainerOptions o, bool resume, IProgress<TrainingProgress>? progress)
         {
             (_model, _o) = (model, o);
+            if (o.Threads is int threads) set_num_threads(threads);
             _parameters = model.parameters().ToList();
-            _optimizer = o.AdamW
-                ? optim.AdamW(_parameters, lr: o.LearningRate, beta1: o.Beta1, beta2: o.Beta2, weight_decay: o.WeightDecay)
-                : optim.Adam(_parameters, lr: o.LearningRate, beta1: o.Beta1, beta2: o.Beta2);
+            _optimizer = NewOptimizer();
             _schedule = new LearningRateSchedule(o.LearningRate, o.Steps, o.WarmupFraction);
-            if (o.OutputDirectory is not null) Directory.CreateDirectory(o.OutputDirectory);
-            if (resume && o.OutputDirectory is not null && CheckpointStore.Newest(o.OutputDirectory) is { } latest)
+            _fingerprint = RunFingerprint.Of(model.Config, o);
+            if (o.OutputDirectory is not null)
             {
-                (_step, _position) = CheckpointStore.Load(latest, model, _optimizer);
-                _resumedFrom = _step;
+                Directory.CreateDirectory(o.OutputDirectory);
+                var removed = CheckpointStore.RemoveTemporaryFiles(o.OutputDirectory);
+                if (removed.Count > 0)
+                    Warn(progress, $"removed {removed.Count} temporary file(s) left by an interrupted run: {string.Join(", ", removed.Select(Path.GetFileName))}");
+            }
+            if (resume && o.OutputDirectory is not null && Resume(o.OutputDirectory, progress) is long step)
+            {
+                _resumedFrom = step;
             }
             else
             {
@@ -83,6 +93,45 @@ public sealed class Trainer
                 _working.train();
                 _workingParameters = _working.parameters().ToList();
             }
+        }
+
+        private optim.Optimizer NewOptimizer() => _o.AdamW
+            ? optim.AdamW(_parameters, lr: _o.LearningRate, beta1: _o.Beta1, beta2: _o.Beta2, weight_decay: _o.WeightDecay)
+            : optim.Adam(_parameters, lr: _o.LearningRate, beta1: _o.Beta1, beta2: _o.Beta2);
+
+        private void Warn(IProgress<TrainingProgress>? progress, string warning)
+        {
+            _warnings.Add(warning);
+            progress?.Report(new TrainingProgress(_step, _o.Steps, double.NaN, 0, 0, TimeSpan.Zero, null, warning));
+        }
+
+        // Newest complete checkpoint first; damaged ones are skipped (with a warning) for the one before. A checkpoint of
+        // another run stops the resume (CheckpointMismatchException). Returns the step resumed from, or null for a fresh start.
+        private long? Resume(string outputDirectory, IProgress<TrainingProgress>? progress)
+        {
+            var candidates = CheckpointStore.Complete(outputDirectory);
+            string? skipped = null;
+            foreach (string folder in candidates)
+            {
+                var notes = new List<string>();
+                try
+                {
+                    (_step, _position) = CheckpointStore.Load(folder, _model, _optimizer, _fingerprint, notes);
+                    foreach (string note in notes) Warn(progress, note);
+                    if (skipped is not null) Warn(progress, $"resuming from the previous complete checkpoint '{folder}' (step {_step})");
+                    return _step;
+                }
+                catch (Exception e) when (e is not (CheckpointMismatchException or OutOfMemoryException or OperationCanceledException))
+                {
+                    // Nothing of the model or the generator has changed; the optimiser may hold part of the state: replace it.
+                    _optimizer = NewOptimizer();
+                    (_step, _position) = (0, new DataPosition(0, 0));
+                    skipped = folder;
+                    Warn(progress, $"checkpoint '{folder}' is damaged and was skipped: {e.Message.ReplaceLineEndings(" ")}");
+                }
+            }
+            if (skipped is not null) Warn(progress, "no usable checkpoint left: training starts from step 0");
+            return null;
         }
 
         public TrainingResult Execute(ISampleSource train, ISampleSource? validation, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
@@ -123,11 +172,11 @@ public sealed class Trainer
                 progress?.Report(new TrainingProgress(_step, o.Steps, lossValue, lr, bytesSeen / Math.Max(seconds, 1e-9), eta, validate ? lastValidation : null));
 
                 if (o.OutputDirectory is not null && ((o.CheckpointEvery > 0 && _step % o.CheckpointEvery == 0) || _step == o.Steps))
-                    CheckpointStore.Save(o.OutputDirectory, _step, _position, _model, _optimizer);
+                    CheckpointStore.Save(o.OutputDirectory, _step, _position, _model, _optimizer, _fingerprint);
             }
             if (o.OutputDirectory is not null)
                 ModelWeights.Save(_model, Path.Combine(o.OutputDirectory, "weights.safetensors"));
-            return new TrainingResult(_step, lastLoss, lastValidation, _resumedFrom);
+            return new TrainingResult(_step, lastLoss, lastValidation, _resumedFrom) { Warnings = _warnings.ToList() };
         }
 
         // Zeroes gradients, runs the step's micro-batches forward and backward; returns the mean loss and the bytes seen.
@@ -204,62 +253,5 @@ internal sealed class SampleOrder(ISampleSource source, bool shuffle, long seed)
         var sample = source.Get(position.Epoch, index);
         position = position with { Index = position.Index + 1 };
         return sample;
-    }
-}
-
-/// <summary>
-/// Checkpoints under <c>DIR/checkpoints/step-NNNNNNNN/</c>: <c>weights.safetensors</c>, <c>optimizer.bin</c>,
-/// <c>rng.bin</c> (CPU generator state) and <c>trainer.json</c> (step, data position; written last). Each is assembled in a
-/// temporary folder and moved into place, so a crash never leaves a half-written checkpoint under a final name.
-/// </summary>
-public static class CheckpointStore
-{
-    /// <summary>Name of the checkpoint folder of <paramref name="step"/>.</summary>
-    public static string FolderName(long step) => $"step-{step:D8}";
-
-    /// <summary>The newest complete checkpoint folder under <paramref name="outputDirectory"/>, or null.</summary>
-    public static string? Newest(string outputDirectory)
-    {
-        string root = Path.Combine(outputDirectory, "checkpoints");
-        if (!Directory.Exists(root)) return null;
-        return Directory.GetDirectories(root, "step-*")
-            .Where(d => File.Exists(Path.Combine(d, "trainer.json")))
-            .OrderBy(d => d, StringComparer.Ordinal).LastOrDefault();
-    }
-
-    internal static void Save(string outputDirectory, long step, DataPosition position, MblmModel model, optim.Optimizer optimizer)
-    {
-        string root = Path.Combine(outputDirectory, "checkpoints");
-        string final = Path.Combine(root, FolderName(step));
-        string temp = Path.Combine(root, $".tmp-{FolderName(step)}-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(temp);
-        try
-        {
-            ModelWeights.Save(model, Path.Combine(temp, "weights.safetensors"));
-            ((TorchSharp.Modules.OptimizerHelper)optimizer).save_state_dict(Path.Combine(temp, "optimizer.bin"));
-            using (var rng = get_rng_state()) File.WriteAllBytes(Path.Combine(temp, "rng.bin"), rng.data<byte>().ToArray());
-            File.WriteAllText(Path.Combine(temp, "trainer.json"), JsonSerializer.Serialize(new Dictionary<string, object>
-            {
-                ["step"] = step, ["epoch"] = position.Epoch, ["index_in_epoch"] = position.Index,
-                ["saved_utc"] = DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture),
-            }));
-            if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
-            Directory.Move(temp, final);
-        }
-        finally
-        {
-            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-        }
-    }
-
-    internal static (long Step, DataPosition Position) Load(string folder, MblmModel model, optim.Optimizer optimizer)
-    {
-        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "trainer.json")));
-        var root = doc.RootElement;
-        ModelWeights.Load(model, Path.Combine(folder, "weights.safetensors"));
-        ((TorchSharp.Modules.OptimizerHelper)optimizer).load_state_dict(Path.Combine(folder, "optimizer.bin"));
-        using (var rng = tensor(File.ReadAllBytes(Path.Combine(folder, "rng.bin")))) set_rng_state(rng);
-        return (root.GetProperty("step").GetInt64(),
-                new DataPosition(root.GetProperty("epoch").GetInt32(), root.GetProperty("index_in_epoch").GetInt64()));
     }
 }

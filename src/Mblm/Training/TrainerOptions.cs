@@ -42,6 +42,12 @@ public sealed record TrainerOptions
     /// </summary>
     public bool Bf16 { get; init; }
 
+    /// <summary>
+    /// Threads libtorch uses for its operations (<c>torch.set_num_threads</c>, process-wide, set when training starts), or
+    /// null for libtorch's default (one per core). Fewer threads than cores leave room for other work on shared servers.
+    /// </summary>
+    public int? Threads { get; init; }
+
     /// <summary>Non-finite losses in a row after which training stops with an error (each is skipped with a warning).</summary>
     public int MaxConsecutiveNonFinite { get; init; } = 5;
 
@@ -50,10 +56,11 @@ public sealed record TrainerOptions
     {
         if (Steps <= 0) throw new ArgumentException($"Steps must be positive, got {Steps}", nameof(Steps));
         if (BatchSize <= 0) throw new ArgumentException($"BatchSize must be positive, got {BatchSize}", nameof(BatchSize));
-        if (!(LearningRate > 0)) throw new ArgumentException($"LearningRate must be positive, got {LearningRate}", nameof(LearningRate));
+        if (!(LearningRate > 0) || !double.IsFinite(LearningRate)) throw new ArgumentException($"LearningRate must be positive and finite, got {LearningRate}", nameof(LearningRate));
         if (GradientAccumulation <= 0) throw new ArgumentException("GradientAccumulation must be positive", nameof(GradientAccumulation));
         if (WarmupFraction is < 0 or >= 1) throw new ArgumentException("WarmupFraction must be in [0, 1)", nameof(WarmupFraction));
-        if (GradientClipping is <= 0) throw new ArgumentException("GradientClipping must be positive or null", nameof(GradientClipping));
+        if (GradientClipping is double clip && !(clip > 0 && double.IsFinite(clip))) throw new ArgumentException($"GradientClipping must be positive and finite, or null; got {clip}", nameof(GradientClipping));
+        if (Threads is < 1 or > 1024) throw new ArgumentException($"Threads must be in [1, 1024] or null, got {Threads}", nameof(Threads));
         if (CheckpointEvery < 0 || ValidateEvery < 0) throw new ArgumentException("CheckpointEvery and ValidateEvery must be >= 0");
         return this;
     }
@@ -76,4 +83,8 @@ public sealed record TrainingProgress(long Step, long TotalSteps, double Loss, d
 /// <param name="FinalLoss">Training loss of the last step taken in this run (NaN when the run had nothing left to do).</param>
 /// <param name="ValidationBitsPerByte">Validation bits per byte at the end, when a validation set was given.</param>
 /// <param name="ResumedFromStep">The checkpoint step training resumed from, or null.</param>
-public sealed record TrainingResult(long Steps, double FinalLoss, double? ValidationBitsPerByte, long? ResumedFromStep);
+public sealed record TrainingResult(long Steps, double FinalLoss, double? ValidationBitsPerByte, long? ResumedFromStep)
+{
+    /// <summary>Warnings of the run (also reported through the progress callback): damaged checkpoints skipped, leftovers removed, …</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
+}

@@ -1,0 +1,185 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Mblm.Model;
+using Mblm.Weights;
+using static TorchSharp.torch;
+
+namespace Mblm.Training;
+
+/// <summary>
+/// Checkpoints under <c>DIR/checkpoints/step-NNNNNNNN/</c>: <c>weights.safetensors</c>, <c>optimizer.bin</c>,
+/// <c>rng.bin</c> (CPU generator state) and <c>trainer.json</c> (step, data position, the run's fingerprint, and the size
+/// and SHA-256 of the other three files; written last). Each is assembled in a temporary folder (<c>.tmp-step-…</c>) and
+/// moved into place, so a crash never leaves a half-written checkpoint under a final name; leftovers of a killed run are
+/// removed by <see cref="RemoveTemporaryFiles"/> at the start of the next one.
+/// </summary>
+public static class CheckpointStore
+{
+    private const string TrainerFile = "trainer.json", WeightsFile = "weights.safetensors", OptimizerFile = "optimizer.bin", RngFile = "rng.bin";
+    private static readonly string[] DataFiles = [WeightsFile, OptimizerFile, RngFile];
+
+    /// <summary>Name of the checkpoint folder of <paramref name="step"/>.</summary>
+    public static string FolderName(long step) => string.Create(CultureInfo.InvariantCulture, $"step-{step:D8}");
+
+    /// <summary>The step a checkpoint folder's name stands for (<c>step-</c> then decimal digits), or null for any other name.</summary>
+    public static long? StepOf(string folder)
+    {
+        string name = Path.GetFileName(Path.TrimEndingDirectorySeparator(folder));
+        if (!name.StartsWith("step-", StringComparison.Ordinal)) return null;
+        return long.TryParse(name.AsSpan(5), NumberStyles.None, CultureInfo.InvariantCulture, out long step) ? step : null;
+    }
+
+    /// <summary>
+    /// The checkpoint folders under <paramref name="outputDirectory"/> that have a <c>trainer.json</c>, newest (highest step,
+    /// compared as numbers) first; folders whose names do not parse as <c>step-N</c> are ignored.
+    /// </summary>
+    public static IReadOnlyList<string> Complete(string outputDirectory)
+    {
+        string root = Path.Combine(outputDirectory, "checkpoints");
+        if (!Directory.Exists(root)) return [];
+        return Directory.GetDirectories(root, "step-*")
+            .Select(d => (Folder: d, Step: StepOf(d)))
+            .Where(x => x.Step is not null && File.Exists(Path.Combine(x.Folder, TrainerFile)))
+            .OrderByDescending(x => x.Step).ThenByDescending(x => Path.GetFileName(x.Folder), StringComparer.Ordinal)
+            .Select(x => x.Folder).ToList();
+    }
+
+    /// <summary>The newest complete checkpoint folder under <paramref name="outputDirectory"/> (see <see cref="Complete"/>), or null.</summary>
+    public static string? Newest(string outputDirectory) => Complete(outputDirectory).FirstOrDefault();
+
+    /// <summary>
+    /// Deletes what a killed run leaves behind: <c>checkpoints/.tmp-step-*</c> folders and <c>weights.safetensors.tmp-*</c>
+    /// files. Returns the paths removed. Not safe while another run writes into the same directory.
+    /// </summary>
+    public static IReadOnlyList<string> RemoveTemporaryFiles(string outputDirectory)
+    {
+        var removed = new List<string>();
+        if (!Directory.Exists(outputDirectory)) return removed;
+        string root = Path.Combine(outputDirectory, "checkpoints");
+        if (Directory.Exists(root))
+            foreach (string d in Directory.GetDirectories(root, ".tmp-step-*"))
+            {
+                Directory.Delete(d, recursive: true);
+                removed.Add(d);
+            }
+        foreach (string f in Directory.GetFiles(outputDirectory, WeightsFile + ".tmp-*"))
+        {
+            File.Delete(f);
+            removed.Add(f);
+        }
+        return removed;
+    }
+
+    internal static void Save(string outputDirectory, long step, DataPosition position, MblmModel model, optim.Optimizer optimizer, JsonObject fingerprint)
+    {
+        string root = Path.Combine(outputDirectory, "checkpoints");
+        string final = Path.Combine(root, FolderName(step));
+        string temp = Path.Combine(root, $".tmp-{FolderName(step)}-{Guid.NewGuid():N}");
+        string? old = null;
+        Directory.CreateDirectory(temp);
+        try
+        {
+            ModelWeights.Save(model, Path.Combine(temp, WeightsFile));
+            ((TorchSharp.Modules.OptimizerHelper)optimizer).save_state_dict(Path.Combine(temp, OptimizerFile));
+            using (var rng = get_rng_state()) File.WriteAllBytes(Path.Combine(temp, RngFile), rng.data<byte>().ToArray());
+            var files = new JsonObject();
+            foreach (string f in DataFiles) files[f] = Describe(Path.Combine(temp, f));
+            var meta = new JsonObject
+            {
+                ["format"] = 2,
+                ["step"] = step, ["epoch"] = position.Epoch, ["index_in_epoch"] = position.Index,
+                ["saved_utc"] = DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture),
+                ["fingerprint"] = fingerprint.DeepClone(),
+                ["files"] = files,
+            };
+            File.WriteAllText(Path.Combine(temp, TrainerFile), meta.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            if (Directory.Exists(final))
+            {
+                // Out of the way first (one rename); a crash from here on leaves a .tmp- folder the next run removes.
+                old = Path.Combine(root, $".tmp-{FolderName(step)}-old-{Guid.NewGuid():N}");
+                Directory.Move(final, old);
+            }
+            Directory.Move(temp, final);
+        }
+        finally
+        {
+            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+            if (old is not null && Directory.Exists(old)) Directory.Delete(old, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// Loads a checkpoint into the model, optimiser and CPU generator. Everything is checked before the model's weights or
+    /// the generator change: the folder name against <c>trainer.json</c>, the run fingerprint (a mismatch throws
+    /// <see cref="CheckpointMismatchException"/>), each file's size and SHA-256, and the weights' names and shapes. Damage throws
+    /// <see cref="MblmFormatException"/> (or the reader's own exception); the optimiser may then hold partial state.
+    /// </summary>
+    internal static (long Step, DataPosition Position) Load(string folder, MblmModel model, optim.Optimizer optimizer, JsonObject fingerprint,
+        ICollection<string> notes)
+    {
+        string trainerPath = Path.Combine(folder, TrainerFile);
+        JsonObject meta;
+        try { meta = JsonNode.Parse(File.ReadAllBytes(trainerPath)) as JsonObject ?? throw new JsonException("not a JSON object"); }
+        catch (JsonException e) { throw new MblmFormatException(trainerPath, null, $"not a valid trainer state: {e.Message}", e); }
+        long step = Integer(meta, "step", trainerPath), index = Integer(meta, "index_in_epoch", trainerPath);
+        long epoch = Integer(meta, "epoch", trainerPath);
+        if (epoch is < 0 or > int.MaxValue || index < 0 || step < 0) throw new MblmFormatException(trainerPath, null, "step, epoch and index_in_epoch must be non-negative");
+        if (StepOf(folder) != step) throw new MblmFormatException(trainerPath, "step", $"says step {step}, the folder name says {StepOf(folder)}");
+
+        if (meta["fingerprint"] is JsonObject saved)
+        {
+            var differences = RunFingerprint.Differences(saved, fingerprint);
+            if (differences.Count > 0) throw new CheckpointMismatchException(folder, differences);
+        }
+        else notes.Add($"checkpoint '{folder}' has no run fingerprint (written by an older version): it is not checked against this run's settings");
+
+        if (meta["files"] is JsonObject files)
+            foreach (string f in DataFiles) Verify(Path.Combine(folder, f), files[f], trainerPath);
+
+        string weightsPath = Path.Combine(folder, WeightsFile);
+        var tensors = SafeTensors.Load(weightsPath);
+        try
+        {
+            byte[] rngBytes = File.ReadAllBytes(Path.Combine(folder, RngFile));
+            using (var current = get_rng_state())
+                if (rngBytes.Length != current.NumberOfElements)
+                    throw new MblmFormatException(Path.Combine(folder, RngFile), null, $"holds {rngBytes.Length} bytes, a generator state has {current.NumberOfElements}");
+            ((TorchSharp.Modules.OptimizerHelper)optimizer).load_state_dict(Path.Combine(folder, OptimizerFile));
+            ModelWeights.Load(model, tensors, weightsPath); // checks every name and shape before copying anything
+            using var rng = tensor(rngBytes);
+            set_rng_state(rng);
+        }
+        finally
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+        }
+        return (step, new DataPosition((int)epoch, index));
+    }
+
+    private static long Integer(JsonObject meta, string key, string path)
+    {
+        if (meta[key] is JsonValue v && v.TryGetValue(out long x)) return x;
+        if (meta[key] is JsonValue d && d.TryGetValue(out double y) && y == Math.Floor(y) && Math.Abs(y) < 1e18) return (long)y;
+        throw new MblmFormatException(path, key, "must be an integer");
+    }
+
+    private static JsonObject Describe(string path)
+    {
+        using var stream = File.OpenRead(path);
+        return new JsonObject { ["bytes"] = stream.Length, ["sha256"] = Convert.ToHexStringLower(SHA256.HashData(stream)) };
+    }
+
+    private static void Verify(string path, JsonNode? expected, string trainerPath)
+    {
+        string name = Path.GetFileName(path);
+        if (expected is not JsonObject e || e["bytes"] is not JsonValue b || !b.TryGetValue(out long bytes) || e["sha256"] is not JsonValue h || !h.TryGetValue(out string? sha))
+            throw new MblmFormatException(trainerPath, "files." + name, "must hold the file's bytes and sha256");
+        if (!File.Exists(path)) throw new MblmFormatException(path, null, "is missing from the checkpoint");
+        using var stream = File.OpenRead(path);
+        if (stream.Length != bytes) throw new MblmFormatException(path, null, $"has {stream.Length} bytes, the checkpoint recorded {bytes} (truncated?)");
+        if (!string.Equals(Convert.ToHexStringLower(SHA256.HashData(stream)), sha, StringComparison.OrdinalIgnoreCase))
+            throw new MblmFormatException(path, null, "does not match the SHA-256 recorded in trainer.json (corrupt)");
+    }
+}

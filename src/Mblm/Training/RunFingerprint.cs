@@ -1,0 +1,72 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Mblm.Config;
+
+namespace Mblm.Training;
+
+/// <summary>One setting that differs between a checkpoint's run and the run that wants to resume from it.</summary>
+/// <param name="Setting">Dotted name, e.g. <c>trainer.learning_rate</c> or <c>model.hidden_dims</c>.</param>
+/// <param name="Checkpoint">The checkpoint's value as JSON text (<c>(absent)</c> when it has none).</param>
+/// <param name="Current">This run's value as JSON text (<c>(absent)</c> when it has none).</param>
+public sealed record FingerprintDifference(string Setting, string Checkpoint, string Current);
+
+/// <summary>
+/// What makes a training run the same run: the model config (<see cref="ConfigWriter.ToJson(MblmConfig)"/>) and the trainer options that
+/// shape the trajectory (steps, batch, accumulation, learning rate and schedule, optimiser, clipping, seed, shuffle, bf16).
+/// Where the run writes, how often it checkpoints or validates, and validation limits are not part of it.
+/// </summary>
+internal static class RunFingerprint
+{
+    public static JsonObject Of(MblmConfig model, TrainerOptions o)
+    {
+        var trainer = new JsonObject
+        {
+            ["steps"] = o.Steps,
+            ["batch_size"] = o.BatchSize,
+            ["gradient_accumulation"] = o.GradientAccumulation,
+            ["learning_rate"] = o.LearningRate,
+            ["warmup_fraction"] = o.WarmupFraction,
+            ["optimizer"] = o.AdamW ? "adamw" : "adam",
+            ["beta1"] = o.Beta1,
+            ["beta2"] = o.Beta2,
+            ["gradient_clipping"] = o.GradientClipping is double c ? JsonValue.Create(c) : null,
+            ["seed"] = o.Seed,
+            ["shuffle"] = o.Shuffle,
+            ["bf16"] = o.Bf16,
+        };
+        if (o.AdamW) trainer["weight_decay"] = o.WeightDecay; // Adam ignores it
+        return new JsonObject { ["model"] = JsonNode.Parse(ConfigWriter.ToJson(model)), ["trainer"] = trainer };
+    }
+
+    /// <summary>Every leaf (arrays count as leaves) that differs, in a stable order.</summary>
+    public static List<FingerprintDifference> Differences(JsonNode? checkpoint, JsonNode current)
+    {
+        var saved = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        var now = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        Flatten(checkpoint, "", saved);
+        Flatten(current, "", now);
+        var result = new List<FingerprintDifference>();
+        foreach (string key in saved.Keys.Union(now.Keys).OrderBy(k => k, StringComparer.Ordinal))
+        {
+            string a = saved.GetValueOrDefault(key, "(absent)"), b = now.GetValueOrDefault(key, "(absent)");
+            if (a != b) result.Add(new FingerprintDifference(key, a, b));
+        }
+        return result;
+    }
+
+    private static void Flatten(JsonNode? node, string path, IDictionary<string, string> into)
+    {
+        if (node is JsonObject obj)
+        {
+            foreach (var (key, value) in obj) Flatten(value, path.Length == 0 ? key : path + "." + key, into);
+            return;
+        }
+        if (node is JsonArray array && array.Any(x => x is JsonObject))
+        {
+            for (int i = 0; i < array.Count; i++) Flatten(array[i], string.Create(CultureInfo.InvariantCulture, $"{path}[{i}]"), into);
+            into[path + ".length"] = array.Count.ToString(CultureInfo.InvariantCulture);
+            return;
+        }
+        into[path] = node?.ToJsonString() ?? "null";
+    }
+}

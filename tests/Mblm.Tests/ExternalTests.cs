@@ -1,0 +1,69 @@
+using Mblm.Config;
+using Mblm.Model;
+using Mblm.Weights;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Mblm.Tests;
+
+/// <summary>
+/// Checks that need what CI machines do not have. They are in explicit categories that CI filters out (and counts):
+/// <c>gpu</c> needs CUDA, <c>reference-harness</c> needs the Python reference set up by ../shared/reference-harness/setup.sh.
+/// Run them where those exist: <c>dotnet test tests/Mblm.Tests --filter TestCategory=gpu</c>. Without them they fail, never
+/// skip.
+/// </summary>
+[TestClass]
+public sealed class ExternalTests
+{
+    [TestMethod]
+    [TestCategory("gpu")]
+    [DataRow("v1_t2")]
+    [DataRow("v3_s2")]
+    public void GoldenForward_OnCuda_EqualsTheReference(string caseName)
+    {
+        Assert.IsTrue(cuda.is_available(), "CUDA is not available: this test needs a GPU (category gpu)");
+        string dir = TestData.Shared("golden", caseName);
+        using var scope = NewDisposeScope();
+        var model = new MblmModel(ConfigReader.LoadModel(Path.Combine(dir, "config.json")));
+        ModelWeights.Load(model, Path.Combine(dir, "weights.safetensors"));
+        model.to(CUDA);
+        model.eval();
+        var (ids, _) = TestData.ReadInput(Path.Combine(dir, "input.json"));
+        using var noGrad = no_grad();
+        var logits = model.forward(ids.to(CUDA)).cpu();
+        var expected = tensor(ReadFloats(Path.Combine(dir, "logits.bin"))).view(logits.shape);
+        double diff = (logits - expected).abs().max().item<float>();
+        Assert.IsTrue(diff <= 1e-4, $"{caseName}: CUDA logits differ from the reference's by {diff}");
+    }
+
+    [TestMethod]
+    [TestCategory("reference-harness")]
+    [Timeout(900_000, CooperativeCancellation = true)]
+    public void EncoderGoldenVectors_RegenerateIdentically_WithTheReference()
+    {
+        string harness = Path.Combine(TestData.SharedDir ?? Path.Combine(TestData.RepoRoot, "..", "shared"), "reference-harness", "run.sh");
+        Assert.IsTrue(File.Exists(harness), $"the reference harness is not here ({harness}): this test needs it (category reference-harness)");
+        string outDir = Path.Combine(Path.GetTempPath(), $"mblm-golden-{Guid.NewGuid():N}");
+        try
+        {
+            var (code, output) = ConsumerProjectTests.Run("bash", $"\"{harness}\" tests/golden-gen/make_encoder_golden.py --out \"{outDir}\"", TestData.RepoRoot);
+            Assert.AreEqual(0, code, output);
+            string committed = Path.Combine(TestData.RepoRoot, "tests", "Mblm.Tests", "Golden");
+            foreach (var file in Directory.GetFiles(outDir, "*", SearchOption.AllDirectories))
+            {
+                string rel = Path.GetRelativePath(outDir, file);
+                if (rel.EndsWith(".json", StringComparison.Ordinal) && File.ReadAllText(file).Contains("\"generated\"")) continue; // timestamps
+                CollectionAssert.AreEqual(File.ReadAllBytes(Path.Combine(committed, rel)), File.ReadAllBytes(file), rel);
+            }
+        }
+        finally { if (Directory.Exists(outDir)) Directory.Delete(outDir, recursive: true); }
+    }
+
+    private static float[] ReadFloats(string path)
+    {
+        var bytes = File.ReadAllBytes(path);
+        var floats = new float[bytes.Length / 4];
+        Buffer.BlockCopy(bytes, 0, floats, 0, floats.Length * 4);
+        return floats;
+    }
+}
