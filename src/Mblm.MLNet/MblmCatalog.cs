@@ -69,9 +69,18 @@ namespace Mblm.MLNet
         /// Saves a whole pipeline (MBLM stages mixed with any ML.NET transforms that <c>mlContext.Model.Save</c> can save)
         /// to one file, atomically: a failed save leaves an existing file untouched. Format: <c>docs/pipeline-format.md</c>.
         /// </summary>
+        /// <exception cref="ArgumentException">The pipeline has no stages (an empty pipeline file would not load).</exception>
+        /// <exception cref="NotSupportedException">A stage ML.NET cannot save.</exception>
         public void SaveModel(ITransformer model, DataViewSchema inputSchema, string path) => PipelineFile.Save(Context, model, inputSchema, path);
 
-        /// <summary>Loads a pipeline saved by <see cref="SaveModel"/>; returns it with the input schema it was saved with.</summary>
+        /// <summary>
+        /// Loads a pipeline saved by <see cref="SaveModel"/>; returns it with the input schema it was saved with. The file is
+        /// treated as untrusted: each entry is read within a limit derived from what it holds, checked against its SHA-256
+        /// (files written before checksums load with a warning in <see cref="MLContext.Log"/>), and every stage's options,
+        /// config, weights and columns are checked before the pipeline is returned (<c>docs/pipeline-format.md</c>).
+        /// </summary>
+        /// <exception cref="MblmFormatException">Anything wrong with the file; names the file and the entry.</exception>
+        /// <exception cref="System.IO.FileNotFoundException">The file does not exist.</exception>
         public ITransformer LoadModel(string path, out DataViewSchema inputSchema) => PipelineFile.Load(Context, path, out inputSchema);
     }
 }

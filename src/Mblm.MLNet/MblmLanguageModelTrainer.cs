@@ -63,8 +63,15 @@ public sealed class MblmLanguageModelTrainer : MblmTrainerBase<MblmLanguageModel
         /// it the schema this stage sees.
         /// </summary>
         public IDataView? ValidationSet { get; init; }
-        /// <summary>Bytes to generate per row into the completion column (0 = no completion column).</summary>
+        /// <summary>Bytes to generate per row into the completion column (0 = no completion column; at most <see cref="MaxNewBytesLimit"/>).</summary>
         public int MaxNewBytes { get; init; }
+        /// <summary>
+        /// Largest <see cref="MaxNewBytes"/> (and <see cref="MblmLanguageModelTransformer.Complete"/>'s): every byte is one
+        /// decoding step, so a row's completion is bounded in time too. Generate longer texts with <c>MblmGenerator</c>.
+        /// </summary>
+        public const int MaxNewBytesLimit = 65_536;
+        /// <summary>Most tokens in all of <see cref="Sampling"/>'s stop sequences together.</summary>
+        public const int MaxStopTokens = 4096;
         /// <summary>Sampling of completions (greedy by default; its MaxNewTokens is replaced by <see cref="MaxNewBytes"/>).</summary>
         public SamplingOptions Sampling { get; init; } = new() { Temperature = 0 };
 
@@ -75,10 +82,17 @@ public sealed class MblmLanguageModelTrainer : MblmTrainerBase<MblmLanguageModel
             CheckColumns([(nameof(InputColumnName), InputColumnName)], [.. outputs]);
             Check(ModelConfig.NumTokens >= 257 && ModelConfig.PadTokenId >= 256, nameof(ModelConfig),
                 $"a byte model needs num_tokens >= 257 and pad_token_id >= 256 (got {ModelConfig.NumTokens} and {ModelConfig.PadTokenId})");
-            Check(MaxNewBytes >= 0, nameof(MaxNewBytes), $"must be >= 0 (got {MaxNewBytes})");
+            Check(MaxNewBytes is >= 0 and <= MaxNewBytesLimit, nameof(MaxNewBytes), $"must be in 0..{MaxNewBytesLimit} (got {MaxNewBytes})");
             Check(Sampling is not null, nameof(Sampling), "is required");
+            var stops = Sampling!.StopSequences;
+            Check(stops is not null && stops.All(s => s is not null), nameof(Sampling), "needs StopSequences: a list of token lists");
+            long stopTokens = stops!.Sum(s => (long)s.Length);
+            Check(stopTokens <= MaxStopTokens, nameof(Sampling), $"has stop sequences of {stopTokens} tokens in all; at most {MaxStopTokens}");
+            Check(stops!.All(s => s.All(t => t >= 0 && t < ModelConfig.NumTokens)), nameof(Sampling),
+                $"has stop sequences with token ids outside [0, num_tokens) = [0, {ModelConfig.NumTokens})");
+            Check(Enum.IsDefined(Sampling.Overflow), nameof(Sampling), $"has Overflow {Sampling.Overflow}; expected Stop or SlidingWindow");
             try { Sampling!.Validate(); }
-            catch (ArgumentException e) { throw new ArgumentException($"{nameof(Sampling)}.{e.ParamName}: {e.Message}", nameof(Sampling), e); }
+            catch (ArgumentException e) { throw new ArgumentException($"{nameof(Sampling)}.{e.ParamName}: {RuleOf(e)}", nameof(Sampling), e); }
         }
 
         private protected override MblmTrainingOptions WithoutData() => this with { ValidationSet = null };

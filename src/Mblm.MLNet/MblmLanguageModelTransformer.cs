@@ -38,11 +38,15 @@ public sealed class MblmLanguageModelTransformer : MblmTransformerBase<MblmLangu
 
     private protected override int Version => StageVersion;
 
+    /// <summary>The keys of <c>stage.json</c> since layout version 1 (its non-null options and <c>training</c>).</summary>
+    private static readonly string[] RequiredKeys =
+        ["inputColumnName", "bitsPerByteColumnName", "featuresColumnName", "completionColumnName", "maxNewBytes", "sampling", "scoringBatchSize", "training"];
+
     /// <summary>Reads a stage written by <see cref="IMblmStage.Save"/>.</summary>
     internal static MblmLanguageModelTransformer Load(StageReader reader)
     {
-        var (options, training, _, model) = ReadStage(reader, LeftOutMeansNull);
-        return new MblmLanguageModelTransformer(options, model, training);
+        var (options, training, _) = ReadSettings(reader, RequiredKeys, LeftOutMeansNull);
+        return reader.ReadModel(options.ModelConfig, model => new MblmLanguageModelTransformer(options, model, training));
     }
 
     // The first writers of this stage left null options out of stage.json; of those, only GradientClipping has a
@@ -77,7 +81,8 @@ public sealed class MblmLanguageModelTransformer : MblmTransformerBase<MblmLangu
     {
         ArgumentNullException.ThrowIfNull(prompt);
         var limit = maxNewBytes ?? (Options.MaxNewBytes > 0 ? Options.MaxNewBytes : 128);
-        if (limit < 0) throw new ArgumentOutOfRangeException(nameof(maxNewBytes), limit, "must be >= 0");
+        if (limit is < 0 or > MblmLanguageModelTrainer.Options.MaxNewBytesLimit)
+            throw new ArgumentOutOfRangeException(nameof(maxNewBytes), limit, $"must be in 0..{MblmLanguageModelTrainer.Options.MaxNewBytesLimit}");
         return Compute([Encoding.UTF8.GetBytes(prompt)], scores: false, features: false, completion: true, limit)[0].Completion!;
     }
 

@@ -43,8 +43,10 @@ public abstract record MblmTrainingOptions
     public double WarmupFraction { get; init; } = 0.1;
     /// <summary>Gradient norm clipping (null = none).</summary>
     public double? GradientClipping { get; init; } = 1.0;
-    /// <summary>Rows Transform reads and scores together.</summary>
+    /// <summary>Rows Transform reads and scores together (1 to <see cref="MaxScoringBatchSize"/>).</summary>
     public int ScoringBatchSize { get; init; }
+    /// <summary>Largest <see cref="ScoringBatchSize"/>.</summary>
+    public const int MaxScoringBatchSize = 4096;
     /// <summary>
     /// Threads libtorch uses (process-wide <c>torch.set_num_threads</c>, set when Fit starts), or null for its default
     /// (one per core).
@@ -57,7 +59,8 @@ public abstract record MblmTrainingOptions
     private string Owner => GetType().DeclaringType is { } t ? $"{t.Name}.{GetType().Name}" : GetType().Name;
 
     /// <summary>
-    /// Checks every option; throws <see cref="ArgumentOutOfRangeException"/> whose parameter name is the option and whose
+    /// Checks every option — those set in code when an estimator is created, and those read from a pipeline file when it is
+    /// loaded (a broken rule there is an <see cref="MblmFormatException"/> naming the file, the entry and the option); throws <see cref="ArgumentOutOfRangeException"/> whose parameter name is the option and whose
     /// message reads "Owner.Options.Name rule (got value)".
     /// </summary>
     internal void Check()
@@ -71,7 +74,7 @@ public abstract record MblmTrainingOptions
         Check(LearningRate > 0 && double.IsFinite(LearningRate), nameof(LearningRate), $"must be a positive number (got {LearningRate})");
         Check(WarmupFraction is >= 0 and < 1, nameof(WarmupFraction), $"must be in [0, 1) (got {WarmupFraction})");
         Check(GradientClipping is null or > 0, nameof(GradientClipping), $"must be positive or null (got {GradientClipping})");
-        Check(ScoringBatchSize > 0, nameof(ScoringBatchSize), $"must be positive (got {ScoringBatchSize})");
+        Check(ScoringBatchSize is > 0 and <= MaxScoringBatchSize, nameof(ScoringBatchSize), $"must be in 1..{MaxScoringBatchSize} (got {ScoringBatchSize})");
         Check(Threads is null or (>= 1 and <= 1024), nameof(Threads), $"must be in [1, 1024] or null (got {Threads})");
         CheckTask();
     }
@@ -91,6 +94,14 @@ public abstract record MblmTrainingOptions
         foreach (var (option, name) in inputs.Concat(outputs)) Check(!string.IsNullOrWhiteSpace(name), option, "must name a column");
         var names = outputs.Select(o => o.Name).ToList();
         Check(names.Distinct().Count() == names.Count, outputs[0].Option, $"output column names must differ (got {string.Join(", ", names)})");
+    }
+
+    /// <summary>An <see cref="ArgumentException"/>'s message without the " (Parameter 'x')" that .NET appends.</summary>
+    internal static string RuleOf(ArgumentException e)
+    {
+        string m = e.Message, suffix = $" (Parameter '{e.ParamName}')";
+        int at = e.ParamName is null ? -1 : m.IndexOf(suffix, StringComparison.Ordinal);
+        return at < 0 ? m : m.Remove(at, suffix.Length);
     }
 
     /// <summary>The settings a transformer keeps: without data and callbacks (the progress callback and the hook's members).</summary>

@@ -115,17 +115,19 @@ public abstract class MblmTransformerBase<TOptions> : ITransformer, IDisposable,
     private protected virtual void WriteFields(JsonObject stage) { }
 
     /// <summary>
-    /// For a stage type's static <c>Load</c>: its options (checked), what its fit did, <c>stage.json</c> for its own
-    /// fields, and its model.
+    /// For a stage type's static <c>Load</c>: its options (checked as options set in code are), what its fit did and
+    /// <c>stage.json</c> for its own fields — all read before the model is built (<see cref="StageReader.ReadModel{T}"/>).
     /// </summary>
     /// <param name="reader">The stage's entries.</param>
+    /// <param name="requiredKeys">The keys every <c>stage.json</c> of this kind has (see <see cref="StageReader.ReadStageJson"/>).</param>
     /// <param name="upgrade">Rewrites an older layout's <c>stage.json</c> into the current one before it is read.</param>
-    private protected static (TOptions Options, TrainingSummary Training, JsonObject Stage, MblmModel Model) ReadStage(StageReader reader, Action<JsonObject>? upgrade = null)
+    private protected static (TOptions Options, TrainingSummary Training, JsonObject Stage) ReadSettings(StageReader reader,
+        IReadOnlyCollection<string> requiredKeys, Action<JsonObject>? upgrade = null)
     {
-        var stage = reader.ReadStageJson();
+        var stage = reader.ReadStageJson(requiredKeys);
         upgrade?.Invoke(stage);
         var options = reader.ReadOptions<TOptions>(stage);
-        var training = reader.Read<TrainingSummary>(stage["training"], "training");
-        return (options, training, stage, reader.ReadModel(options.ModelConfig));
+        var training = reader.Read<TrainingSummary>(stage["training"], "training summary");
+        return (options, training, stage);
     }
 }

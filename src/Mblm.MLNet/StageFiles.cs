@@ -7,6 +7,7 @@ using Mblm.Config;
 using Mblm.Model;
 using Mblm.Weights;
 using Microsoft.ML;
+using Microsoft.ML.Data;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -25,6 +26,16 @@ internal interface IMblmStage
     int Version { get; }
     /// <summary>Writes the stage's entries into its folder.</summary>
     void Save(StageWriter writer);
+}
+
+/// <summary>
+/// A stage with a check that only a load can make: against the columns the stages before it produce from the input schema
+/// the pipeline was saved with (e.g. the answer classifier's answers against its label's key values).
+/// </summary>
+internal interface ICheckedAtLoad
+{
+    /// <summary>What is wrong, with the entry it concerns (the name inside the stage's folder), or null.</summary>
+    (string Entry, string Problem)? ProblemAtLoad(DataViewSchema input);
 }
 
 /// <summary>Reads a stage written by <see cref="IMblmStage.Save"/> (of version <see cref="StageReader.Version"/> or older).</summary>
@@ -65,7 +76,7 @@ internal static class StageEntries
 }
 
 /// <summary>Writes one MBLM stage's entries into its folder of the pipeline zip.</summary>
-internal sealed class StageWriter(ZipArchive zip, string folder)
+internal sealed class StageWriter(PipelineWriter file, string folder)
 {
     /// <summary>An options record (or any settings record) as a JSON object, by <see cref="StageEntries.Json"/>'s rules.</summary>
     public static JsonObject ToJson(object settings) =>
@@ -74,82 +85,183 @@ internal sealed class StageWriter(ZipArchive zip, string folder)
     /// <summary>A value as a JSON node.</summary>
     public static JsonNode? ToNode<T>(T value) => JsonSerializer.SerializeToNode(value, StageEntries.Json);
 
-    public void WriteJson(string name, JsonNode json) => PipelineArchive.WriteText(zip, folder + name, json.ToJsonString(StageEntries.Json));
+    public void WriteJson(string name, JsonNode json) => file.WriteText(folder + name, json.ToJsonString(StageEntries.Json));
 
     /// <summary>The model: its config in the reference's keys and its weights as safetensors.</summary>
     public void WriteModel(MblmConfig config, MblmModel model)
     {
-        PipelineArchive.WriteText(zip, folder + StageEntries.Config, ConfigWriter.ToJson(config));
-        using var w = zip.CreateEntry(folder + StageEntries.Weights, CompressionLevel.NoCompression).Open();
-        SafeTensors.Save(model.state_dict(), w);
+        file.WriteText(folder + StageEntries.Config, ConfigWriter.ToJson(config));
+        file.Write(folder + StageEntries.Weights, CompressionLevel.NoCompression, s => SafeTensors.Save(model.state_dict(), s));
     }
 }
 
-/// <summary>Reads one MBLM stage's entries; every error names the file and the entry.</summary>
-internal sealed class StageReader(MLContext context, ZipArchive zip, string path, string folder, int version)
+/// <summary>
+/// Reads one MBLM stage's entries, each within its limit and checked against its checksum; every error is an
+/// <see cref="MblmFormatException"/> naming the file and the entry. Settings are read and checked before the model is
+/// built, and the weights before they are copied into it.
+/// </summary>
+internal sealed class StageReader(MLContext? context, PipelineReader file, string folder, string kind, int version)
 {
     /// <summary>The context the pipeline is loaded into (device choice).</summary>
-    public MLContext Context => context;
+    public MLContext Context => context ?? throw new InvalidOperationException("this stage reader reads weights only");
 
     /// <summary>The stage layout version the file was written with.</summary>
     public int Version => version;
 
-    /// <summary><c>stage.json</c> as a JSON object.</summary>
-    public JsonObject ReadStageJson()
+    /// <summary>The stage's kind in the manifest.</summary>
+    public string Kind => kind;
+
+    /// <summary>An error about one of this stage's entries (<paramref name="entry"/> is the name inside the folder).</summary>
+    public MblmFormatException Invalid(string entry, string problem, Exception? inner = null) => file.Error(folder + entry, problem, inner);
+
+    /// <summary>
+    /// <c>stage.json</c> as a JSON object. <paramref name="requiredKeys"/> are the keys every <c>stage.json</c> of this kind
+    /// has had since its layout's first version: a file without them belongs to another kind of stage (or is damaged).
+    /// </summary>
+    public JsonObject ReadStageJson(IReadOnlyCollection<string> requiredKeys)
     {
-        try { return JsonNode.Parse(PipelineArchive.ReadText(zip, folder + StageEntries.Stage, path))?.AsObject() ?? throw new JsonException("empty"); }
-        catch (Exception e) when (e is JsonException or InvalidOperationException) { throw Invalid(StageEntries.Stage, e); }
+        string text = file.ReadText(folder + StageEntries.Stage);
+        JsonObject stage;
+        try
+        {
+            stage = JsonNode.Parse(text, documentOptions: PipelineArchive.JsonDocumentLimits) as JsonObject ?? throw Invalid(StageEntries.Stage, "must hold a JSON object");
+            _ = stage.Count; // duplicate keys are found when the object is first used
+        }
+        catch (Exception e) when (e is JsonException or ArgumentException or InvalidOperationException)
+        {
+            throw Invalid(StageEntries.Stage, $"is not valid JSON: {e.Message}", e);
+        }
+        var missing = requiredKeys.Where(k => !stage.ContainsKey(k)).ToList();
+        if (missing.Count > 0)
+            throw Invalid(StageEntries.Stage, $"lacks {string.Join(", ", missing.Select(k => $"'{k}'"))}, which the stage.json of every {kind} stage has " +
+                                               "(is it another kind of stage's?)");
+        return stage;
     }
 
     /// <summary>A record from <paramref name="json"/> (the whole object, or one property), by <see cref="StageEntries.Json"/>'s rules.</summary>
     public T Read<T>(JsonNode? json, string what)
     {
-        try { return json.Deserialize<T>(StageEntries.Json) ?? throw new JsonException($"{what} is missing"); }
-        catch (JsonException e) { throw Invalid(StageEntries.Stage, e); }
+        if (json is null) throw Invalid(StageEntries.Stage, $"has no {what} (missing or null)");
+        try { return json.Deserialize<T>(StageEntries.Json) ?? throw Invalid(StageEntries.Stage, $"has no {what} (null)"); }
+        catch (Exception e) when (e is JsonException or ArgumentException or NotSupportedException or InvalidOperationException or FormatException)
+        {
+            throw Invalid(StageEntries.Stage, $"has an invalid {what}: {e.Message}", e);
+        }
     }
 
-    /// <summary>The options from <c>stage.json</c> with the config of <c>model.json</c>, checked as an estimator checks them.</summary>
+    /// <summary>
+    /// The options from <c>stage.json</c> with the config of <c>model.json</c>, checked exactly as an estimator checks
+    /// options set in code; a broken rule names the option (and the entry: <c>model.json</c> for the model config).
+    /// </summary>
     public TOptions ReadOptions<TOptions>(JsonObject stage) where TOptions : MblmTrainingOptions
     {
         var options = Read<TOptions>(stage, "options") with { ModelConfig = ReadConfig() };
         try { options.Check(); }
-        catch (ArgumentException e) { throw Invalid(StageEntries.Stage, e); }
+        catch (ArgumentException e)
+        {
+            bool config = e.ParamName == nameof(MblmTrainingOptions.ModelConfig);
+            string key = string.IsNullOrEmpty(e.ParamName) ? "" : $"option '{JsonNamingPolicy.CamelCase.ConvertName(e.ParamName)}': ";
+            throw Invalid(config ? StageEntries.Config : StageEntries.Stage, (config ? "" : key) + MblmTrainingOptions.RuleOf(e), e);
+        }
         return options;
     }
 
+    /// <summary><c>model.json</c>: the model config, validated.</summary>
     public MblmConfig ReadConfig()
     {
-        try { return ConfigReader.Parse(PipelineArchive.ReadText(zip, folder + StageEntries.Config, path)).Model; }
-        catch (ConfigException e) { throw new InvalidDataException($"'{path}': {folder}{StageEntries.Config}: {e.Message}", e); }
-    }
-
-    /// <summary>Builds the module (without disturbing the caller's random stream), loads the weights strictly and places it on the context's device.</summary>
-    public MblmModel ReadModel(MblmConfig config)
-    {
-        MblmModel model;
-        using (var rng = get_rng_state())
-        {
-            model = new MblmModel(config);
-            set_rng_state(rng);
-        }
+        string text = file.ReadText(folder + StageEntries.Config);
         try
         {
-            string name = $"{path}:{folder}{StageEntries.Weights}";
-            using (var bytes = PipelineArchive.ReadBytes(zip, folder + StageEntries.Weights, path))
+            var config = ConfigReader.Parse(text).Model;
+            config.Validate();
+            return config;
+        }
+        catch (ConfigException e) { throw Invalid(StageEntries.Config, e.Message, e); }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException or OverflowException)
+        {
+            throw Invalid(StageEntries.Config, $"is not a valid model config: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// The weights as CPU tensors, streamed from the entry into tensor memory. The entry may hold no more than the model of
+    /// <paramref name="config"/> needs (its float32 parameters plus <see cref="PipelineArchive.WeightsSlack"/>) and no more
+    /// than the memory budget, both checked against its declared size before anything is read. The caller disposes the tensors.
+    /// </summary>
+    public Dictionary<string, Tensor> ReadTensors(MblmConfig config)
+    {
+        string entry = folder + StageEntries.Weights;
+        long parameters, parameterBytes;
+        try { (parameters, parameterBytes) = (config.CountParameters(), config.ParameterBytes()); }
+        catch (ConfigException e) { throw Invalid(StageEntries.Config, e.Message, e); }
+        long limit = parameterBytes > long.MaxValue / 2 ? long.MaxValue : 8 + parameterBytes + PipelineArchive.WeightsSlack(parameterBytes);
+        long budget = Limits.MemoryBudgetBytes;
+        Func<string> rule = limit <= budget
+            ? () => $"the weights of the model in {folder}{StageEntries.Config} ({parameters:N0} parameters) take at most {Limits.FormatBytes(limit)}"
+            : () => $"more than the memory budget of {Limits.FormatBytes(budget)} (Mblm.Limits.MemoryBudgetBytes, MBLM_MEMORY_BUDGET, or --memory-budget)";
+        return file.Read(entry, Math.Min(limit, budget), rule, (stream, length) =>
+        {
+            try { return SafeTensors.Load(stream, entry, length); }
+            catch (MblmFormatException e) when (e.FileName != file.Path) { throw Invalid(StageEntries.Weights, ProblemOf(e), e); }
+        }, Dispose);
+    }
+
+    private static void Dispose(Dictionary<string, Tensor> tensors)
+    {
+        foreach (var t in tensors.Values) t.Dispose();
+    }
+
+    // The problem an MblmFormatException from the safetensors reader describes, without its "'source', entry 'x': " prefix.
+    private static string ProblemOf(MblmFormatException e)
+    {
+        string prefix = $"'{e.FileName}'" + (e.Entry is null ? "" : $", entry '{e.Entry}'") + ": ";
+        string problem = e.Message.StartsWith(prefix, StringComparison.Ordinal) ? e.Message[prefix.Length..] : e.Message;
+        return e.Entry is null ? problem : $"tensor '{e.Entry}' {problem}";
+    }
+
+    /// <summary>
+    /// Builds the model of <paramref name="config"/> (within the memory budget, without disturbing the caller's random
+    /// stream), loads the weights strictly (every tensor by name, shape and kind of dtype), places it on the context's device
+    /// and hands it to <paramref name="create"/>; the model is disposed if anything fails.
+    /// </summary>
+    public T ReadModel<T>(MblmConfig config, Func<MblmModel, T> create)
+    {
+        try { config.RequireFitsMemory(); }
+        catch (ConfigException e) { throw Invalid(StageEntries.Config, e.Message, e); }
+        var tensors = ReadTensors(config);
+        MblmModel? model = null;
+        try
+        {
+            using (var rng = get_rng_state())
             {
-                var tensors = SafeTensors.Load(bytes, name);
-                try { ModelWeights.Load(model, tensors, name); }
-                finally { foreach (var t in tensors.Values) t.Dispose(); }
+                model = new MblmModel(config);
+                set_rng_state(rng);
             }
-            model.to(DeviceChoice.For(context));
-            return model;
+            try { ModelWeights.Load(model, tensors, StageEntries.Weights); }
+            catch (WeightsMismatchException e) { throw Invalid(StageEntries.Weights, Mismatch(e), e); }
+            catch (MblmFormatException e) when (e.FileName != file.Path) { throw Invalid(StageEntries.Weights, ProblemOf(e), e); }
+            Dispose(tensors);
+            tensors.Clear();
+            model.to(DeviceChoice.For(Context));
+            return create(model);
         }
         catch
         {
-            model.Dispose();
+            Dispose(tensors);
+            model?.Dispose();
             throw;
         }
     }
 
-    private InvalidDataException Invalid(string entry, Exception e) => new($"'{path}': {folder}{entry} is not valid: {e.Message}", e);
+    // A weights/config mismatch, with at most a few names of each sort (a hostile header may list thousands).
+    private string Mismatch(WeightsMismatchException e)
+    {
+        static string Some(IReadOnlyList<string> names, string sep) =>
+            string.Join(sep, names.Take(8)) + (names.Count > 8 ? $"{sep}… ({names.Count - 8} more)" : "");
+        var parts = new List<string>();
+        if (e.Missing.Count > 0) parts.Add($"missing ({e.Missing.Count}): {Some(e.Missing, ", ")}");
+        if (e.Unexpected.Count > 0) parts.Add($"unexpected ({e.Unexpected.Count}): {Some(e.Unexpected, ", ")}");
+        if (e.Mismatched.Count > 0) parts.Add($"shape mismatch ({e.Mismatched.Count}): {Some(e.Mismatched, "; ")}");
+        return $"does not fit the model of {folder}{StageEntries.Config}: {string.Join("; ", parts)}";
+    }
 }

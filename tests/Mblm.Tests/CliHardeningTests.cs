@@ -300,7 +300,7 @@ public sealed class CliHardeningTests
         ml.Mblm().SaveModel(plain, data.Schema, plainZip);
         Fails(2, "holds no MBLM stage", "predict", "--model", plainZip, "--text", "Hello");
 
-        // "stages": [] in the manifest: an empty pipeline.
+        // "stages": [] in the manifest: refused when the pipeline file is read (docs/pipeline-format.md).
         string emptyZip = Path.Combine(_dir, "empty-stages.zip");
         File.Copy(plainZip, emptyZip);
         using (var zip = ZipFile.Open(emptyZip, ZipArchiveMode.Update))
@@ -313,7 +313,7 @@ public sealed class CliHardeningTests
             using var writer = new StreamWriter(zip.CreateEntry("mblm-pipeline.json").Open());
             writer.Write(manifest.ToJsonString());
         }
-        Fails(2, "holds a pipeline with no stages", "predict", "--model", emptyZip, "--text", "Hello");
+        Fails(2, "lists no stages: a pipeline file holds at least one stage", "predict", "--model", emptyZip, "--text", "Hello");
 
         string emptyRows = Write("no-rows.txt", "");
         Fails(2, "is empty: no rows to predict", "predict", "--model", plainZip, "--input-file", emptyRows);

@@ -227,7 +227,7 @@ public sealed class MLNetPersistenceTests
             string path = EditedFixture("mblm-pipeline.json", edit);
             try
             {
-                var e = Assert.ThrowsExactly<InvalidDataException>(() => ml.Mblm().LoadModel(path, out _));
+                var e = Assert.ThrowsExactly<MblmFormatException>(() => ml.Mblm().LoadModel(path, out _));
                 StringAssert.Contains(e.Message, expected);
                 StringAssert.Contains(e.Message, path);
             }
@@ -256,12 +256,12 @@ public sealed class MLNetPersistenceTests
         try
         {
             File.WriteAllText(text, "hello");
-            var e = Assert.ThrowsExactly<InvalidDataException>(() => ml.Mblm().LoadModel(text, out _));
+            var e = Assert.ThrowsExactly<MblmFormatException>(() => ml.Mblm().LoadModel(text, out _));
             StringAssert.Contains(e.Message, text);
             using (var zip = ZipFile.Open(newer, ZipArchiveMode.Create))
             using (var w = new StreamWriter(zip.CreateEntry("mblm-pipeline.json").Open()))
                 w.Write("""{"format": "mblm-mlnet-pipeline", "version": 99, "library": "Mblm.MLNet 9", "stages": []}""");
-            e = Assert.ThrowsExactly<InvalidDataException>(() => ml.Mblm().LoadModel(newer, out _));
+            e = Assert.ThrowsExactly<MblmFormatException>(() => ml.Mblm().LoadModel(newer, out _));
             StringAssert.Contains(e.Message, "version 99");
             Assert.ThrowsExactly<FileNotFoundException>(() => ml.Mblm().LoadModel(Temp("missing.zip"), out _));
         }

@@ -32,13 +32,18 @@ public sealed record ImageByteOptions
     /// <summary>JPEG quality 0–100 for <see cref="ImageEncoding.Jpeg"/>.</summary>
     public int JpegQuality { get; init; } = 75;
 
+    /// <summary>Largest <see cref="ResizeWidth"/> and <see cref="ResizeHeight"/> (pixels).</summary>
+    public const int MaxResizeSide = 4096;
+
     internal ImageByteOptions Checked(string owner)
     {
         void Check(bool ok, string name, string rule) { if (!ok) throw new ArgumentOutOfRangeException(name, $"{owner}.{name} {rule}"); }
+        Check(Enum.IsDefined(Encoding), nameof(Encoding), $"must be Pixels, Jpeg or Png (got {Encoding})");
         Check(CropHeightFraction is >= 0 and < 0.5, nameof(CropHeightFraction), $"must be in [0, 0.5) (got {CropHeightFraction})");
         Check(CropWidthFraction is >= 0 and < 0.5, nameof(CropWidthFraction), $"must be in [0, 0.5) (got {CropWidthFraction})");
         Check((ResizeWidth is null) == (ResizeHeight is null), nameof(ResizeWidth), "and ResizeHeight must be given together");
-        Check(ResizeWidth is null or > 0 && ResizeHeight is null or > 0, nameof(ResizeWidth), "must be positive");
+        Check(ResizeWidth is null or (> 0 and <= MaxResizeSide) && ResizeHeight is null or (> 0 and <= MaxResizeSide), nameof(ResizeWidth),
+            $"and ResizeHeight must be in 1..{MaxResizeSide} (got {ResizeWidth}x{ResizeHeight})");
         Check(Levels is null or (>= 2 and <= 256), nameof(Levels), $"must be in 2..256 (got {Levels})");
         Check(JpegQuality is >= 0 and <= 100, nameof(JpegQuality), $"must be in 0..100 (got {JpegQuality})");
         return this;

@@ -13,7 +13,8 @@ namespace Mblm.MLNet.Vision;
 /// decoded once and its cached state repeated per candidate: <see cref="Mblm.Inference.ContinuationScorer"/>); the scores
 /// are normalised with a softmax over the candidates. Thread-safe; save with <c>mlContext.Mblm().SaveModel</c>.
 /// </summary>
-public sealed class MblmAnswerClassifierTransformer : MblmTransformerBase<MblmAnswerClassifierTrainer.Options>, IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>
+public sealed class MblmAnswerClassifierTransformer : MblmTransformerBase<MblmAnswerClassifierTrainer.Options>, IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>,
+    ICheckedAtLoad
 {
     /// <summary>The stage kind in a pipeline file.</summary>
     internal const string StageKind = "answer-classifier";
@@ -40,16 +41,48 @@ public sealed class MblmAnswerClassifierTransformer : MblmTransformerBase<MblmAn
 
     private protected override void WriteFields(JsonObject stage) => stage["answers"] = StageWriter.ToNode(Answers);
 
+    /// <summary>The keys of <c>stage.json</c> since layout version 1 (its non-null options, <c>answers</c> and <c>training</c>).</summary>
+    private static readonly string[] RequiredKeys =
+        ["imageColumnName", "questionColumnName", "labelColumnName", "scoreColumnName", "predictedLabelColumnName", "image", "scoringBatchSize", "answers", "training"];
+
     /// <summary>Reads a stage written by <see cref="IMblmStage.Save"/>.</summary>
     internal static MblmAnswerClassifierTransformer Load(StageReader reader)
     {
-        var (options, training, stage, model) = ReadStage(reader);
-        try { return new MblmAnswerClassifierTransformer(options, model, reader.Read<string[]>(stage["answers"], "answers"), training); }
-        catch
+        var (options, training, stage) = ReadSettings(reader, RequiredKeys);
+        var answers = reader.Read<string[]>(stage["answers"], "answers");
+        CheckAnswers(reader, answers, options.ModelConfig);
+        return reader.ReadModel(options.ModelConfig, model => new MblmAnswerClassifierTransformer(options, model, answers, training));
+    }
+
+    // The answers are the classes: at least one, none null or repeated, and each short enough for the model to score after
+    // the shortest prompt (an empty question and image).
+    private static void CheckAnswers(StageReader reader, string[] answers, Config.MblmConfig config)
+    {
+        MblmFormatException Bad(string problem) => reader.Invalid(StageEntries.Stage, $"'answers' {problem}");
+        if (answers.Length == 0) throw Bad("is empty: a classifier needs at least one answer");
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        long room = config.MaxContext - VqaLayout.Prompt([], []).Length;
+        for (int i = 0; i < answers.Length; i++)
         {
-            model.Dispose();
-            throw;
+            string? a = answers[i];
+            if (a is null) throw Bad($"[{i}] is null");
+            if (!seen.Add(a)) throw Bad($"lists '{(a.Length <= 40 ? a : a[..40] + "…")}' twice (at [{i}])");
+            long tokens = VqaLayout.Answer(VqaLayout.Utf8(a)).Length;
+            if (tokens > room) throw Bad($"[{i}] takes {tokens} tokens; after the shortest prompt the model's context of {config.MaxContext} leaves {room}");
         }
+    }
+
+    // The answers are the label's key values at training; where the saved input schema yields the label column, they must
+    // still be (an edited stage.json, or a stage from another pipeline, would predict keys of other answers).
+    (string Entry, string Problem)? ICheckedAtLoad.ProblemAtLoad(DataViewSchema input)
+    {
+        if (input.GetColumnOrNull(Options.LabelColumnName) is not { Type: KeyDataViewType } label
+            || label.Annotations.Schema.GetColumnOrNull("KeyValues")?.Type is not VectorDataViewType { ItemType: TextDataViewType }) return null;
+        var keys = VqaColumns.KeyValues(label);
+        if (keys.SequenceEqual(Answers)) return null;
+        int at = Enumerable.Range(0, Math.Min(keys.Length, Answers.Count)).FirstOrDefault(i => keys[i] != Answers[i], Math.Min(keys.Length, Answers.Count));
+        return (StageEntries.Stage, $"'answers' ({Answers.Count}) differ from the key values ({keys.Length}) of the label column '{Options.LabelColumnName}' " +
+                                    $"the stages before produce, from position {at} on: the stage does not belong to this pipeline");
     }
 
     IReadOnlyList<DataViewSchema.Column> IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>.Sources(DataViewSchema input)
