@@ -119,6 +119,7 @@ internal sealed partial class PipelineReader : IDisposable
         if (Directory.Exists(path)) throw new MblmFormatException(path, null, "is a directory, not an MBLM pipeline file");
         if (!File.Exists(path)) throw new FileNotFoundException($"pipeline file '{path}' does not exist", path);
         ZipArchive zip;
+        using (var probe = File.OpenRead(path)) ZipDirectory.Check(probe, path, null, PipelineArchive.MaxEntries);
         try { zip = ZipFile.OpenRead(path); }
         catch (InvalidDataException e) { throw new MblmFormatException(path, null, $"is not an MBLM pipeline file (not a zip archive: {e.Message})", e); }
         try

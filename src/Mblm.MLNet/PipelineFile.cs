@@ -195,6 +195,7 @@ internal static class PipelineFile
         using var buffer = file.ReadBytes(entry, MaxMlNetBytes, () => $"an ML.NET model entry holds at most {Limits.FormatBytes(MaxMlNetBytes)}");
         try
         {
+            ZipDirectory.Check(buffer, file.Path, entry, MaxMlNetEntries);
             using var zip = new ZipArchive(buffer, ZipArchiveMode.Read, leaveOpen: true);
             if (zip.Entries.Count > MaxMlNetEntries)
                 throw file.Error(entry, $"has {zip.Entries.Count:N0} entries; an ML.NET model entry has at most {MaxMlNetEntries:N0}");

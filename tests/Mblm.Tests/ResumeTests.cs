@@ -131,12 +131,12 @@ public sealed class ResumeTests
 
     [TestMethod]
     [DataRow("weights.safetensors", "truncate")]
-    [DataRow("optimizer.bin", "truncate")]
+    [DataRow("optimizer.safetensors", "truncate")]
     [DataRow("rng.bin", "flip")]
     [DataRow("weights.safetensors", "flip")]
     [DataRow("trainer.json", "truncate")]
     [DataRow("weights.safetensors", "truncate-legacy")]
-    [DataRow("optimizer.bin", "truncate-legacy")]
+    [DataRow("optimizer.safetensors", "truncate-legacy")]
     public void DamagedNewestCheckpoint_FallsBackToThePreviousOne_AndEndsBitIdentical(string file, string damage)
     {
         string path = DataFile(), dirA = NewDir(), dirB = NewDir();

@@ -64,6 +64,10 @@ public static partial class ConfigReader
             return stream;
         }
         catch (YamlDotNet.Core.YamlException e) { throw new ConfigException("(document)", $"is not valid YAML/JSON: {e.Message}"); }
+        catch (InvalidOperationException e) // YamlDotNet's scanner on some malformed flow collections and keys
+        {
+            throw new ConfigException("(document)", $"is not valid YAML/JSON: {e.Message}");
+        }
     }
 
     private static ConfigException Rewrap(ConfigException e, string path) => new(e.Key, RuleOf(e), path);

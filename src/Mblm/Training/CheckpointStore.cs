@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 namespace Mblm.Training;
 
 /// <summary>
-/// Checkpoints under <c>DIR/checkpoints/step-NNNNNNNN/</c>: <c>weights.safetensors</c>, <c>optimizer.bin</c>,
+/// Checkpoints under <c>DIR/checkpoints/step-NNNNNNNN/</c>: <c>weights.safetensors</c>, <c>optimizer.safetensors</c>,
 /// <c>rng.bin</c> (CPU generator state) and <c>trainer.json</c> (step, data position, the run's fingerprint, and the size
 /// and SHA-256 of the other three files; written last). Each is assembled in a temporary folder (<c>.tmp-step-…</c>) and
 /// moved into place, so a crash never leaves a half-written checkpoint under a final name; leftovers of a killed run are
@@ -17,7 +17,7 @@ namespace Mblm.Training;
 /// </summary>
 public static class CheckpointStore
 {
-    private const string TrainerFile = "trainer.json", WeightsFile = "weights.safetensors", OptimizerFile = "optimizer.bin", RngFile = "rng.bin";
+    private const string TrainerFile = "trainer.json", WeightsFile = "weights.safetensors", OptimizerFile = "optimizer.safetensors", RngFile = "rng.bin";
     private static readonly string[] DataFiles = [WeightsFile, OptimizerFile, RngFile];
 
     /// <summary>Name of the checkpoint folder of <paramref name="step"/>.</summary>
@@ -82,7 +82,7 @@ public static class CheckpointStore
         try
         {
             ModelWeights.Save(model, Path.Combine(temp, WeightsFile));
-            ((TorchSharp.Modules.OptimizerHelper)optimizer).save_state_dict(Path.Combine(temp, OptimizerFile));
+            OptimizerStateFile.Save(optimizer, Path.Combine(temp, OptimizerFile));
             using (var rng = get_rng_state()) File.WriteAllBytes(Path.Combine(temp, RngFile), rng.data<byte>().ToArray());
             var files = new JsonObject();
             foreach (string f in DataFiles) files[f] = Describe(Path.Combine(temp, f));
@@ -121,7 +121,11 @@ public static class CheckpointStore
     {
         string trainerPath = Path.Combine(folder, TrainerFile);
         JsonObject meta;
-        try { meta = JsonNode.Parse(File.ReadAllBytes(trainerPath)) as JsonObject ?? throw new JsonException("not a JSON object"); }
+        try
+        {
+            meta = JsonNode.Parse(ReadBounded(trainerPath, 1 << 20), documentOptions: new JsonDocumentOptions { MaxDepth = Limits.MaxNestingDepth }) as JsonObject
+                   ?? throw new JsonException("not a JSON object");
+        }
         catch (JsonException e) { throw new MblmFormatException(trainerPath, null, $"not a valid trainer state: {e.Message}", e); }
         long step = Integer(meta, "step", trainerPath), index = Integer(meta, "index_in_epoch", trainerPath);
         long epoch = Integer(meta, "epoch", trainerPath);
@@ -142,11 +146,14 @@ public static class CheckpointStore
         var tensors = SafeTensors.Load(weightsPath);
         try
         {
-            byte[] rngBytes = File.ReadAllBytes(Path.Combine(folder, RngFile));
+            byte[] rngBytes = ReadBounded(Path.Combine(folder, RngFile), 1 << 20);
             using (var current = get_rng_state())
                 if (rngBytes.Length != current.NumberOfElements)
                     throw new MblmFormatException(Path.Combine(folder, RngFile), null, $"holds {rngBytes.Length} bytes, a generator state has {current.NumberOfElements}");
-            ((TorchSharp.Modules.OptimizerHelper)optimizer).load_state_dict(Path.Combine(folder, OptimizerFile));
+            string optimizerPath = Path.Combine(folder, OptimizerFile);
+            if (!File.Exists(optimizerPath) && File.Exists(Path.Combine(folder, "optimizer.bin")))
+                throw new MblmFormatException(folder, "optimizer.bin", "holds optimiser state in TorchSharp's unchecked binary format (checkpoints of an older version): it is not read; train afresh or from the weights (--init)");
+            OptimizerStateFile.Load(optimizer, model.parameters().ToList(), optimizerPath);
             ModelWeights.Load(model, tensors, weightsPath); // checks every name and shape before copying anything
             using var rng = tensor(rngBytes);
             set_rng_state(rng);
@@ -156,6 +163,18 @@ public static class CheckpointStore
             foreach (var t in tensors.Values) t.Dispose();
         }
         return (step, new DataPosition((int)epoch, index));
+    }
+
+    // A small file's bytes, refusing more than `max` (a link to a device or an endless file must not fill the memory).
+    private static byte[] ReadBounded(string path, int max)
+    {
+        if (!File.Exists(path)) throw new MblmFormatException(path, null, "is missing from the checkpoint");
+        using var stream = File.OpenRead(path);
+        var buffer = new byte[max + 1];
+        int total = 0, n;
+        while (total < buffer.Length && (n = stream.Read(buffer, total, buffer.Length - total)) > 0) total += n;
+        if (total > max) throw new MblmFormatException(path, null, $"is larger than the {Limits.FormatBytes(max)} such a file can hold");
+        return buffer[..total];
     }
 
     private static long Integer(JsonObject meta, string key, string path)
