@@ -42,60 +42,56 @@ internal static class FuzzCommand
         var seeds = FuzzSeeds.Ensure(o.Str("seeds", FuzzSeeds.DefaultDir));
         using var ctx = new FuzzContext(seeds);
         _ = ctx.WeightsTarget;
-        Emit(new { e = "ready", rssMiB = Rss("VmRSS") });
+        ProcessMemory.Release();
+        double idle = ProcessMemory.MiB("VmRSS");
+        Emit(new { e = "ready", rssMiB = idle });
         for (long i = from; i < from + count; i++)
         {
             string dir = Path.Combine(work, $"{format}-{seed}-{i}");
             if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
-            Emit(new { e = "start", i });
-            ResetPeak();
+            // What the previous attempt freed goes back to the system first, so that this attempt's peak is its own.
+            if (ProcessMemory.MiB("VmRSS") > idle + 128) ProcessMemory.Release();
+            Emit(new { e = "phase", i, phase = "prepare" });
             PreparedAttempt prepared;
-            try { prepared = FuzzFormats.Prepare(ctx, format, seed, i, dir); }
+            try { prepared = FuzzFormats.Prepare(ctx, format, seed, i, Path.Combine(dir, "in-process")); }
             catch (Exception ex)
             {
                 Emit(new { e = "harness", i, type = ex.GetType().FullName, message = ex.ToString() });
                 continue;
             }
+            if (cli is not null)
+            {
+                // The CLI first, on its own copy (a resume writes into its folder): a crash of the in-process attempt cannot lose it.
+                var cliCopy = FuzzFormats.Prepare(ctx, format, seed, i, Path.Combine(dir, "cli"));
+                foreach (var (name, args) in FuzzFormats.CliCommands(ctx, cliCopy))
+                {
+                    Emit(new { e = "phase", i, phase = "cli " + name });
+                    var c = RunCli(cli, args, budget, timeout, cliCopy.AttemptDir);
+                    Emit(new { e = "cli", i, command = name, outcome = c.Outcome.ToString(), type = c.Type, message = c.Message, mutation = cliCopy.Mutation, seconds = Math.Round(c.Seconds, 3), rssMiB = c.RssMiB, detail = c.Detail });
+                }
+            }
+            ProcessMemory.ResetPeak();
+            Emit(new { e = "start", i });
             var r = FuzzFormats.Attempt(ctx, prepared);
+            double peak = ProcessMemory.MiB("VmHWM");
             Emit(new
             {
                 e = "done", i, outcome = r.Outcome.ToString(), type = r.ExceptionType, message = r.Message, mutation = r.Mutation,
-                seconds = Math.Round(r.Seconds, 3), rssMiB = Math.Round(Rss("VmHWM"), 1), detail = r.Outcome == Outcome.Other ? r.Detail : null,
+                seconds = Math.Round(r.Seconds, 3), rssMiB = Math.Round(peak, 1), detail = r.Outcome == Outcome.Other ? r.Detail : null,
             });
-            if (cli is not null)
-            {
-                foreach (var (name, args) in FuzzFormats.CliCommands(ctx, prepared))
-                {
-                    Emit(new { e = "phase", i, phase = "cli " + name });
-                    var c = RunCli(cli, args, budget, timeout, dir);
-                    Emit(new { e = "cli", i, command = name, outcome = c.Outcome.ToString(), type = c.Type, message = c.Message, seconds = Math.Round(c.Seconds, 3), rssMiB = c.RssMiB, detail = c.Detail });
-                }
-            }
             if (!keep && Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+            // After an attempt over budget a fresh worker takes over: what the attempt left behind must not count against the next one.
+            if (peak * (1 << 20) > budget + OverheadBytes && i + 1 < from + count)
+            {
+                Emit(new { e = "recycle", i });
+                return 0;
+            }
         }
         Emit(new { e = "finished" });
         return 0;
     }
 
     private static void Emit(object o) => Console.Out.WriteLine(Tag + JsonSerializer.Serialize(o, Json));
-
-    /// <summary>Resets VmHWM to the current RSS (Linux 4.0+); the peak then covers only what follows.</summary>
-    private static void ResetPeak()
-    {
-        try { File.WriteAllText("/proc/self/clear_refs", "5"); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-    }
-
-    private static double Rss(string field, int pid = 0)
-    {
-        try
-        {
-            foreach (var line in File.ReadLines(pid == 0 ? "/proc/self/status" : $"/proc/{pid}/status"))
-                if (line.StartsWith(field + ":", StringComparison.Ordinal))
-                    return double.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024;
-        }
-        catch (IOException) { }
-        return 0;
-    }
 
     private sealed record CliResult(Outcome Outcome, string? Type, string? Message, double Seconds, double RssMiB, string? Detail);
 
@@ -122,7 +118,7 @@ internal static class FuzzCommand
         while (clock.Elapsed.TotalSeconds < timeoutS)
         {
             if (p.WaitForExit(100)) { exited = true; break; }
-            polled = Math.Max(polled, Rss("VmRSS", p.Id));
+            polled = Math.Max(polled, ProcessMemory.MiB("VmRSS", p.Id));
         }
         if (!exited)
         {
@@ -154,7 +150,9 @@ internal static class FuzzCommand
             if (!trace && onlyContinuation) return new CliResult(Outcome.Clean, $"exit {exit}", errLines[at], seconds, rss, null);
             return new CliResult(Outcome.Other, $"exit {exit}, unclean stderr", errLines.LastOrDefault(l => !l.StartsWith("   at ", StringComparison.Ordinal)) ?? "(no message)", seconds, rss, tail);
         }
-        return new CliResult(Outcome.Crash, DescribeExit(exit, err), errLines.FirstOrDefault(l => !l.StartsWith("   at ", StringComparison.Ordinal)), seconds, rss, tail);
+        string? crashLine = errLines.FirstOrDefault(l => l.Contains("Unhandled exception", StringComparison.Ordinal) || l.Contains("what():", StringComparison.Ordinal) || l.Contains("Stack overflow", StringComparison.Ordinal))
+                            ?? errLines.LastOrDefault(l => !l.StartsWith("   at ", StringComparison.Ordinal));
+        return new CliResult(Outcome.Crash, DescribeExit(exit, err), crashLine, seconds, rss, tail);
     }
 
     private static string Tail(string s, int n) => s.Length <= n ? s : "…" + s[^n..];
@@ -274,8 +272,8 @@ internal static class FuzzCommand
         foreach (var config in new[] { "Release", "Debug" })
         {
             string bin = Path.Combine(dir, "src", "Mblm.Cli", "bin", config, "net10.0");
-            if (File.Exists(Path.Combine(bin, "mblm"))) return Path.Combine(bin, "mblm");
-            if (File.Exists(Path.Combine(bin, "mblm.dll"))) return Path.Combine(bin, "mblm.dll");
+            foreach (var name in new[] { "mblm", "Mblm.Cli", "mblm.dll", "Mblm.Cli.dll" })
+                if (File.Exists(Path.Combine(bin, name))) return Path.Combine(bin, name);
         }
         return null;
     }
@@ -308,7 +306,7 @@ internal static class FuzzCommand
         {
             Console.WriteLine($"\n{r.Format} #{r.Index} [{r.Runner}]: {r.Outcome}{(over ? " (over budget)" : "")} in {r.Seconds:F2} s, peak RSS {r.RssMiB:F0} MiB");
             Console.WriteLine($"  mutation: {r.Mutation}");
-            if (r.Type is not null || r.Message is not null) Console.WriteLine($"  {r.Type}: {r.Message}");
+            if ((r.Type is not null || r.Message is not null) && r.Detail?.StartsWith(r.Type ?? "\0", StringComparison.Ordinal) != true) Console.WriteLine($"  {r.Type}: {r.Message}");
             if (r.Detail is not null) Console.WriteLine("  " + r.Detail.Replace("\n", "\n  "));
         }
     }
@@ -318,7 +316,6 @@ internal static class FuzzCommand
     {
         long next = from, end = from + count;
         int setupFailures = 0;
-        var mutations = new Dictionary<long, string?>();
         RowOf(rows, format, "in-process");
         while (next < end)
         {
@@ -364,7 +361,7 @@ internal static class FuzzCommand
                     {
                         case "ready": phase = "idle"; break;
                         case "start": inFlight = m.GetProperty("i").GetInt64(); phase = "in-process"; phaseClock.Restart(); phaseRss = 0; setupFailures = 0; break;
-                        case "phase": phase = Str("phase")!; phaseClock.Restart(); break;
+                        case "phase": inFlight = m.GetProperty("i").GetInt64(); phase = Str("phase")!; phaseClock.Restart(); break;
                         case "harness":
                             Add(s, rows, records, new Record(format, "in-process", m.GetProperty("i").GetInt64(), "Harness", Str("type"), Str("message"), null, 0, 0, null));
                             inFlight = null; next = m.GetProperty("i").GetInt64() + 1; phase = "idle";
@@ -372,7 +369,6 @@ internal static class FuzzCommand
                         case "done":
                         {
                             long i = m.GetProperty("i").GetInt64();
-                            mutations[i] = Str("mutation");
                             Add(s, rows, records, new Record(format, "in-process", i, Str("outcome")!, Str("type"), Str("message"), Str("mutation"), Num("seconds"), Math.Max(Num("rssMiB"), phaseRss), Str("detail")));
                             next = i + 1;
                             phase = "idle";
@@ -382,17 +378,18 @@ internal static class FuzzCommand
                         case "cli":
                         {
                             long i = m.GetProperty("i").GetInt64();
-                            Add(s, rows, records, new Record(format, "cli " + Str("command"), i, Str("outcome")!, Str("type"), Str("message"), mutations.GetValueOrDefault(i), Num("seconds"), Num("rssMiB"), Str("detail")));
+                            Add(s, rows, records, new Record(format, "cli " + Str("command"), i, Str("outcome")!, Str("type"), Str("message"), Str("mutation"), Num("seconds"), Num("rssMiB"), Str("detail")));
                             phase = "idle";
                             phaseClock.Restart();
                             break;
                         }
                         case "finished": finished = true; break;
+                        case "recycle": phase = "recycle"; break;
                     }
                     continue;
                 }
                 // Watchdogs: the in-process phase against the timeout (the worker times CLI runs itself), RSS against the cap.
-                double rss = Rss("VmRSS", p.Id);
+                double rss = ProcessMemory.MiB("VmRSS", p.Id);
                 if (phase == "in-process") phaseRss = Math.Max(phaseRss, rss);
                 double limit = phase switch { "in-process" => s.Timeout, "setup" => 600, "idle" => s.Timeout + 60, _ => s.Timeout + 60 };
                 if (!killed && phaseClock.Elapsed.TotalSeconds > limit)
@@ -426,6 +423,12 @@ internal static class FuzzCommand
                     killReason ?? "worker died during a CLI run", FirstLine(err), Mutation(s, format, cliAt), phaseClock.Elapsed.TotalSeconds, 0, Tail(err, 3000)));
                 next = cliAt + 1;
             }
+            else if (inFlight is long prepAt && phase == "prepare")
+            {
+                Add(s, rows, records, new Record(format, "in-process", prepAt, killReason?.StartsWith("hang", StringComparison.Ordinal) == true ? "Hang" : "Harness",
+                    "worker died while making the mutated input: " + (killReason ?? DescribeExit(p.ExitCode, err)), FirstLine(err), null, phaseClock.Elapsed.TotalSeconds, 0, Tail(err, 3000)));
+                next = prepAt + 1;
+            }
             else if (next == launchedAt)
             {
                 // Died before its first attempt: retry once, then give up on the batch, saying so.
@@ -440,7 +443,13 @@ internal static class FuzzCommand
         }
     }
 
-    private static string? FirstLine(string s) => s.Split('\n').Select(l => l.Trim()).FirstOrDefault(l => l.Length > 0 && !l.StartsWith("at ", StringComparison.Ordinal));
+    // The message of a dead worker: its first line, and libtorch's what() line when it aborted on a C++ exception.
+    private static string? FirstLine(string s)
+    {
+        var lines = s.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith("at ", StringComparison.Ordinal)).ToList();
+        string? what = lines.FirstOrDefault(l => l.StartsWith("what():", StringComparison.Ordinal));
+        return lines.Count == 0 ? null : what is null ? lines[0] : $"{lines[0]} {what}";
+    }
 
     // The mutation of an attempt whose worker died before reporting it: made again here (mutations are deterministic).
     private static string? Mutation(Settings s, string format, long index)

@@ -487,7 +487,8 @@ internal static class SafeTensorsMutator
 {
     public sealed record Tensor(string Name, string DType, long[] Shape, byte[] Data);
 
-    public sealed record Parsed(JsonObject? Metadata, List<Tensor> Tensors, byte[] HeaderBytes, byte[] DataSection);
+    /// <summary>The parsed seed; <see cref="Metadata"/> is the raw JSON of <c>__metadata__</c>.</summary>
+    public sealed record Parsed(string? Metadata, List<Tensor> Tensors, byte[] HeaderBytes, byte[] DataSection);
 
     private static readonly string[] DTypeNames = ["F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL", "F8_E4M3", "F8_E5M2", "U16", "U32", "U64", "C64", "Q4", "f32", ""];
 
@@ -506,10 +507,10 @@ internal static class SafeTensorsMutator
         var data = file[(int)(8 + n)..];
         var obj = JsonNode.Parse(header)!.AsObject();
         var tensors = new List<Tensor>();
-        JsonObject? meta = null;
+        string? meta = null;
         foreach (var (name, node) in obj)
         {
-            if (name == "__metadata__") { meta = node?.DeepClone().AsObject(); continue; }
+            if (name == "__metadata__") { meta = node?.ToJsonString(); continue; }
             var o = node!.AsObject();
             var off = o["data_offsets"]!.AsArray().Select(x => x!.GetValue<long>()).ToArray();
             tensors.Add(new Tensor(name, o["dtype"]!.GetValue<string>(), o["shape"]!.AsArray().Select(x => x!.GetValue<long>()).ToArray(),
@@ -518,10 +519,10 @@ internal static class SafeTensorsMutator
         return new Parsed(meta, tensors, header, data);
     }
 
-    private static string HeaderJson(JsonObject? meta, IEnumerable<(string Name, string DType, long[] Shape, long Begin, long End)> entries)
+    private static string HeaderJson(string? meta, IEnumerable<(string Name, string DType, long[] Shape, long Begin, long End)> entries)
     {
         var parts = new List<string>();
-        if (meta is not null) parts.Add("\"__metadata__\": " + meta.ToJsonString());
+        if (meta is not null) parts.Add("\"__metadata__\": " + meta);
         foreach (var e in entries)
             parts.Add($"{JsonSerializer.Serialize(e.Name)}: {{\"dtype\": {JsonSerializer.Serialize(e.DType)}, \"shape\": [{string.Join(", ", e.Shape)}], \"data_offsets\": [{e.Begin}, {e.End}]}}");
         return "{" + string.Join(", ", parts) + "}";
@@ -546,7 +547,7 @@ internal static class SafeTensorsMutator
     }
 
     /// <summary>A consistent file: offsets recomputed in list order; a tensor's data may be a run (huge tensors).</summary>
-    public static FileImage Build(JsonObject? meta, List<(string Name, string DType, long[] Shape, byte[]? Data, long RunLength)> tensors)
+    public static FileImage Build(string? meta, List<(string Name, string DType, long[] Shape, byte[]? Data, long RunLength)> tensors)
     {
         long offset = 0;
         var entries = new List<(string, string, long[], long, long)>();
@@ -664,15 +665,16 @@ internal static class SafeTensorsMutator
             }
             case 10:
             {
-                var meta = rng.Int(5) switch
+                string meta = rng.Int(6) switch
                 {
-                    0 => JsonNode.Parse("{\"format\": 1, \"x\": [1, 2]}")!.AsObject(),
-                    1 => JsonNode.Parse("{\"a\": " + Interesting.Nested(rng.Pick(new[] { 62, 70 }), true) + "}")!.AsObject(),
-                    2 => new JsonObject { ["big"] = new string('m', 1 << 20) },
-                    3 => new JsonObject(),
-                    _ => new JsonObject { ["format"] = "pt", ["format "] = "np" },
+                    0 => "{\"format\": 1, \"x\": [1, 2]}",
+                    1 => "{\"a\": " + Interesting.Nested(rng.Pick(new[] { 62, 70, 100_000 }), true) + "}",
+                    2 => "{\"big\": \"" + new string('m', 1 << 20) + "\"}",
+                    3 => "{}",
+                    4 => "{\"format\": \"pt\", \"format\": \"np\"}",
+                    _ => rng.Pick(new[] { "[]", "\"pt\"", "null", "1" }),
                 };
-                log.Add($"{what}: __metadata__ = {JsonMutator.Short(meta.ToJsonString())}");
+                log.Add($"{what}: __metadata__ = {JsonMutator.Short(meta)}");
                 return Build(meta, list);
             }
             case 11:

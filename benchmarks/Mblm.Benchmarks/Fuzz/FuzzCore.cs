@@ -214,3 +214,44 @@ internal static class ByteMutator
         return d;
     }
 }
+
+/// <summary>Process memory: RSS and its peak (VmHWM) from /proc, resetting the peak, and giving freed memory back.</summary>
+internal static class ProcessMemory
+{
+    /// <summary>A field of /proc/[pid]/status in MiB (VmRSS, VmHWM), or 0 when it cannot be read.</summary>
+    public static double MiB(string field, int pid = 0)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines(pid == 0 ? "/proc/self/status" : $"/proc/{pid}/status"))
+                if (line.StartsWith(field + ":", StringComparison.Ordinal))
+                    return double.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024;
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return 0;
+    }
+
+    /// <summary>Resets VmHWM to the current RSS (Linux 4.0+), so that the peak covers only what follows.</summary>
+    public static void ResetPeak()
+    {
+        try { File.WriteAllText("/proc/self/clear_refs", "5"); }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "malloc_trim")]
+    private static extern int MallocTrim(nuint pad);
+
+    /// <summary>A full, compacting collection that decommits free memory, then glibc's malloc_trim: RSS back near what is live.</summary>
+    public static void Release()
+    {
+        System.Runtime.GCSettings.LargeObjectHeapCompactionMode = System.Runtime.GCLargeObjectHeapCompactionMode.CompactOnce;
+        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        GC.WaitForPendingFinalizers();
+        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        try { MallocTrim(0); }
+        catch (DllNotFoundException) { }
+        catch (EntryPointNotFoundException) { }
+    }
+}
