@@ -216,6 +216,24 @@ internal static class FuzzCommand
         var seeds = FuzzSeeds.Ensure(s.SeedsDir);
         Console.WriteLine($"seeds: {seeds.Dir} ({clock.Elapsed.TotalSeconds:F1} s)");
         foreach (var d in seeds.Digests()) Console.WriteLine("  " + d);
+        // The unmutated seeds must load, or every attempt would fail for the harness's own reason.
+        using (var ctx = new FuzzContext(seeds))
+        {
+            foreach (var f in formats)
+            {
+                string dir = Path.Combine(work, "seed-check-" + f);
+                string path = f switch
+                {
+                    "safetensors" => seeds.Weights, "config-json" => seeds.ConfigJson, "config-yaml" => seeds.ConfigYaml, "pipeline" => seeds.Pipeline,
+                    _ => Path.Combine(dir, "run"),
+                };
+                if (f == "checkpoint") CopyFolder(seeds.Run, path);
+                var r = FuzzFormats.Attempt(ctx, new PreparedAttempt(f, s.Seed, -1, path, "(none: the seed)", dir));
+                TryDelete(dir);
+                if (r.Outcome != Outcome.Ok) { Console.Error.WriteLine($"fuzz: the {f} seed does not load: {r.Detail}"); return 2; }
+            }
+            Console.WriteLine($"seeds load unmutated: {string.Join(", ", formats)}");
+        }
 
         var rows = new ConcurrentDictionary<(string, string), Row>();
         var records = new ConcurrentQueue<Record>();
@@ -248,6 +266,13 @@ internal static class FuzzCommand
         }
         else Console.WriteLine($"attempt folders kept under {work}");
         return failed ? 1 : 0;
+    }
+
+    private static void CopyFolder(string from, string to)
+    {
+        foreach (var dir in Directory.GetDirectories(from, "*", SearchOption.AllDirectories)) Directory.CreateDirectory(Path.Combine(to, Path.GetRelativePath(from, dir)));
+        Directory.CreateDirectory(to);
+        foreach (var file in Directory.GetFiles(from, "*", SearchOption.AllDirectories)) File.Copy(file, Path.Combine(to, Path.GetRelativePath(from, file)));
     }
 
     private static void TryDelete(string dir)

@@ -406,17 +406,25 @@ internal static class FuzzFormats
 
     private static string? StageValue(FuzzRng rng, string path)
     {
-        if (rng.Chance(0.5)) return null;
+        bool probe = path.EndsWith("!probe", StringComparison.Ordinal); // asks whether this hook knows the key
+        if (probe) path = path[..^"!probe".Length];
+        else if (rng.Chance(0.3)) return null;
         string key = path[(path.LastIndexOf('/') + 1)..];
-        return key switch
+        string[]? choices = key switch
         {
-            "maxNewBytes" or "scoringBatchSize" or "batchSize" or "maxEpochs" or "maxSteps" or "steps" or "seed" or "trainingBytes" =>
-                rng.Pick(new[] { "0", "-1", "2147483647", "1000000000", "4096", "1e9", "null", "9223372036854775807" }),
-            "learningRate" or "warmupFraction" or "gradientClipping" or "finalLoss" or "temperature" or "topP" =>
-                rng.Pick(new[] { "\"NaN\"", "\"Infinity\"", "-1", "0", "1e308", "null", "1" }),
-            "sampling" => rng.Pick(new[] { "null", "{}", "{\"temperature\": -1}", "{\"maxNewTokens\": 2147483647}", "{\"topK\": -5}" }),
+            "maxNewBytes" or "scoringBatchSize" or "batchSize" or "maxEpochs" or "maxSteps" or "steps" or "seed" or "trainingBytes" or "maxNewTokens" or "topK" =>
+                ["0", "-1", "2147483647", "1000000000", "100000", "4096", "1e9", "null", "9223372036854775807", "2.5"],
+            "learningRate" or "warmupFraction" or "gradientClipping" or "finalLoss" or "temperature" or "topP" or "validationBitsPerByte" =>
+                ["\"NaN\"", "\"Infinity\"", "\"-Infinity\"", "-1", "0", "1e308", "null", "1", "1e-300"],
+            "sampling" => ["null", "{}", "{\"temperature\": -1}", "{\"maxNewTokens\": 2147483647}", "{\"topK\": -5}", "{\"stopSequences\": [\"\"]}"],
+            "stopSequences" => ["[\"\"]", "[\"a\"]", "null", "[null]", "[" + string.Join(",", Enumerable.Repeat("\"xy\"", 100_000)) + "]", "[\"" + new string('s', 1 << 20) + "\"]"],
+            "overflow" => ["\"Stop\"", "\"SlidingWindow\"", "\"Bogus\"", "5", "-1", "null"],
+            "inputColumnName" or "bitsPerByteColumnName" or "featuresColumnName" or "completionColumnName" =>
+                ["\"Text\"", "\"\"", "\"Missing\"", "null", "\"Prompt\"", "\"Features\"", "\"BitsPerByte\""],
+            "training" => ["null", "{}", "[]", "1"],
             _ => null,
         };
+        return choices is null ? null : probe ? "" : rng.Pick(choices);
     }
 
     private static FileImage PipelineContent(ZipEntrySpec e, FuzzRng rng, MutationLog log)
@@ -426,8 +434,10 @@ internal static class FuzzFormats
         string what = $"pipeline.zip:{e.Name}";
         try
         {
-            if (e.Name == "mblm-pipeline.json") return FileImage.Of(JsonMutator.Mutate(Encoding.UTF8.GetString(bytes), rng, log, what, ManifestValue));
-            if (e.Name.EndsWith("stage.json", StringComparison.Ordinal)) return FileImage.Of(JsonMutator.Mutate(Encoding.UTF8.GetString(bytes), rng, log, what, StageValue));
+            if (e.Name == "mblm-pipeline.json")
+                return FileImage.Of(JsonMutator.Mutate(Encoding.UTF8.GetString(bytes), rng, log, what, ManifestValue, p => p.StartsWith("/stages", StringComparison.Ordinal) || p == "/version"));
+            if (e.Name.EndsWith("stage.json", StringComparison.Ordinal))
+                return FileImage.Of(JsonMutator.Mutate(Encoding.UTF8.GetString(bytes), rng, log, what, StageValue, p => StageValue(new FuzzRng(0), p + "!probe") is not null));
             if (e.Name.EndsWith("model.json", StringComparison.Ordinal)) return FileImage.Of(JsonMutator.Mutate(Encoding.UTF8.GetString(bytes), rng, log, what, ConfigValue));
             if (e.Name.EndsWith(".safetensors", StringComparison.Ordinal)) return SafeTensorsMutator.Mutate(bytes, rng, log, what);
             if (e.Name.EndsWith(".zip", StringComparison.Ordinal)) return ZipMutator.MutateInner(bytes, rng, log, what);

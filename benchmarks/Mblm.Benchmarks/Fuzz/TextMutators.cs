@@ -26,14 +26,16 @@ internal static class JsonMutator
     /// Mutates the JSON text <paramref name="json"/>; <paramref name="values"/> may propose format-specific values
     /// (dtype names, YAML-only syntax, …) for a position, or null to use the generic ones.
     /// </summary>
-    public static byte[] Mutate(string json, FuzzRng rng, MutationLog log, string what, Func<FuzzRng, string, string?>? values = null)
+    /// <remarks><paramref name="prefer"/> marks positions (by path) that half of the mutations aim at.</remarks>
+    public static byte[] Mutate(string json, FuzzRng rng, MutationLog log, string what, Func<FuzzRng, string, string?>? values = null,
+        Func<string, bool>? prefer = null)
     {
         var root = JsonNode.Parse(json)!;
         var positions = new List<Position>();
         Walk(root, "", "", null, false, positions);
         var plan = new Plan();
         int ops = rng.Chance(0.8) ? 1 : 2 + rng.Int(2);
-        for (int op = 0; op < ops; op++) Apply(root, positions, plan, rng, log, what, values);
+        for (int op = 0; op < ops; op++) Apply(root, positions, plan, rng, log, what, values, prefer);
         var sb = new StringBuilder(json.Length + 64);
         if (plan.Replace.TryGetValue("", out var rootRaw)) sb.Append(rootRaw);
         else Render(root, "", plan, sb);
@@ -63,7 +65,7 @@ internal static class JsonMutator
     private static string Quote(string s) => JsonSerializer.Serialize(s);
 
     private static void Apply(JsonNode root, List<Position> positions, Plan plan, FuzzRng rng, MutationLog log, string what,
-        Func<FuzzRng, string, string?>? values)
+        Func<FuzzRng, string, string?>? values, Func<string, bool>? prefer)
     {
         if (positions.Count == 0 || rng.Chance(0.02))
         {
@@ -73,7 +75,8 @@ internal static class JsonMutator
             return;
         }
         var leaves = positions.Where(p => p.Node is JsonValue or null).ToList();
-        var p = rng.Chance(0.7) && leaves.Count > 0 ? rng.Pick(leaves) : rng.Pick(positions);
+        var preferred = prefer is null ? [] : positions.Where(q => prefer(q.Path)).ToList();
+        var p = preferred.Count > 0 && rng.Chance(0.5) ? rng.Pick(preferred) : rng.Chance(0.7) && leaves.Count > 0 ? rng.Pick(leaves) : rng.Pick(positions);
         switch (rng.Weighted(45, 14, 10, 8, 6, 7, 5, 5))
         {
             case 0:
