@@ -77,7 +77,7 @@ internal static class FuzzCommand
             Emit(new
             {
                 e = "done", i, outcome = r.Outcome.ToString(), type = r.ExceptionType, message = r.Message, mutation = r.Mutation,
-                seconds = Math.Round(r.Seconds, 3), rssMiB = Math.Round(peak, 1), detail = r.Outcome == Outcome.Other ? r.Detail : null,
+                seconds = Math.Round(r.Seconds, 3), rssMiB = Math.Round(peak, 1), detail = r.Outcome == Outcome.Other ? r.Detail : null, note = r.Note,
             });
             if (!keep && Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
             // After an attempt over budget a fresh worker takes over: what the attempt left behind must not count against the next one.
@@ -150,6 +150,8 @@ internal static class FuzzCommand
             if (!trace && onlyContinuation) return new CliResult(Outcome.Clean, $"exit {exit}", errLines[at], seconds, rss, null);
             return new CliResult(Outcome.Other, $"exit {exit}, unclean stderr", errLines.LastOrDefault(l => !l.StartsWith("   at ", StringComparison.Ordinal)) ?? "(no message)", seconds, rss, tail);
         }
+        if (exit == 3) // the CLI's "internal error": an unexpected exception, caught and reported
+            return new CliResult(Outcome.Other, "exit 3 (internal error)", at >= 0 ? errLines[at] : errLines.LastOrDefault() ?? "(no message)", seconds, rss, tail);
         string? crashLine = errLines.FirstOrDefault(l => l.Contains("Unhandled exception", StringComparison.Ordinal) || l.Contains("what():", StringComparison.Ordinal) || l.Contains("Stack overflow", StringComparison.Ordinal))
                             ?? errLines.LastOrDefault(l => !l.StartsWith("   at ", StringComparison.Ordinal));
         return new CliResult(Outcome.Crash, DescribeExit(exit, err), crashLine, seconds, rss, tail);
@@ -176,7 +178,7 @@ internal static class FuzzCommand
         public readonly List<Record> Failures = [];
     }
 
-    private sealed record Record(string Format, string Runner, long Index, string Outcome, string? Type, string? Message, string? Mutation, double Seconds, double RssMiB, string? Detail);
+    private sealed record Record(string Format, string Runner, long Index, string Outcome, string? Type, string? Message, string? Mutation, double Seconds, double RssMiB, string? Detail, string? Note = null);
 
     private sealed class Settings
     {
@@ -333,6 +335,7 @@ internal static class FuzzCommand
             Console.WriteLine($"  mutation: {r.Mutation}");
             if ((r.Type is not null || r.Message is not null) && r.Detail?.StartsWith(r.Type ?? "\0", StringComparison.Ordinal) != true) Console.WriteLine($"  {r.Type}: {r.Message}");
             if (r.Detail is not null) Console.WriteLine("  " + r.Detail.Replace("\n", "\n  "));
+            if (r.Note is not null) Console.WriteLine("  warnings: " + r.Note);
         }
     }
 
@@ -394,7 +397,7 @@ internal static class FuzzCommand
                         case "done":
                         {
                             long i = m.GetProperty("i").GetInt64();
-                            Add(s, rows, records, new Record(format, "in-process", i, Str("outcome")!, Str("type"), Str("message"), Str("mutation"), Num("seconds"), Math.Max(Num("rssMiB"), phaseRss), Str("detail")));
+                            Add(s, rows, records, new Record(format, "in-process", i, Str("outcome")!, Str("type"), Str("message"), Str("mutation"), Num("seconds"), Math.Max(Num("rssMiB"), phaseRss), Str("detail"), Str("note")));
                             next = i + 1;
                             phase = "idle";
                             phaseClock.Restart();
@@ -508,6 +511,15 @@ internal static class FuzzCommand
             Console.WriteLine($"| {r.Format} | {r.Runner} | {r.Attempts} | {r.Ok} | {r.Clean} | {r.Other} | {r.Crash} | {r.Hang} | {r.PeakMiB:F0} | {r.OverBudget} |" + (anyHarness ? $" {r.Harness} |" : ""));
 
         bool failed = ordered.Any(r => r.Other + r.Crash + r.Hang + r.OverBudget > 0);
+        // Attempts that loaded after the library skipped something (a resume passing over damaged checkpoints): the warning
+        // quotes the exception the loader threw, which the public API does not let through.
+        var noted = records.Where(r => r.Note is not null && r.Outcome == "Ok").ToList();
+        foreach (var g in noted.GroupBy(r => (r.Format, r.Runner)))
+        {
+            Console.WriteLine($"\n{g.Key.Format} / {g.Key.Runner}: {g.Count()} ok attempts came with warnings (what the loader threw, then swallowed), by kind:");
+            foreach (var k in g.GroupBy(r => Normalize(r.Note)).OrderByDescending(k => k.Count()).Take(25))
+                Console.WriteLine($"  {k.Count(),5} × {k.Key}  (e.g. {string.Join(", ", k.Take(4).Select(x => "#" + x.Index))})");
+        }
         foreach (var r in ordered.Where(r => r.Failures.Count > 0))
         {
             var failures = r.Failures.OrderBy(f => f.Index).ToList();
@@ -534,6 +546,7 @@ internal static class FuzzCommand
     {
         if (message is null) return "";
         string m = message.Split('\n')[0];
+        m = System.Text.RegularExpressions.Regex.Replace(m, @"checkpoint '[^']*'", "checkpoint '…'");
         m = System.Text.RegularExpressions.Regex.Replace(m, @"(/[^\s'"":,]+)+", "<path>");
         m = System.Text.RegularExpressions.Regex.Replace(m, @"'[^']*'", "'…'");
         m = System.Text.RegularExpressions.Regex.Replace(m, @"-?\d[\d,._]*", "N");

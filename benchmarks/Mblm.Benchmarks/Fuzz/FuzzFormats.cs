@@ -28,7 +28,8 @@ internal enum Outcome
 }
 
 /// <summary>The outcome of one attempt (in-process, or one CLI command).</summary>
-internal sealed record AttemptResult(Outcome Outcome, string? ExceptionType, string? Message, string Mutation, double Seconds, string? Detail = null);
+/// <param name="Note">For an Ok attempt, what the library reported on the way (a resume's warnings: checkpoints it skipped as damaged).</param>
+internal sealed record AttemptResult(Outcome Outcome, string? ExceptionType, string? Message, string Mutation, double Seconds, string? Detail = null, string? Note = null);
 
 internal sealed class FuzzTextRow
 {
@@ -43,7 +44,7 @@ internal sealed class FuzzTextRow
 internal sealed class FuzzSeeds
 {
     /// <summary>Bump when the seeds change, so that an old seed folder is not reused.</summary>
-    public const int Version = 1;
+    public const int Version = 2;
 
     public string Dir { get; }
     public string ConfigJson => Path.Combine(Dir, "model.json");
@@ -106,10 +107,10 @@ internal sealed class FuzzSeeds
     public static readonly string[] Corpus = Enumerable.Range(0, 24).Select(i =>
         $"Row {i}: the quick brown fox jumps over the lazy dog while {i % 7} cats sleep." + (i % 4 == 0 ? " A longer tail that needs more than one window of sixty-four bytes." : "")).ToArray();
 
-    /// <summary>The options of the checkpoint run (the seed wrote 2 steps; a resume takes the third).</summary>
-    public static TrainerOptions TrainerOptions(string outputDirectory, long steps) => new()
+    /// <summary>The options of the checkpoint run: 3 steps (part of the run's fingerprint); the seed keeps the checkpoints of steps 1 and 2, a resume takes the third.</summary>
+    public static TrainerOptions TrainerOptions(string outputDirectory) => new()
     {
-        Steps = steps, BatchSize = 4, LearningRate = 1e-3, CheckpointEvery = 1, OutputDirectory = outputDirectory, Seed = 1,
+        Steps = 3, BatchSize = 4, LearningRate = 1e-3, CheckpointEvery = 1, OutputDirectory = outputDirectory, Seed = 1,
     };
 
     /// <summary>The seeds in <paramref name="dir"/>, made there first when missing (atomically: a temporary folder renamed).</summary>
@@ -161,11 +162,12 @@ internal sealed class FuzzSeeds
         File.WriteAllBytes(s.Pipeline, Repack(File.ReadAllBytes(raw)));
         File.Delete(raw);
 
-        // A training run with a checkpoint after each of its 2 steps.
+        // A training run of 3 steps with a checkpoint after each, as if killed after step 2: its last checkpoint removed.
         TorchSharp.torch.manual_seed(0);
         using (var model = new MblmModel(Config))
         using (var dataset = new ByteFileDataset(s.Data, (int)Config.MaxContext))
-            new Trainer(model, TrainerOptions(s.Run, 2)).Train(dataset);
+            new Trainer(model, TrainerOptions(s.Run)).Train(dataset);
+        Directory.Delete(Path.Combine(s.Run, "checkpoints", CheckpointStore.FolderName(3)), recursive: true);
         foreach (var trainerJson in Directory.GetFiles(Path.Combine(s.Run, "checkpoints"), "trainer.json", SearchOption.AllDirectories))
         {
             var doc = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(trainerJson))!.AsObject();
@@ -233,8 +235,13 @@ internal static class FuzzFormats
     /// <see cref="WeightsMismatchException"/>, <see cref="ArgumentException"/> and its subclasses, and missing files or
     /// folders. Anything else escaping a loader is a finding.
     /// </summary>
+    /// <remarks>
+    /// Also <see cref="CheckpointMismatchException"/>: main's typed refusal of a resume from another run's checkpoint (the
+    /// fingerprint in a mutated trainer.json differs from this run's settings).
+    /// </remarks>
     public static bool IsClean(Exception e) =>
-        e is MblmFormatException or ConfigException or WeightsMismatchException or ArgumentException or FileNotFoundException or DirectoryNotFoundException;
+        e is MblmFormatException or ConfigException or WeightsMismatchException or ArgumentException or FileNotFoundException or DirectoryNotFoundException
+            or CheckpointMismatchException;
 
     /// <summary>The command line that reruns one attempt through the harness.</summary>
     public static string Reproduce(string format, long seed, long index, bool cli = false) =>
@@ -279,8 +286,11 @@ internal static class FuzzFormats
         return new PreparedAttempt(format, seed, index, path, log.ToString(), attemptDir);
     }
 
-    /// <summary>Loads (and uses) the prepared input through the library's public API; throws what the loaders throw.</summary>
-    public static void RunInProcess(FuzzContext ctx, PreparedAttempt a)
+    /// <summary>
+    /// Loads (and uses) the prepared input through the library's public API; throws what the loaders throw. Returns what the
+    /// library warned about (a resume skips a damaged checkpoint with a warning that quotes the loader's exception).
+    /// </summary>
+    public static string? RunInProcess(FuzzContext ctx, PreparedAttempt a)
     {
         switch (a.Format)
         {
@@ -308,10 +318,11 @@ internal static class FuzzFormats
                 TorchSharp.torch.manual_seed(0);
                 using var model = new MblmModel(FuzzSeeds.Config);
                 using var data = new ByteFileDataset(ctx.Seeds.Data, (int)FuzzSeeds.Config.MaxContext);
-                new Trainer(model, FuzzSeeds.TrainerOptions(a.Path, 3)).Train(data, resume: true);
-                break;
+                var result = new Trainer(model, FuzzSeeds.TrainerOptions(a.Path)).Train(data, resume: true);
+                return result.Warnings.Count == 0 ? null : string.Join(" | ", result.Warnings);
             }
         }
+        return null;
     }
 
     /// <summary><c>mlContext.Mblm().LoadModel</c>, then one row through the pipeline, reading every visible column.</summary>
@@ -369,8 +380,8 @@ internal static class FuzzFormats
         var clock = Stopwatch.StartNew();
         try
         {
-            RunInProcess(ctx, a);
-            return new AttemptResult(Outcome.Ok, null, null, a.Mutation, clock.Elapsed.TotalSeconds);
+            string? note = RunInProcess(ctx, a);
+            return new AttemptResult(Outcome.Ok, null, null, a.Mutation, clock.Elapsed.TotalSeconds, Note: note);
         }
         catch (Exception e)
         {
@@ -482,8 +493,9 @@ internal static class FuzzFormats
             switch (System.IO.Path.GetFileName(file))
             {
                 case "trainer.json":
-                    File.WriteAllBytes(file, JsonMutator.Mutate(File.ReadAllText(file), rng, log, what, TrainerValue));
-                    break;
+                    File.WriteAllBytes(file, JsonMutator.Mutate(File.ReadAllText(file), rng, log, what, TrainerValue,
+                        p => !p.StartsWith("/fingerprint", StringComparison.Ordinal)));
+                    return;
                 case "weights.safetensors":
                     SafeTensorsMutator.Mutate(File.ReadAllBytes(file), rng, log, what).WriteTo(file);
                     break;
@@ -511,6 +523,20 @@ internal static class FuzzFormats
                     }
                     break;
                 }
+            }
+            // Half the time the damage is made consistent: trainer.json records the new size and SHA-256, as a hostile
+            // checkpoint would, so that the file's own reader is reached rather than the integrity check.
+            string record = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(file)!, "trainer.json");
+            if (File.Exists(record) && new FileInfo(file).Length < (256L << 20) && rng.Chance(0.5) && System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(record)) is System.Text.Json.Nodes.JsonObject meta
+                && meta["files"] is System.Text.Json.Nodes.JsonObject files)
+            {
+                var data = File.ReadAllBytes(file);
+                files[System.IO.Path.GetFileName(file)] = new System.Text.Json.Nodes.JsonObject
+                {
+                    ["bytes"] = data.LongLength, ["sha256"] = Convert.ToHexStringLower(SHA256.HashData(data)),
+                };
+                File.WriteAllText(record, meta.ToJsonString());
+                log.Add($"{Rel(record)}: size and SHA-256 of {System.IO.Path.GetFileName(file)} updated to match");
             }
         }
 
