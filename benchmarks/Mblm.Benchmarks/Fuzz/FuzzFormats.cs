@@ -44,7 +44,7 @@ internal sealed class FuzzTextRow
 internal sealed class FuzzSeeds
 {
     /// <summary>Bump when the seeds change, so that an old seed folder is not reused.</summary>
-    public const int Version = 2;
+    public const int Version = 3;
 
     public string Dir { get; }
     public string ConfigJson => Path.Combine(Dir, "model.json");
@@ -181,6 +181,7 @@ internal sealed class FuzzSeeds
         var entries = ZipWriter.Read(zip);
         foreach (var e in entries.Where(e => e.Name.EndsWith(".zip", StringComparison.Ordinal)))
             e.Content = FileImage.Of(Repack(e.Content.ToArray()));
+        FuzzFormats.MatchChecksums(entries, new MutationLog()); // the manifest's checksums of the re-zipped entries
         return ZipWriter.ToBytes(entries);
     }
 
@@ -272,6 +273,7 @@ internal static class FuzzFormats
             {
                 path = System.IO.Path.Combine(attemptDir, "pipeline.zip");
                 var r = ZipMutator.Mutate(ZipWriter.Read(ctx.PipelineBytes), rng, log, "pipeline.zip", PipelineContent, rng.Chance(0.85) ? 1 : 2);
+                if (rng.Chance(0.5)) MatchChecksums(r.Entries, log);
                 ZipMutator.WriteTo(r, path, rng, log, "pipeline.zip");
                 break;
             }
@@ -458,6 +460,46 @@ internal static class FuzzFormats
             // An entry an earlier mutation already damaged: damage it further byte-wise.
         }
         return FileImage.Of(ByteMutator.Mutate(bytes, rng, log, what));
+    }
+
+    /// <summary>
+    /// Makes the manifest's SHA-256 of every entry match the (mutated) entries, as a hostile file would, so that a damaged
+    /// entry reaches its reader rather than the checksum test. Leaves manifests that do not parse (or lack checksums) alone.
+    /// </summary>
+    internal static void MatchChecksums(List<ZipEntrySpec> entries, MutationLog log)
+    {
+        var manifest = entries.FirstOrDefault(e => e.Name == "mblm-pipeline.json");
+        if (manifest is null || manifest.Content.HasLargeRuns) return;
+        try
+        {
+            if (System.Text.Json.Nodes.JsonNode.Parse(manifest.Content.ToArray()) is not System.Text.Json.Nodes.JsonObject m || m["sha256"] is not System.Text.Json.Nodes.JsonObject sums) return;
+            int changed = 0;
+            foreach (var e in entries.Where(e => e != manifest).GroupBy(e => e.Name).Select(g => g.First()))
+            {
+                if (!sums.ContainsKey(e.Name)) continue;
+                string hash = Sha256(e.Content);
+                if (sums[e.Name]?.GetValue<string>() == hash) continue;
+                sums[e.Name] = hash;
+                changed++;
+            }
+            if (changed == 0) return;
+            manifest.Content = FileImage.Of(Encoding.UTF8.GetBytes(m.ToJsonString()));
+            log.Add($"pipeline.zip: manifest SHA-256 of {changed} entr{(changed == 1 ? "y" : "ies")} updated to match");
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or ArgumentException or FormatException) { }
+    }
+
+    private static string Sha256(FileImage image)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var chunk = new byte[1 << 20];
+        foreach (var p in image.Pieces)
+        {
+            if (p.Bytes is not null) { sha.AppendData(p.Bytes); continue; }
+            Array.Fill(chunk, p.RunByte);
+            for (long left = p.RunLength; left > 0; left -= chunk.Length) sha.AppendData(chunk, 0, (int)Math.Min(left, chunk.Length));
+        }
+        return Convert.ToHexStringLower(sha.GetHashAndReset());
     }
 
     private static string? TrainerValue(FuzzRng rng, string path)
