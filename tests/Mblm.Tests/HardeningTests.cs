@@ -4,6 +4,7 @@ using System.Text;
 using Mblm.Config;
 using Mblm.Model;
 using Mblm.Weights;
+using Microsoft.ML;
 using static Mblm.Tests.TestData;
 using static TorchSharp.torch;
 
@@ -166,6 +167,36 @@ public sealed class HardeningTests
         Assert.AreEqual("to_logits.bias", e.Entry);
         state["to_logits.bias"] = state["to_logits.bias"].to_type(ScalarType.BFloat16); // float precisions convert
         ModelWeights.Load(model, state, "w.safetensors");
+    }
+}
+
+/// <summary>Regressions found by the fuzz harness (benchmarks … fuzz): each case once failed with an untyped error or worse.</summary>
+[TestClass]
+public sealed class FuzzRegressionTests
+{
+    [TestMethod]
+    [DataRow("io = [1, 2")]
+    [DataRow("io = {")]
+    public void MalformedYamlFlowCollections_AreConfigErrors(string line)
+    {
+        string text = "params:\n" + string.Join("\n", ConfigTests.Minimal.Split('\n').Select(l => "  " + l)) + "\nio:\n  x: " + line.Split(" = ")[1] + "\n";
+        Assert.ThrowsExactly<ConfigException>(() => ConfigReader.Parse(text));
+    }
+
+    [TestMethod]
+    public void ZipClaimingTooManyEntries_IsRefusedFromItsEndRecord()
+    {
+        var bytes = new byte[22];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bytes, 0x06054b50);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(10), 60000);
+        string path = Path.Combine(Path.GetTempPath(), $"mblm-eocd-{Guid.NewGuid():N}.zip");
+        File.WriteAllBytes(path, bytes);
+        try
+        {
+            var e = Assert.ThrowsExactly<MblmFormatException>(() => new Microsoft.ML.MLContext().Mblm().LoadModel(path, out _));
+            StringAssert.Contains(e.Message, "claims 60,000 zip entries");
+        }
+        finally { File.Delete(path); }
     }
 }
 

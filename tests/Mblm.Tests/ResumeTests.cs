@@ -137,6 +137,10 @@ public sealed class ResumeTests
     [DataRow("trainer.json", "truncate")]
     [DataRow("weights.safetensors", "truncate-legacy")]
     [DataRow("optimizer.safetensors", "truncate-legacy")]
+    [DataRow("trainer.json", "link-to-device")]
+    [DataRow("rng.bin", "link-to-device")]
+    [DataRow("optimizer.safetensors", "scramble-and-rehash")]
+    [DataRow("weights.safetensors", "scramble-and-rehash")]
     public void DamagedNewestCheckpoint_FallsBackToThePreviousOne_AndEndsBitIdentical(string file, string damage)
     {
         string path = DataFile(), dirA = NewDir(), dirB = NewDir();
@@ -162,6 +166,20 @@ public sealed class ResumeTests
             string target = Path.Combine(newest, file);
             byte[] bytes = File.ReadAllBytes(target);
             if (damage == "flip") { bytes[bytes.Length / 2] ^= 0x40; File.WriteAllBytes(target, bytes); }
+            else if (damage == "link-to-device") { File.Delete(target); File.CreateSymbolicLink(target, "/dev/zero"); }
+            else if (damage == "scramble-and-rehash")
+            {
+                // Damage that the recorded size and SHA-256 cannot catch (they are updated to match): the reader must.
+                for (int i = 8; i < Math.Min(bytes.Length, 200); i += 3) bytes[i] ^= 0x5A;
+                File.WriteAllBytes(target, bytes);
+                string trainer = Path.Combine(newest, "trainer.json");
+                var meta = JsonNode.Parse(File.ReadAllText(trainer))!.AsObject();
+                meta["files"]![file] = new JsonObject
+                {
+                    ["bytes"] = bytes.Length, ["sha256"] = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes)),
+                };
+                File.WriteAllText(trainer, meta.ToJsonString());
+            }
             else File.WriteAllBytes(target, bytes[..(bytes.Length / 2)]);
 
             var warnings = new List<string>();
