@@ -70,6 +70,7 @@ internal static class FuzzCommand
                     Emit(new { e = "cli", i, command = name, outcome = c.Outcome.ToString(), type = c.Type, message = c.Message, mutation = cliCopy.Mutation, seconds = Math.Round(c.Seconds, 3), rssMiB = c.RssMiB, detail = c.Detail });
                 }
             }
+            ProcessMemory.Release(); // what preparing the mutated file took must not count as the loader's peak
             ProcessMemory.ResetPeak();
             Emit(new { e = "start", i });
             var r = FuzzFormats.Attempt(ctx, prepared);

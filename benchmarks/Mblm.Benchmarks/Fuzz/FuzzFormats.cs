@@ -44,7 +44,7 @@ internal sealed class FuzzTextRow
 internal sealed class FuzzSeeds
 {
     /// <summary>Bump when the seeds change, so that an old seed folder is not reused.</summary>
-    public const int Version = 3;
+    public const int Version = 4; // 4: checkpoints store optimizer.safetensors
 
     public string Dir { get; }
     public string ConfigJson => Path.Combine(Dir, "model.json");
@@ -517,7 +517,7 @@ internal static class FuzzFormats
             File.Copy(file, System.IO.Path.Combine(to, System.IO.Path.GetRelativePath(from, file)));
     }
 
-    private static readonly string[] CheckpointFiles = ["trainer.json", "weights.safetensors", "optimizer.bin", "rng.bin"];
+    private static readonly string[] CheckpointFiles = ["trainer.json", "weights.safetensors", "optimizer.safetensors", "rng.bin"];
 
     /// <summary>
     /// Damages a copy of the seed's training run: a file of the newest checkpoint (the one a resume reads) mutated by its
@@ -538,11 +538,8 @@ internal static class FuzzFormats
                     File.WriteAllBytes(file, JsonMutator.Mutate(File.ReadAllText(file), rng, log, what, TrainerValue,
                         p => !p.StartsWith("/fingerprint", StringComparison.Ordinal)));
                     return;
-                case "weights.safetensors":
+                case "weights.safetensors" or "optimizer.safetensors":
                     SafeTensorsMutator.Mutate(File.ReadAllBytes(file), rng, log, what).WriteTo(file);
-                    break;
-                case "optimizer.bin":
-                    File.WriteAllBytes(file, OptimizerFile.Mutate(File.ReadAllBytes(file), rng, log, what));
                     break;
                 default:
                 {

@@ -38,7 +38,7 @@ public static class TorchRuntime
     /// </summary>
     public static IReadOnlyDictionary<string, string> ThreadingDefaults { get; } = new Dictionary<string, string>
     {
-        ["GOMP_SPINCOUNT"] = "20000",
+        ["GOMP_SPINCOUNT"] = "2000",
     };
 
     /// <summary>The variables <see cref="ApplyThreadingDefaults"/> set in this process (the user's own settings are kept).</summary>
