@@ -62,23 +62,11 @@ public static class Program
                 stdout.WriteLine(Usage);
                 return ExitCodes.Ok;
             }
-            int at = Array.IndexOf(args, "--memory-budget");
-            if (at >= 0)
-            {
-                string value = at + 1 < args.Length ? args[at + 1] : "";
-                Limits.MemoryBudgetBytes = Limits.ParseBytes(value)
-                    ?? throw new UsageException($"--memory-budget must be a size such as 512M, 8G or a byte count, got '{value}'");
-                args = args.Where((_, i) => i != at && i != at + 1).ToArray();
-            }
-            int threadsAt = Array.IndexOf(args, "--threads");
-            int? threads = null;
-            if (threadsAt >= 0)
-            {
-                string value = threadsAt + 1 < args.Length ? args[threadsAt + 1] : "";
-                threads = int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int t) && t is >= 1 and <= 1024
-                    ? t : throw new UsageException($"--threads must be an integer in [1, 1024], got '{value}'");
-                args = args.Where((_, i) => i != threadsAt && i != threadsAt + 1).ToArray();
-            }
+            var global = new CliArgs(TakeFlags(ref args, "memory-budget", "threads"));
+            if (global.Optional("memory-budget") is { } size)
+                Limits.MemoryBudgetBytes = Limits.ParseBytes(size)
+                    ?? throw new UsageException($"--memory-budget must be a size such as 512M, 8G or a byte count, got '{size}'");
+            int? threads = global.Int("threads", 1, 1024);
             TorchRuntime.EnsureLoadable();
             if (TorchRuntime.AllocatorTuningRequested) TorchRuntime.TuneAllocator();
             if (threads is int n)
@@ -109,6 +97,26 @@ public static class Program
             Limits.MemoryBudgetBytes = budget;
             if (threadsBefore is int t) TorchSharp.torch.set_num_threads(t);
         }
+    }
+
+    // Removes the flags every command takes (`--name value` or `--name=value`) from args and returns them.
+    private static List<string> TakeFlags(ref string[] args, params string[] names)
+    {
+        var taken = new List<string>();
+        var rest = new List<string>();
+        for (int i = 0; i < args.Length; i++)
+        {
+            string a = args[i];
+            if (names.Any(n => a == "--" + n))
+            {
+                taken.Add(a);
+                if (i + 1 < args.Length) taken.Add(args[++i]);
+            }
+            else if (names.Any(n => a.StartsWith("--" + n + "=", StringComparison.Ordinal))) taken.Add(a);
+            else rest.Add(a);
+        }
+        args = [.. rest];
+        return taken;
     }
 
     /// <summary>Writes the one-line message of a failure (and with <paramref name="debug"/> the full exception); returns its exit code.</summary>
