@@ -59,6 +59,13 @@ namespace Mblm.MLNet
         public Vision.MblmAnswerClassifierTrainer AnswerClassifier(Vision.MblmAnswerClassifierTrainer.Options options) => new(Context, options);
 
         /// <summary>
+        /// Tokenizer-free text classification as a multiclass trainer (also
+        /// <c>mlContext.MulticlassClassification.Trainers.MblmTextClassifier(options)</c>): a byte model learns to continue a
+        /// row's bytes with its class name; predicts by scoring every class (the label's key values).
+        /// </summary>
+        public MblmTextClassifierTrainer TextClassifier(MblmTextClassifierTrainer.Options options) => new(Context, options);
+
+        /// <summary>
         /// Byte-weighted bits per byte and perplexity over every row of scored data: Σ(bits per byte × bytes) / Σ bytes,
         /// with each row's byte count taken from <paramref name="inputColumnName"/> (empty rows count as rows, not bytes).
         /// </summary>

@@ -25,17 +25,17 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
     private readonly string _logPrefix;
     private readonly string _lossName;
 
-    /// <param name="context">The ML.NET context (seed, device, log).</param>
+    /// <param name="environment">The ML.NET context (seed, device, log), or the environment an ML.NET catalog holds.</param>
     /// <param name="options">The options, checked here.</param>
     /// <param name="logPrefix">How log lines start, e.g. "MBLM".</param>
     /// <param name="lossName">What the training loss is called in progress lines, e.g. "loss".</param>
-    private protected MblmTrainerBase(MLContext context, TOptions options, string logPrefix, string lossName)
+    private protected MblmTrainerBase(IHostEnvironment environment, TOptions options, string logPrefix, string lossName)
     {
-        Context = context ?? throw new ArgumentNullException(nameof(context));
+        Environment = environment ?? throw new ArgumentNullException(nameof(environment));
         ArgumentNullException.ThrowIfNull(options);
         options.Check();
         TrainerOptions = options;
-        _host = ((IHostEnvironment)context).Register(GetType().Name);
+        _host = environment.Register(GetType().Name);
         _logPrefix = logPrefix;
         _lossName = lossName;
     }
@@ -43,7 +43,16 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
     /// <summary>The options this estimator fits with.</summary>
     public TOptions TrainerOptions { get; }
 
-    private protected MLContext Context { get; }
+    /// <summary>Where seed, device and log come from: an <see cref="MLContext"/>, or the environment behind an ML.NET catalog.</summary>
+    private protected IHostEnvironment Environment { get; }
+
+    /// <summary>
+    /// A context for building schema shapes (never-fitted ML.NET estimators): the MLContext itself, or, for an estimator
+    /// created from an ML.NET catalog (which holds the environment, not the MLContext), a fresh one.
+    /// </summary>
+    private protected MLContext Context => _context ??= Environment as MLContext ?? new MLContext();
+
+    private MLContext? _context;
 
     /// <summary>The output schema: the input columns plus the columns the stage adds. Throws for a missing or mistyped input column.</summary>
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
@@ -59,7 +68,7 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
         var o = TrainerOptions;
         using var ch = _host.Start("Training");
         var data = Prepare(input, ch);
-        var device = DeviceChoice.For(Context);
+        var device = DeviceChoice.For(Environment);
         long samples = data.Train.Count(0);
         long stepsPerEpoch = (samples + o.BatchSize - 1) / o.BatchSize;
         long steps = Math.Min(stepsPerEpoch * o.MaxEpochs, o.MaxSteps ?? long.MaxValue);

@@ -24,6 +24,7 @@ internal static class PipelineFile
     {
         [MblmLanguageModelTransformer.StageKind] = (MblmLanguageModelTransformer.StageVersion, MblmLanguageModelTransformer.Load),
         [MblmAnswerClassifierTransformer.StageKind] = (MblmAnswerClassifierTransformer.StageVersion, MblmAnswerClassifierTransformer.Load),
+        [MblmTextClassifierTransformer.StageKind] = (MblmTextClassifierTransformer.StageVersion, MblmTextClassifierTransformer.Load),
     };
 
     public static void Save(MLContext context, ITransformer model, DataViewSchema inputSchema, string path)

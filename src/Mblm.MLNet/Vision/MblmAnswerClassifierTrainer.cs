@@ -77,7 +77,7 @@ public sealed class MblmAnswerClassifierTrainer : MblmTrainerBase<MblmAnswerClas
     private protected override SchemaShape OutputShapeOf(SchemaShape input)
     {
         VqaColumns.Check(input, TrainerOptions);
-        return VqaColumns.OutputShape(Context, input, TrainerOptions);
+        return LabelColumn.OutputShape(Context, input, TrainerOptions.ScoreColumnName, TrainerOptions.PredictedLabelColumnName);
     }
 
     /// <summary>One sample per row with a label: question, image, question, then the answer, with the loss on the answer only.</summary>
@@ -85,7 +85,7 @@ public sealed class MblmAnswerClassifierTrainer : MblmTrainerBase<MblmAnswerClas
     {
         var o = TrainerOptions;
         var (image, question, label) = VqaColumns.Check(input.Schema, o);
-        var answers = VqaColumns.KeyValues(label);
+        var answers = LabelColumn.KeyValues(label);
         var reader = new VqaRowReader(o.ImageOptions);
         var samples = new List<ByteSample>();
         long unlabeled = 0, longest = 0;
@@ -123,23 +123,4 @@ public sealed class MblmAnswerClassifierTrainer : MblmTrainerBase<MblmAnswerClas
 
     private sealed record AnswerTrainingSet(ISampleSource Train, long TrainingBytes, string Description, string[] Answers)
         : TrainingSet(Train, TrainingBytes, Description);
-}
-
-/// <summary>Knowledge transfer into a larger vocabulary.</summary>
-internal static class Transfer
-{
-    /// <summary>Copies a saved language model's weights (a pipeline file or safetensors) into <paramref name="model"/>, growing the vocabulary.</summary>
-    public static string Load(MblmModel model, string path)
-    {
-        var tensors = path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)
-            ? SafeTensors.Load(path)
-            : PipelineArchive.ReadWeights(path, MblmLanguageModelTransformer.StageKind)
-              ?? throw new ArgumentException($"'{path}' holds no MBLM language model to transfer from", nameof(path));
-        try
-        {
-            long old = ModelWeights.LoadGrowingVocabulary(model, tensors, path);
-            return $"{tensors.Count} tensors from '{path}' (vocabulary {old} → {model.Config.NumTokens})";
-        }
-        finally { foreach (var t in tensors.Values) t.Dispose(); }
-    }
 }

@@ -21,19 +21,18 @@ public sealed class MblmAnswerClassifierTransformer : MblmTransformerBase<MblmAn
     /// <summary>The layout of its <c>stage.json</c>: the options, <c>answers</c>, <c>training</c>.</summary>
     internal const int StageVersion = 1;
 
-    private readonly long[][] _answerSegments;
+    private readonly LabelCandidates _answers;
     private readonly ImageByteOptions _image;
 
     internal MblmAnswerClassifierTransformer(MblmAnswerClassifierTrainer.Options options, MblmModel model, string[] answers, TrainingSummary training)
         : base(options, model, training)
     {
-        Answers = answers;
+        _answers = new LabelCandidates(answers);
         _image = Options.ImageOptions;
-        _answerSegments = answers.Select(a => VqaLayout.Answer(VqaLayout.Utf8(a))).ToArray();
     }
 
     /// <summary>The candidate answers, in key order (key k is Answers[k-1]).</summary>
-    public IReadOnlyList<string> Answers { get; }
+    public IReadOnlyList<string> Answers => _answers.Labels;
 
     private protected override string Kind => StageKind;
 
@@ -49,41 +48,14 @@ public sealed class MblmAnswerClassifierTransformer : MblmTransformerBase<MblmAn
     internal static MblmAnswerClassifierTransformer Load(StageReader reader)
     {
         var (options, training, stage) = ReadSettings(reader, RequiredKeys);
-        var answers = reader.Read<string[]>(stage["answers"], "answers");
-        CheckAnswers(reader, answers, options.ModelConfig);
+        // The answers are the classes: each short enough for the model to score after the shortest prompt (an empty question and image).
+        var answers = LabelCandidates.Read(reader, stage, "answers", options.ModelConfig.MaxContext - VqaLayout.Prompt([], []).Length, options.ModelConfig.MaxContext);
         return reader.ReadModel(options.ModelConfig, model => new MblmAnswerClassifierTransformer(options, model, answers, training));
-    }
-
-    // The answers are the classes: at least one, none null or repeated, and each short enough for the model to score after
-    // the shortest prompt (an empty question and image).
-    private static void CheckAnswers(StageReader reader, string[] answers, Config.MblmConfig config)
-    {
-        MblmFormatException Bad(string problem) => reader.Invalid(StageEntries.Stage, $"'answers' {problem}");
-        if (answers.Length == 0) throw Bad("is empty: a classifier needs at least one answer");
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        long room = config.MaxContext - VqaLayout.Prompt([], []).Length;
-        for (int i = 0; i < answers.Length; i++)
-        {
-            string? a = answers[i];
-            if (a is null) throw Bad($"[{i}] is null");
-            if (!seen.Add(a)) throw Bad($"lists '{(a.Length <= 40 ? a : a[..40] + "…")}' twice (at [{i}])");
-            long tokens = VqaLayout.Answer(VqaLayout.Utf8(a)).Length;
-            if (tokens > room) throw Bad($"[{i}] takes {tokens} tokens; after the shortest prompt the model's context of {config.MaxContext} leaves {room}");
-        }
     }
 
     // The answers are the label's key values at training; where the saved input schema yields the label column, they must
     // still be (an edited stage.json, or a stage from another pipeline, would predict keys of other answers).
-    (string Entry, string Problem)? ICheckedAtLoad.ProblemAtLoad(DataViewSchema input)
-    {
-        if (input.GetColumnOrNull(Options.LabelColumnName) is not { Type: KeyDataViewType } label
-            || label.Annotations.Schema.GetColumnOrNull("KeyValues")?.Type is not VectorDataViewType { ItemType: TextDataViewType }) return null;
-        var keys = VqaColumns.KeyValues(label);
-        if (keys.SequenceEqual(Answers)) return null;
-        int at = Enumerable.Range(0, Math.Min(keys.Length, Answers.Count)).FirstOrDefault(i => keys[i] != Answers[i], Math.Min(keys.Length, Answers.Count));
-        return (StageEntries.Stage, $"'answers' ({Answers.Count}) differ from the key values ({keys.Length}) of the label column '{Options.LabelColumnName}' " +
-                                    $"the stages before produce, from position {at} on: the stage does not belong to this pipeline");
-    }
+    (string Entry, string Problem)? ICheckedAtLoad.ProblemAtLoad(DataViewSchema input) => _answers.ProblemAtLoad(input, Options.LabelColumnName, "answers");
 
     IReadOnlyList<DataViewSchema.Column> IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>.Sources(DataViewSchema input)
     {
@@ -91,26 +63,8 @@ public sealed class MblmAnswerClassifierTransformer : MblmTransformerBase<MblmAn
         return [image, question];
     }
 
-    IReadOnlyList<AddedColumnInfo> IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>.Added
-    {
-        get
-        {
-            int k = Answers.Count;
-            var names = new VBuffer<ReadOnlyMemory<char>>(k, Answers.Select(a => a.AsMemory()).ToArray());
-            ValueGetter<VBuffer<ReadOnlyMemory<char>>> getNames = (ref VBuffer<ReadOnlyMemory<char>> v) => names.CopyTo(ref v);
-            var score = new DataViewSchema.Annotations.Builder();
-            score.Add("SlotNames", new VectorDataViewType(TextDataViewType.Instance, k), getNames);
-            score.Add("ScoreColumnKind", TextDataViewType.Instance, (ref ReadOnlyMemory<char> v) => v = "MulticlassClassification".AsMemory());
-            score.Add("ScoreValueKind", TextDataViewType.Instance, (ref ReadOnlyMemory<char> v) => v = "Score".AsMemory());
-            var predicted = new DataViewSchema.Annotations.Builder();
-            predicted.Add("KeyValues", new VectorDataViewType(TextDataViewType.Instance, k), getNames);
-            return
-            [
-                new AddedColumnInfo(Options.ScoreColumnName, new VectorDataViewType(NumberDataViewType.Single, k), score.ToAnnotations()),
-                new AddedColumnInfo(Options.PredictedLabelColumnName, new KeyDataViewType(typeof(uint), k), predicted.ToAnnotations()),
-            ];
-        }
-    }
+    IReadOnlyList<AddedColumnInfo> IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>.Added =>
+        _answers.Columns(Options.ScoreColumnName, Options.PredictedLabelColumnName);
 
     int IRowStage<(byte[] Question, byte[] Image), (float[] Scores, uint Predicted)>.BatchSize => Options.ScoringBatchSize;
 
@@ -125,24 +79,5 @@ public sealed class MblmAnswerClassifierTransformer : MblmTransformerBase<MblmAn
         : (ValueGetter<uint>)((ref uint v) => v = current().Predicted);
 
     /// <summary>Probabilities over <see cref="Answers"/> and the predicted key for each prompt (question–image–question ids).</summary>
-    internal (float[] Scores, uint Predicted)[] Score(IReadOnlyList<long[]> prompts)
-    {
-        int k = _answerSegments.Length;
-        return WithModel(model =>
-        {
-            var result = new (float[], uint)[prompts.Count];
-            for (int r = 0; r < prompts.Count; r++)
-            {
-                var logp = ContinuationScorer.LogLikelihoods(model, prompts[r], _answerSegments);
-                double max = logp.Max();
-                var e = logp.Select(x => Math.Exp(x - max)).ToArray();
-                double sum = e.Sum();
-                var probs = e.Select(x => (float)(x / sum)).ToArray();
-                uint best = 0;
-                for (int c = 1; c < k; c++) if (logp[c] > logp[best]) best = (uint)c;
-                result[r] = (probs, best + 1);
-            }
-            return result;
-        });
-    }
+    internal (float[] Scores, uint Predicted)[] Score(IReadOnlyList<long[]> prompts) => WithModel(model => _answers.ScoreCached(model, prompts));
 }

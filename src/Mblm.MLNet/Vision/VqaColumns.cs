@@ -9,12 +9,7 @@ internal static class VqaColumns
     public static (DataViewSchema.Column Image, DataViewSchema.Column Question, DataViewSchema.Column Label) Check(DataViewSchema schema, MblmAnswerClassifierTrainer.Options o)
     {
         var (image, question) = CheckInputs(schema, o);
-        var label = schema.GetColumnOrNull(o.LabelColumnName) ?? throw SchemaChecks.NotFound("label", o.LabelColumnName);
-        if (label.Type is not KeyDataViewType { RawType: var raw } || raw != typeof(uint))
-            throw SchemaChecks.Mismatch("label", o.LabelColumnName, "Key<UInt32> with text key values (use MapValueToKey)", label.Type.ToString()!);
-        if (label.Annotations.Schema.GetColumnOrNull("KeyValues")?.Type is not VectorDataViewType { ItemType: TextDataViewType })
-            throw SchemaChecks.Mismatch("label", o.LabelColumnName, "key values of type Text (the answers)", "a key without text key values");
-        return (image, question, label);
+        return (image, question, LabelColumn.Check(schema, o.LabelColumnName));
     }
 
     public static (DataViewSchema.Column Image, DataViewSchema.Column Question) CheckInputs(DataViewSchema schema, MblmAnswerClassifierTrainer.Options o)
@@ -35,35 +30,7 @@ internal static class VqaColumns
         if (!imageOk) throw SchemaChecks.Mismatch("image", o.ImageColumnName, "Image (MLImage) or Vector<Byte> (image file bytes)", image.ItemType.ToString()!);
         var question = Find("question", o.QuestionColumnName);
         if (question.Kind != SchemaShape.Column.VectorKind.Scalar || question.ItemType is not TextDataViewType) throw SchemaChecks.Mismatch("question", o.QuestionColumnName, "Text", question.ItemType.ToString()!);
-        var label = Find("label", o.LabelColumnName);
-        if (!label.IsKey || label.Kind != SchemaShape.Column.VectorKind.Scalar) throw SchemaChecks.Mismatch("label", o.LabelColumnName, "Key<UInt32> with text key values (use MapValueToKey)", label.ItemType.ToString()!);
-    }
-
-    public static string[] KeyValues(DataViewSchema.Column label)
-    {
-        VBuffer<ReadOnlyMemory<char>> values = default;
-        label.GetKeyValues(ref values);
-        return values.DenseValues().Select(v => v.ToString()).ToArray();
-    }
-
-    private sealed class Outputs
-    {
-        public float[] Score { get; set; } = [];
-        public uint PredictedLabel { get; set; }
-    }
-
-    /// <summary>The estimator's output shape: Score (known-size vector) and PredictedLabel (key with key values), via a never-fitted CustomMapping.</summary>
-    public static SchemaShape OutputShape(MLContext context, SchemaShape input, MblmAnswerClassifierTrainer.Options o)
-    {
-        var definition = SchemaDefinition.Create(typeof(Outputs));
-        definition["Score"].ColumnName = o.ScoreColumnName;
-        definition["Score"].ColumnType = new VectorDataViewType(NumberDataViewType.Single, 2);
-        var predicted = definition["PredictedLabel"];
-        predicted.ColumnName = o.PredictedLabelColumnName;
-        predicted.ColumnType = new KeyDataViewType(typeof(uint), 2);
-        predicted.AddAnnotation("KeyValues", new VBuffer<ReadOnlyMemory<char>>(2, ["a".AsMemory(), "b".AsMemory()]),
-            new VectorDataViewType(TextDataViewType.Instance, 2));
-        return Mblm.MLNet.OutputShape.Add<Outputs>(context, input, definition);
+        LabelColumn.Check(shape, o.LabelColumnName);
     }
 }
 

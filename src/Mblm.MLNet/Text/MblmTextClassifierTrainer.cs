@@ -1,0 +1,146 @@
+using Mblm.Config;
+using Mblm.MLNet.Vision;
+using Mblm.Model;
+using Mblm.Training;
+using Microsoft.ML;
+using Microsoft.ML.Runtime;
+
+namespace Mblm.MLNet;
+
+/// <summary>
+/// Tokenizer-free text classification: an MBLM reads the row's bytes (a text column, UTF-8, or a byte vector) and learns,
+/// by next-byte prediction on the class's name only, to continue them with the class; prediction scores every class (the
+/// label's key values) by its log-likelihood and normalises over them (as <see cref="Vision.MblmAnswerClassifierTrainer"/>
+/// does for answers). An ML.NET multiclass trainer: <c>Score</c> and <c>PredictedLabel</c> work with
+/// <c>mlContext.MulticlassClassification.Evaluate</c>, <c>CrossValidate</c>, <c>MapKeyToValue</c> and PredictionEngine.
+/// Create it with <c>mlContext.MulticlassClassification.Trainers.MblmTextClassifier(...)</c> or
+/// <c>mlContext.Mblm().TextClassifier(options)</c>.
+/// </summary>
+/// <remarks>
+/// A row longer than the model's context is an error (Fit names the row; nothing is cut silently): choose a
+/// <see cref="MblmTrainingOptions.ModelConfig"/> with longer <c>seq_lens</c>, or shorten the texts first.
+/// </remarks>
+public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifierTrainer.Options, MblmTextClassifierTransformer>
+{
+    /// <summary>
+    /// Options: the shared training settings of <see cref="MblmTrainingOptions"/> (default model <see cref="DefaultModelConfig"/>,
+    /// <see cref="DefaultMaxEpochs"/> epochs, batches of <see cref="DefaultBatchSize"/>, learning rate
+    /// <see cref="DefaultLearningRate"/>, 64 rows per Transform batch) plus the columns and knowledge transfer. Immutable.
+    /// </summary>
+    public sealed record Options : MblmTrainingOptions
+    {
+        /// <summary>Default of <see cref="MblmTrainingOptions.MaxEpochs"/>.</summary>
+        public const int DefaultMaxEpochs = 6;
+        /// <summary>Default of <see cref="MblmTrainingOptions.BatchSize"/>.</summary>
+        public const int DefaultBatchSize = 16;
+        /// <summary>Default of <see cref="MblmTrainingOptions.LearningRate"/>.</summary>
+        public const double DefaultLearningRate = 2e-3;
+
+        /// <summary>The text classifier's defaults; <see cref="MblmTrainingOptions.ModelConfig"/> needs num_tokens 260 or more and pad 256.</summary>
+        public Options() : base(DefaultModelConfig, DefaultMaxEpochs, DefaultLearningRate, scoringBatchSize: 64) => BatchSize = DefaultBatchSize;
+
+        /// <summary>The label: a key column with text key values, the class names (use <c>MapValueToKey</c>).</summary>
+        public string LabelColumnName { get; init; } = "Label";
+        /// <summary>The input: a text column (UTF-8) or a byte vector.</summary>
+        public string TextColumnName { get; init; } = "Text";
+        /// <summary>Output: probabilities over the label's key values.</summary>
+        public string ScoreColumnName { get; init; } = "Score";
+        /// <summary>Output: the most likely class (a key of the label's key type).</summary>
+        public string PredictedLabelColumnName { get; init; } = "PredictedLabel";
+        /// <summary>
+        /// Knowledge transfer: start from a trained language model — a pipeline file saved by <c>SaveModel</c> that holds an
+        /// MBLM language model, or a safetensors weights file — whose weights have the shapes of
+        /// <see cref="MblmTrainingOptions.ModelConfig"/>'s except for the vocabulary (e.g. <see cref="MblmPresets.Small"/> into
+        /// the default); its byte rows are copied, the special-token rows start fresh.
+        /// </summary>
+        public string? TransferFrom { get; init; }
+        /// <summary>
+        /// Start the class segment at a patch boundary (pad tokens after the text), so that the class is predicted from the
+        /// global stage's view of the whole text (default; measured better than unaligned on short texts, see
+        /// <c>examples/TextClassification</c>); false puts it right after the text.
+        /// </summary>
+        public bool AlignClassToPatch { get; init; } = true;
+
+        /// <summary>The prompt's alignment in tokens: the model's patch size, or 1.</summary>
+        internal long Alignment => AlignClassToPatch ? ModelConfig.PatchSize : 1;
+
+        private protected override void CheckTask()
+        {
+            CheckColumns([(nameof(TextColumnName), TextColumnName), (nameof(LabelColumnName), LabelColumnName)],
+                [(nameof(ScoreColumnName), ScoreColumnName), (nameof(PredictedLabelColumnName), PredictedLabelColumnName)]);
+            Check(ModelConfig.NumTokens >= VqaLayout.NumTokens && ModelConfig.PadTokenId == VqaLayout.Pad, nameof(ModelConfig),
+                $"needs num_tokens >= {VqaLayout.NumTokens} and pad_token_id {VqaLayout.Pad} (bytes, pad, end of modality, start of text); got {ModelConfig.NumTokens} and {ModelConfig.PadTokenId}");
+            Check(TransferFrom is null || File.Exists(TransferFrom), nameof(TransferFrom), $"names a file that does not exist ('{TransferFrom}')");
+        }
+
+        // The transfer source is where the weights started, not a setting of the fitted model.
+        private protected override MblmTrainingOptions WithoutData() => this with { TransferFrom = null };
+    }
+
+    /// <summary>
+    /// The default model, in one place: <see cref="MblmPresets.SmallVqa"/> (≈ 0.5 M parameters, 260 tokens, 2,048 tokens of
+    /// context; weights shaped as <see cref="MblmPresets.Small"/>'s, so a Small language model transfers into it). Batches
+    /// are padded to their longest row, so short texts cost no more for the long context.
+    /// </summary>
+    public static MblmConfig DefaultModelConfig => MblmPresets.SmallVqa;
+
+    internal MblmTextClassifierTrainer(IHostEnvironment environment, Options options) : base(environment, options, "MBLM text", "class loss") { }
+
+    /// <summary>Adds <c>Score</c> (vector of Single) and <c>PredictedLabel</c> (key, with the label's key values).</summary>
+    private protected override SchemaShape OutputShapeOf(SchemaShape input)
+    {
+        var o = TrainerOptions;
+        ByteColumn.Check(input, o.TextColumnName, role: "text");
+        LabelColumn.Check(input, o.LabelColumnName);
+        return LabelColumn.OutputShape(Context, input, o.ScoreColumnName, o.PredictedLabelColumnName);
+    }
+
+    /// <summary>One sample per row with a label: the text, then the class, with the loss on the class only.</summary>
+    private protected override TrainingSet Prepare(IDataView input, IChannel ch)
+    {
+        var o = TrainerOptions;
+        var text = ByteColumn.Check(input.Schema, o.TextColumnName, role: "text");
+        var label = LabelColumn.Check(input.Schema, o.LabelColumnName);
+        var classes = LabelColumn.KeyValues(label);
+        var segments = classes.Select(c => VqaLayout.Answer(VqaLayout.Utf8(c))).ToArray();
+        long context = o.ModelConfig.MaxContext;
+        var samples = new List<ByteSample>();
+        long unlabeled = 0, longest = 0, row = -1, tokens = 0;
+        using (var cursor = input.GetRowCursor(new[] { text, label }))
+        {
+            var read = ByteColumn.Reader(cursor, text);
+            var labelGetter = cursor.GetGetter<uint>(label);
+            uint key = 0;
+            while (cursor.MoveNext())
+            {
+                row++;
+                labelGetter(ref key);
+                if (key == 0 || key > classes.Length) { unlabeled++; continue; }
+                var bytes = read();
+                var sample = TextClassifierLayout.Sample(bytes, segments[key - 1], o.Alignment);
+                if (sample.Ids.Length > context)
+                    throw new ArgumentException($"row {row} of column '{o.TextColumnName}' has {bytes.Length} bytes; " +
+                        $"with its class it takes {sample.Ids.Length} tokens, more than the model's context of {context} " +
+                        $"(MblmTextClassifierTrainer.Options.ModelConfig: use a config with longer seq_lens, or shorten the texts)", nameof(input));
+                longest = Math.Max(longest, sample.Ids.Length);
+                tokens += sample.Ids.Length;
+                samples.Add(sample);
+            }
+        }
+        if (samples.Count == 0) throw new ArgumentException($"no training rows with a label in column '{o.LabelColumnName}'", nameof(input));
+        if (unlabeled > 0) ch.Warning(MessageSensitivity.None, $"MBLM text: {unlabeled} rows without a label were skipped");
+        return new ClassTrainingSet(new ListSource(samples), tokens,
+            $"{samples.Count} rows (longest {longest} tokens), {classes.Length} classes", classes);
+    }
+
+    private protected override void InitializeModel(MblmModel model, IChannel ch)
+    {
+        if (TrainerOptions.TransferFrom is { } from) ch.Info(MessageSensitivity.None, $"MBLM text: transferred {Transfer.Load(model, from)}");
+    }
+
+    private protected override MblmTextClassifierTransformer CreateTransformer(MblmModel model, TrainingSummary summary, TrainingSet data) =>
+        new(TrainerOptions, model, ((ClassTrainingSet)data).Classes, summary);
+
+    private sealed record ClassTrainingSet(ISampleSource Train, long TrainingBytes, string Description, string[] Classes)
+        : TrainingSet(Train, TrainingBytes, Description, "rows");
+}

@@ -1,0 +1,93 @@
+using System.Text.Json.Nodes;
+using Mblm.Model;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace Mblm.MLNet;
+
+/// <summary>
+/// A trained MBLM text classifier: adds <c>Score</c> (Vector&lt;Single, K&gt;: probabilities over the K classes, slot names =
+/// the classes) and <c>PredictedLabel</c> (Key&lt;UInt32, K&gt; with the classes as key values, the label's key type). Every
+/// class is scored by the model's log-likelihood of its name after the row's bytes; the scores are normalised with a
+/// softmax over the classes. A row longer than the model's context fails with an error naming the option. Thread-safe;
+/// save with <c>mlContext.Mblm().SaveModel</c>.
+/// </summary>
+public sealed class MblmTextClassifierTransformer : MblmTransformerBase<MblmTextClassifierTrainer.Options>, IRowStage<byte[], (float[] Scores, uint Predicted)>,
+    ICheckedAtLoad
+{
+    /// <summary>The stage kind in a pipeline file.</summary>
+    internal const string StageKind = "text-classifier";
+    /// <summary>The layout of its <c>stage.json</c>: the options, <c>classes</c>, <c>training</c>.</summary>
+    internal const int StageVersion = 1;
+
+    // Prompts up to this many tokens are scored with every class in one batched forward; longer ones decode the prompt
+    // once and step through the classes (ContinuationScorer). Both give the same probabilities up to rounding.
+    private const int BatchedPromptTokens = 256;
+    private const int SamplesPerForward = 512;
+
+    private readonly LabelCandidates _classes;
+
+    internal MblmTextClassifierTransformer(MblmTextClassifierTrainer.Options options, MblmModel model, string[] classes, TrainingSummary training)
+        : base(options, model, training) => _classes = new LabelCandidates(classes);
+
+    /// <summary>The classes, in key order (key k is Classes[k-1]).</summary>
+    public IReadOnlyList<string> Classes => _classes.Labels;
+
+    private protected override string Kind => StageKind;
+
+    private protected override int Version => StageVersion;
+
+    private protected override void WriteFields(JsonObject stage) => stage["classes"] = StageWriter.ToNode(Classes);
+
+    /// <summary>The keys of <c>stage.json</c> since layout version 1 (its non-null options, <c>classes</c> and <c>training</c>).</summary>
+    private static readonly string[] RequiredKeys =
+        ["labelColumnName", "textColumnName", "scoreColumnName", "predictedLabelColumnName", "scoringBatchSize", "classes", "training"];
+
+    /// <summary>Reads a stage written by <see cref="IMblmStage.Save"/>.</summary>
+    internal static MblmTextClassifierTransformer Load(StageReader reader)
+    {
+        var (options, training, stage) = ReadSettings(reader, RequiredKeys);
+        long context = options.ModelConfig.MaxContext;
+        var classes = LabelCandidates.Read(reader, stage, "classes", context - TextClassifierLayout.PromptLength(0, options.Alignment), context);
+        return reader.ReadModel(options.ModelConfig, model => new MblmTextClassifierTransformer(options, model, classes, training));
+    }
+
+    (string Entry, string Problem)? ICheckedAtLoad.ProblemAtLoad(DataViewSchema input) => _classes.ProblemAtLoad(input, Options.LabelColumnName, "classes");
+
+    IReadOnlyList<DataViewSchema.Column> IRowStage<byte[], (float[] Scores, uint Predicted)>.Sources(DataViewSchema input) =>
+        [ByteColumn.Check(input, Options.TextColumnName, role: "text")];
+
+    IReadOnlyList<AddedColumnInfo> IRowStage<byte[], (float[] Scores, uint Predicted)>.Added =>
+        _classes.Columns(Options.ScoreColumnName, Options.PredictedLabelColumnName);
+
+    int IRowStage<byte[], (float[] Scores, uint Predicted)>.BatchSize => Options.ScoringBatchSize;
+
+    Func<byte[]> IRowStage<byte[], (float[] Scores, uint Predicted)>.Reader(DataViewRow row, IReadOnlyList<DataViewSchema.Column> sources) =>
+        ByteColumn.Reader(row, sources[0]);
+
+    (float[] Scores, uint Predicted)[] IRowStage<byte[], (float[] Scores, uint Predicted)>.Compute(IReadOnlyList<byte[]> rows, bool[] active) => Score(rows);
+
+    Delegate IRowStage<byte[], (float[] Scores, uint Predicted)>.Getter(int added, Func<(float[] Scores, uint Predicted)> current) => added == 0
+        ? (ValueGetter<VBuffer<float>>)((ref VBuffer<float> v) => RowStages.Copy(current().Scores, ref v))
+        : (ValueGetter<uint>)((ref uint v) => v = current().Predicted);
+
+    /// <summary>Probabilities over <see cref="Classes"/> and the predicted key (1-based) for each text's bytes.</summary>
+    /// <exception cref="InvalidDataException">A text too long for the model's context with the longest class.</exception>
+    public (float[] Scores, uint Predicted)[] Score(IReadOnlyList<byte[]> texts)
+    {
+        ArgumentNullException.ThrowIfNull(texts);
+        long context = ModelConfig.MaxContext;
+        var prompts = new long[texts.Count][];
+        for (int i = 0; i < texts.Count; i++)
+        {
+            long tokens = TextClassifierLayout.PromptLength(texts[i].Length, Options.Alignment) + _classes.LongestSegment;
+            if (tokens > context)
+                throw new InvalidDataException($"a row of column '{Options.TextColumnName}' has {texts[i].Length} bytes; with the longest class it takes {tokens} tokens, " +
+                    $"more than the model's context of {context} (MblmTextClassifierTrainer.Options.ModelConfig: use a config with longer seq_lens, or shorten the texts)");
+            prompts[i] = TextClassifierLayout.Prompt(texts[i], Options.Alignment);
+        }
+        if (prompts.Length == 0) return [];
+        bool batched = prompts.Max(p => p.Length) <= BatchedPromptTokens;
+        return WithModel(model => batched ? _classes.ScoreBatched(model, prompts, SamplesPerForward) : _classes.ScoreCached(model, prompts));
+    }
+}

@@ -1,0 +1,40 @@
+using Mblm.MLNet.Vision;
+
+namespace Mblm.MLNet;
+
+/// <summary>
+/// The text classifier's sequence: [SOT] text bytes [EOM], then the class as a text segment [SOT] label [EOM] — the answer
+/// classifier's vocabulary and special tokens (<see cref="VqaLayout"/>: 0–255 bytes, 256 pad, 257 end of modality, 258
+/// start of text), so a model of one can be trained further as the other. The loss is on the class segment only. With
+/// alignment, pad tokens follow the text's [EOM] up to the next patch boundary (a multiple of the config's
+/// <c>PatchSize</c>), so the class segment starts a patch of its own: its first token is predicted from the global stage's
+/// summary of every patch of the text, not by the local stage from the few bytes that share its patch.
+/// </summary>
+internal static class TextClassifierLayout
+{
+    /// <summary>The prompt: [SOT] text [EOM], then pad up to a multiple of <paramref name="align"/> tokens (1: none).</summary>
+    public static long[] Prompt(byte[] text, long align)
+    {
+        var ids = new long[PromptLength(text.Length, align)];
+        Array.Fill(ids, VqaLayout.Pad);
+        ids[0] = VqaLayout.StartOfText;
+        for (int i = 0; i < text.Length; i++) ids[i + 1] = text[i];
+        ids[text.Length + 1] = VqaLayout.EndOfModality;
+        return ids;
+    }
+
+    /// <summary>Tokens a text of <paramref name="bytes"/> bytes takes as a prompt.</summary>
+    public static long PromptLength(long bytes, long align) => (bytes + 2 + align - 1) / align * align;
+
+    /// <summary>A training sample: the prompt and the class segment, with loss weight 1 on the class segment only.</summary>
+    public static Training.ByteSample Sample(byte[] text, long[] classSegment, long align)
+    {
+        var prompt = Prompt(text, align);
+        var ids = new long[prompt.Length + classSegment.Length];
+        prompt.CopyTo(ids, 0);
+        classSegment.CopyTo(ids, prompt.Length);
+        var mask = new float[ids.Length];
+        Array.Fill(mask, 1f, prompt.Length, classSegment.Length);
+        return new Training.ByteSample(ids, mask);
+    }
+}

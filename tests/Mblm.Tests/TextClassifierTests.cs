@@ -1,0 +1,238 @@
+using Mblm.Config;
+using Mblm.MLNet;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace Mblm.Tests;
+
+public sealed class LabelledText
+{
+    public string Text { get; set; } = "";
+    public string Kind { get; set; } = "";
+}
+
+public sealed class LabelledBytes
+{
+    [VectorType]
+    public byte[] Text { get; set; } = [];
+    public string Kind { get; set; } = "";
+}
+
+public sealed class TextPrediction
+{
+    public float[] Score { get; set; } = [];
+    public string PredictedKind { get; set; } = "";
+}
+
+/// <summary>The MBLM text classifier: ML.NET's multiclass workflow (Evaluate, CrossValidate, MapKeyToValue, PredictionEngine, SaveModel/LoadModel), byte-vector input, transfer and its errors.</summary>
+[TestClass]
+public sealed class TextClassifierTests
+{
+    // 4 classes told apart by their alphabet: an easy task a tiny model learns in a few dozen steps.
+    private static readonly (string Kind, string Alphabet)[] Kinds =
+        [("digits", "0123456789"), ("vowels", "aeiou"), ("upper", "BCDFGHJKLMNPQRSTVWXZ"), ("symbols", "+-*/=<>!?%&")];
+
+    internal static LabelledText[] Rows(int count, int seed)
+    {
+        var rng = new Random(seed);
+        return Enumerable.Range(0, count).Select(_ =>
+        {
+            var (kind, alphabet) = Kinds[rng.Next(Kinds.Length)];
+            var text = new string(Enumerable.Range(0, rng.Next(3, 12)).Select(_ => alphabet[rng.Next(alphabet.Length)]).ToArray());
+            return new LabelledText { Text = text, Kind = kind };
+        }).ToArray();
+    }
+
+    private static readonly MblmConfig TinyText = VisionTests.TinyVqa;
+
+    internal static MblmTextClassifierTrainer.Options TinyOptions => new()
+    {
+        ModelConfig = TinyText, MaxSteps = 40, BatchSize = 8, LearningRate = 1e-2, MaxEpochs = 100,
+    };
+
+    private static IEstimator<ITransformer> Pipeline(MLContext ml, MblmTextClassifierTrainer.Options options) =>
+        ml.Transforms.Conversion.MapValueToKey("Label", "Kind")
+            .Append(ml.MulticlassClassification.Trainers.MblmTextClassifier(options))
+            .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedKind", "PredictedLabel"));
+
+    [TestMethod]
+    public void FitsAndEvaluates_WellAboveChance_WithSlotNamesAndKeys()
+    {
+        var ml = new MLContext(seed: 1);
+        var train = ml.Data.LoadFromEnumerable(Rows(96, seed: 1));
+        var testRows = Rows(40, seed: 2);
+        var model = Pipeline(ml, TinyOptions with { MaxSteps = 120 }).Fit(train);
+        using var owner = (IDisposable)model;
+        var scored = model.Transform(ml.Data.LoadFromEnumerable(testRows));
+        var metrics = ml.MulticlassClassification.Evaluate(scored);
+        Assert.IsTrue(metrics.MicroAccuracy >= 0.8, $"accuracy {metrics.MicroAccuracy:F2} (chance 0.25)");
+        Assert.IsTrue(metrics.LogLoss < Math.Log(4), $"log-loss {metrics.LogLoss:F3} below the uniform guess's {Math.Log(4):F3}");
+
+        var classifier = (MblmTextClassifierTransformer)((IEnumerable<ITransformer>)model).ElementAt(1);
+        var keyValues = new[] { "digits", "vowels", "upper", "symbols" }.Where(k => testRows.Concat(Rows(96, 1)).Any(r => r.Kind == k)).ToArray();
+        VBuffer<ReadOnlyMemory<char>> slots = default;
+        scored.Schema["Score"].GetSlotNames(ref slots);
+        var slotNames = slots.DenseValues().Select(v => v.ToString()).ToArray();
+        CollectionAssert.AreEqual(classifier.Classes.ToArray(), slotNames);
+        CollectionAssert.AreEquivalent(keyValues, slotNames);
+        Assert.AreEqual(scored.Schema["Label"].Type, scored.Schema["PredictedLabel"].Type, "PredictedLabel has the label's key type");
+
+        var scores = scored.GetColumn<float[]>("Score").ToArray();
+        var predicted = scored.GetColumn<string>("PredictedKind").ToArray();
+        for (int i = 0; i < scores.Length; i++)
+        {
+            Assert.AreEqual(1.0, scores[i].Sum(), 1e-4);
+            Assert.AreEqual(slotNames[Array.IndexOf(scores[i], scores[i].Max())], predicted[i], "PredictedLabel = argmax of Score, mapped back to its name");
+        }
+    }
+
+    [TestMethod]
+    public void SaveLoad_GivesIdenticalScores_AndPredictionEngineAgrees()
+    {
+        var ml = new MLContext(seed: 1);
+        var data = ml.Data.LoadFromEnumerable(Rows(32, seed: 3));
+        var test = ml.Data.LoadFromEnumerable(Rows(12, seed: 4));
+        string path = Path.Combine(Path.GetTempPath(), $"mblm-textclf-{Guid.NewGuid():N}.zip");
+        var model = Pipeline(ml, TinyOptions with { MaxSteps = 4 }).Fit(data);
+        try
+        {
+            ml.Mblm().SaveModel(model, data.Schema, path);
+            var ml2 = new MLContext();
+            using var loaded = (TransformerChain<ITransformer>)ml2.Mblm().LoadModel(path, out var schema);
+            var fitted = (MblmTextClassifierTransformer)((IEnumerable<ITransformer>)model).ElementAt(1);
+            var reloaded = (MblmTextClassifierTransformer)loaded.ElementAt(1);
+            Assert.AreEqual(MLNetPersistenceTests.Describe(fitted.Options, TinyText), MLNetPersistenceTests.Describe(reloaded.Options, TinyText), "every option survives the file");
+            CollectionAssert.AreEqual(fitted.Classes.ToArray(), reloaded.Classes.ToArray());
+            var before = model.Transform(test).GetColumn<float[]>("Score").ToArray();
+            var after = loaded.Transform(test).GetColumn<float[]>("Score").ToArray();
+            for (int i = 0; i < before.Length; i++) CollectionAssert.AreEqual(before[i], after[i], $"row {i}");
+
+            using var engine = ml2.Model.CreatePredictionEngine<LabelledText, TextPrediction>(loaded, new PredictionEngineOptions { OwnsTransformer = false });
+            var rows = ml.Data.CreateEnumerable<LabelledText>(test, false).ToArray();
+            var names = model.Transform(test).GetColumn<string>("PredictedKind").ToArray();
+            for (int i = 0; i < rows.Length; i++)
+            {
+                var p = engine.Predict(rows[i]);
+                Assert.AreEqual(names[i], p.PredictedKind);
+                for (int c = 0; c < p.Score.Length; c++) Assert.AreEqual(before[i][c], p.Score[c], 1e-5, "one row at a time scores as the batch does");
+            }
+        }
+        finally { File.Delete(path); ((IDisposable)model).Dispose(); }
+    }
+
+    [TestMethod]
+    public void CrossValidate_RunsEveryFold()
+    {
+        var ml = new MLContext(seed: 1);
+        var data = ml.Transforms.Conversion.MapValueToKey("Label", "Kind").Fit(ml.Data.LoadFromEnumerable(Rows(64, seed: 5)))
+            .Transform(ml.Data.LoadFromEnumerable(Rows(64, seed: 5)));
+        var folds = ml.MulticlassClassification.CrossValidate(data, ml.MulticlassClassification.Trainers.MblmTextClassifier(TinyOptions with { MaxSteps = 100 }), numberOfFolds: 2);
+        Assert.AreEqual(2, folds.Count);
+        foreach (var fold in folds)
+        {
+            Assert.IsTrue(fold.Metrics.MicroAccuracy > 0.5, $"fold {fold.Fold}: accuracy {fold.Metrics.MicroAccuracy:F2} (chance 0.25)");
+            ((IDisposable)fold.Model).Dispose();
+        }
+    }
+
+    [TestMethod]
+    public void ByteVectorInput_ScoresAsTheSameText()
+    {
+        var ml = new MLContext(seed: 1);
+        var rows = Rows(16, seed: 6);
+        var textData = ml.Data.LoadFromEnumerable(rows);
+        var bytesData = ml.Data.LoadFromEnumerable(rows.Select(r => new LabelledBytes { Text = System.Text.Encoding.UTF8.GetBytes(r.Text), Kind = r.Kind }));
+        var keys = ml.Transforms.Conversion.MapValueToKey("Label", "Kind");
+        using var fromBytes = keys.Append(ml.Mblm().TextClassifier(TinyOptions with { MaxSteps = 3 })).Fit(bytesData);
+        var classifier = fromBytes.LastTransformer;
+        var viaBytes = fromBytes.Transform(bytesData).GetColumn<float[]>("Score").ToArray();
+        var viaText = classifier.Transform(keys.Fit(textData).Transform(textData)).GetColumn<float[]>("Score").ToArray();
+        for (int i = 0; i < rows.Length; i++) CollectionAssert.AreEqual(viaBytes[i], viaText[i], $"row {i}");
+    }
+
+    [TestMethod]
+    public void TransfersFromASavedLanguageModel()
+    {
+        var ml = new MLContext(seed: 1);
+        var text = ml.Data.LoadFromEnumerable(MLNetTests.Corpus.Select(t => new TextRow { Text = t }));
+        string path = Path.Combine(Path.GetTempPath(), $"mblm-lm-{Guid.NewGuid():N}.zip");
+        try
+        {
+            using (var lm = ml.Mblm().LanguageModel(MLNetTests.TinyOptions(0) with { ModelConfig = TinyText with { NumTokens = 257 }, MaxSteps = 2 }).Fit(text))
+                ml.Mblm().SaveModel(lm, text.Schema, path);
+            var logs = new List<string>();
+            ml.Log += (_, e) => { lock (logs) logs.Add(e.Message); };
+            var data = ml.Data.LoadFromEnumerable(Rows(16, seed: 7));
+            using var model = (IDisposable)Pipeline(ml, TinyOptions with { TransferFrom = path, MaxSteps = 1 }).Fit(data);
+            Assert.IsTrue(logs.Any(l => l.Contains("MBLM text: transferred") && l.Contains("vocabulary 257 → 260")), string.Join("\n", logs.Where(l => l.Contains("MBLM"))));
+        }
+        finally { File.Delete(path); }
+    }
+
+    [TestMethod]
+    public void CatalogDefaults_KeepTheContextsSeedAndLog()
+    {
+        var defaults = new MLContext().MulticlassClassification.Trainers.MblmTextClassifier().TrainerOptions;
+        Assert.AreEqual(MblmTextClassifierTrainer.DefaultModelConfig, defaults.ModelConfig);
+        Assert.AreEqual(MblmTextClassifierTrainer.Options.DefaultMaxEpochs, defaults.MaxEpochs);
+        Assert.AreEqual(("Label", "Text"), (defaults.LabelColumnName, defaults.TextColumnName));
+
+        float[][] FitAndScore(List<string> logs)
+        {
+            var ml = new MLContext(seed: 3);
+            ml.Log += (_, e) => { if (e.Source.Contains("Mblm")) lock (logs) logs.Add(e.Message); };
+            var data = ml.Data.LoadFromEnumerable(Rows(16, seed: 8));
+            var trainer = ml.MulticlassClassification.Trainers.MblmTextClassifier(TinyOptions with { MaxSteps = 2 });
+            using var model = ml.Transforms.Conversion.MapValueToKey("Label", "Kind").Append(trainer).Fit(data);
+            return model.Transform(data).GetColumn<float[]>("Score").ToArray();
+        }
+        var (logsA, logsB) = (new List<string>(), new List<string>());
+        var a = FitAndScore(logsA);
+        var b = FitAndScore(logsB);
+        for (int i = 0; i < a.Length; i++) CollectionAssert.AreEqual(a[i], b[i], "the MLContext's seed reaches a trainer made by the ML.NET catalog");
+        Assert.IsTrue(logsA.Any(l => l.Contains("MBLM text: 16 rows")), string.Join("\n", logsA));
+    }
+
+    [TestMethod]
+    public void BadOptionsAndColumns_AreNamed()
+    {
+        var ml = new MLContext();
+        var trainers = ml.MulticlassClassification.Trainers;
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => trainers.MblmTextClassifier(TinyOptions with { ModelConfig = MLNetTests.Tiny }));
+        StringAssert.Contains(e.Message, "MblmTextClassifierTrainer.Options.ModelConfig needs num_tokens >= 260");
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => trainers.MblmTextClassifier(TinyOptions with { MaxEpochs = 0 }));
+        StringAssert.Contains(e.Message, "MblmTextClassifierTrainer.Options.MaxEpochs must be positive");
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => trainers.MblmTextClassifier(TinyOptions with { TransferFrom = "/nonexistent/lm.zip" }));
+        StringAssert.Contains(e.Message, "MblmTextClassifierTrainer.Options.TransferFrom names a file that does not exist");
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => trainers.MblmTextClassifier(TinyOptions with { ScoreColumnName = "PredictedLabel" }));
+        StringAssert.Contains(e.Message, "output column names must differ");
+
+        var data = ml.Data.LoadFromEnumerable(Rows(8, seed: 9));
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => trainers.MblmTextClassifier(TinyOptions with { LabelColumnName = "Kind" }).Fit(data));
+        StringAssert.Contains(e.Message, "Schema mismatch for label column 'Kind': expected Key<UInt32>");
+        var keyed = ml.Transforms.Conversion.MapValueToKey("Label", "Kind").Fit(data).Transform(data);
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => trainers.MblmTextClassifier(TinyOptions with { TextColumnName = "Body" }).Fit(keyed));
+        StringAssert.Contains(e.Message, "Could not find text column 'Body'");
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => trainers.MblmTextClassifier(TinyOptions with { TextColumnName = "Label" }).Fit(keyed));
+        StringAssert.Contains(e.Message, "Schema mismatch for text column 'Label': expected Text or Vector<Byte>");
+    }
+
+    [TestMethod]
+    public void RowsLongerThanTheContext_AreErrorsNamingTheRowAndTheOption()
+    {
+        var ml = new MLContext(seed: 1);
+        var rows = Rows(6, seed: 10);
+        rows[3].Text = new string('7', 600); // TinyText's context is 512 tokens
+        var e = Assert.ThrowsExactly<ArgumentException>(() => Pipeline(ml, TinyOptions with { MaxSteps = 1 }).Fit(ml.Data.LoadFromEnumerable(rows)));
+        StringAssert.Contains(e.Message, "row 3 of column 'Text' has 600 bytes");
+        StringAssert.Contains(e.Message, "more than the model's context of 512 (MblmTextClassifierTrainer.Options.ModelConfig");
+
+        rows[3].Text = "123";
+        using var model = (IDisposable)Pipeline(ml, TinyOptions with { MaxSteps = 1 }).Fit(ml.Data.LoadFromEnumerable(rows));
+        rows[3].Text = new string('7', 600);
+        var scored = ((ITransformer)model).Transform(ml.Data.LoadFromEnumerable(rows));
+        var t = Assert.ThrowsExactly<InvalidDataException>(() => scored.GetColumn<float[]>("Score").ToArray());
+        StringAssert.Contains(t.Message, "a row of column 'Text' has 600 bytes");
+        StringAssert.Contains(t.Message, "MblmTextClassifierTrainer.Options.ModelConfig");
+    }
+}
