@@ -1,0 +1,69 @@
+using System.Diagnostics;
+using Mblm.MLNet;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace TextClassification;
+
+/// <summary>One row of the table.</summary>
+internal sealed record Result(string Task, string Model, double Accuracy, double MacroAccuracy, double LogLoss, double FitSeconds, double RowsPerSecond);
+
+/// <summary>A row as ML.NET reads it.</summary>
+internal sealed class TextRow
+{
+    public string Text { get; set; } = "";
+    public string Class { get; set; } = "";
+}
+
+/// <summary>Fits and scores every model of one task variant, each in a fresh <see cref="MLContext"/> with the same seed.</summary>
+internal sealed class Runs(TaskData task, int seed, List<Result> results)
+{
+    public static IDataView Load(MLContext ml, Row[] rows) => ml.Data.LoadFromEnumerable(rows.Select(r => new TextRow { Text = r.Text, Class = r.Class }));
+
+    /// <summary>ML.NET's classic text pipeline: word and character n-grams (FeaturizeText's defaults), then <paramref name="trainer"/>.</summary>
+    public void Classic(string name, Func<MLContext, IEstimator<ITransformer>> trainer) =>
+        Run(name, ml => ml.Transforms.Conversion.MapValueToKey("Label", "Class")
+            .Append(ml.Transforms.Text.FeaturizeText("Features", "Text"))
+            .AppendCacheCheckpoint(ml)
+            .Append(trainer(ml)));
+
+    /// <summary>The language model's Features (mean hidden state), min-max normalised, into SDCA.</summary>
+    public void LanguageModelFeatures(string name, MblmLanguageModelTransformer lm, double lmSeconds) =>
+        Run(name, ml => ml.Transforms.Conversion.MapValueToKey("Label", "Class")
+            .Append(ml.Transforms.NormalizeMinMax("Features"))
+            .AppendCacheCheckpoint(ml)
+            .Append(ml.MulticlassClassification.Trainers.SdcaMaximumEntropy()), lm.Transform, lmSeconds);
+
+    /// <summary>The MBLM text classifier from ML.NET's multiclass catalog.</summary>
+    public void Mblm(string name, MblmTextClassifierTrainer.Options options) =>
+        Run(name, ml => ml.Transforms.Conversion.MapValueToKey("Label", "Class")
+            .Append(ml.MulticlassClassification.Trainers.MblmTextClassifier(options with { Progress = new Bar(name) })));
+
+    private void Run(string name, Func<MLContext, IEstimator<ITransformer>> pipeline, Func<IDataView, IDataView>? before = null, double extraFitSeconds = 0)
+    {
+        var ml = new MLContext(seed);
+        before ??= d => d;
+        var train = before(Load(ml, task.Train));
+        var test = before(Load(ml, task.Test));
+        var clock = Stopwatch.StartNew();
+        var model = pipeline(ml).Fit(train);
+        double fit = clock.Elapsed.TotalSeconds + extraFitSeconds;
+        clock.Restart();
+        var metrics = ml.MulticlassClassification.Evaluate(model.Transform(test));
+        double scoring = clock.Elapsed.TotalSeconds;
+        (model as IDisposable)?.Dispose();
+        var r = new Result(task.Name, name, metrics.MicroAccuracy, metrics.MacroAccuracy, metrics.LogLoss, fit, task.Test.Length / scoring);
+        results.Add(r);
+        Console.WriteLine($"    {name}: accuracy {r.Accuracy:F3}, macro {r.MacroAccuracy:F3}, log-loss {r.LogLoss:F3}, fit {r.FitSeconds:F1} s, {r.RowsPerSecond:F0} rows/s");
+    }
+}
+
+/// <summary>A few progress lines per fit.</summary>
+internal sealed class Bar(string name) : IProgress<Mblm.Training.TrainingProgress>
+{
+    public void Report(Mblm.Training.TrainingProgress p)
+    {
+        if (p.Step % Math.Max(1, p.TotalSteps / 4) == 0 || p.Step == p.TotalSteps)
+            Console.WriteLine($"      {name}: step {p.Step}/{p.TotalSteps} loss {p.Loss:F3} (eta {p.Eta:mm\\:ss})");
+    }
+}
