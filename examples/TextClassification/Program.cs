@@ -8,7 +8,7 @@
 //   dotnet run -c Release --project examples/TextClassification -- --quick   # a smoke run: tiny sizes, one epoch
 //   options: --rows N (training rows per task) --test-rows N --epochs N (MBLM classifier) --lm-epochs N (language model)
 //            --short-bytes N (the short-input variant) --seed N --tasks languages,code --languages es,pt_BR,…
-//            --models sdca,lightgbm,lm-sdca,mblm,mblm-transfer,mblm-unaligned
+//            --models sdca,lightgbm,lm-sdca,mblm,mblm-transfer,mblm-unaligned --lr X --text-loss W --spans 0|1 (MBLM classifier options)
 
 using System.Diagnostics;
 using System.Globalization;
@@ -76,6 +76,9 @@ try
             if (lm is not null && models.Contains("lm-sdca"))
                 run.LanguageModelFeatures("MBLM LM Features + SDCA", lm, lmSeconds);
             var options = new MblmTextClassifierTrainer.Options { MaxEpochs = epochs };
+            if (flags.TryGetValue("lr", out var lr)) options = options with { LearningRate = double.Parse(lr) };
+            if (flags.TryGetValue("text-loss", out var tl)) options = options with { TextLossWeight = double.Parse(tl) };
+            if (flags.TryGetValue("spans", out var sp)) options = options with { RandomSpans = sp is "1" or "true" };
             if (models.Contains("mblm"))
                 run.Mblm("MBLM text classifier", options);
             if (models.Contains("mblm-unaligned"))

@@ -67,12 +67,13 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
         ArgumentNullException.ThrowIfNull(input);
         var o = TrainerOptions;
         using var ch = _host.Start("Training");
+        int seed = _host.Rand.Next();
+        FitSeed = seed;
         var data = Prepare(input, ch);
         var device = DeviceChoice.For(Environment);
         long samples = data.Train.Count(0);
         long stepsPerEpoch = (samples + o.BatchSize - 1) / o.BatchSize;
         long steps = Math.Min(stepsPerEpoch * o.MaxEpochs, o.MaxSteps ?? long.MaxValue);
-        int seed = _host.Rand.Next();
         ch.Info(MessageSensitivity.None, $"{_logPrefix}: {data.Description}; {o.ModelConfig.CountParameters():N0} parameters on {device}; " +
                 $"{steps} steps of {o.BatchSize} {data.SampleName}");
 
@@ -109,6 +110,9 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
             }
         }
     }
+
+    /// <summary>The seed of the Fit in progress (drawn from the MLContext before <c>Prepare</c>), for seeded data handling in hooks.</summary>
+    private protected int FitSeed { get; private set; }
 
     // ---- hooks: what a task adds ----
 

@@ -5,9 +5,9 @@ using System.Text.RegularExpressions;
 namespace Mblm.Tests;
 
 /// <summary>
-/// The packages as a user gets them: Mblm and Mblm.MLNet packed into a local folder feed, and the README's two ML.NET
+/// The packages as a user gets them: Mblm and Mblm.MLNet packed into a local folder feed, and the README's ML.NET
 /// programs built outside the repository against them (no project references, none of our Directory.Build files) and run —
-/// the first trains and saves, the second loads the file in a new process and predicts.
+/// the first trains and saves, the second loads the file in a new process and predicts, the third classifies text.
 /// </summary>
 [TestClass]
 public sealed class PackageTests
@@ -88,6 +88,18 @@ public sealed class PackageTests
             var predict = Run("dotnet", "out/App.dll", app);
             Assert.AreEqual(0, predict.Code, "the README's second program failed:\n" + predict.Output);
             StringAssert.Matches(predict.Output, new Regex(@"\d+\.\d+ bits per byte, 64 features, continues: "));
+
+            // The third: the text classifier — cross-validate, train, evaluate, save, load and predict.
+            File.WriteAllText(Path.Combine(app, "Program.cs"), ReadmeBlock(readme, "classify"));
+            build = Run("dotnet", "build -c Release -o out", app);
+            Assert.AreEqual(0, build.Code, "build of the README's text-classification program failed:\n" + build.Output);
+            var classify = Run("dotnet", "out/App.dll", app);
+            Assert.AreEqual(0, classify.Code, "the README's text-classification program failed:\n" + classify.Output);
+            StringAssert.Matches(classify.Output, new Regex(@"cross-validated accuracy \d\.\d\d"));
+            var trained = Regex.Match(classify.Output, @"training accuracy (\d\.\d\d), log-loss");
+            Assert.IsTrue(trained.Success && double.Parse(trained.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) >= 0.8, classify.Output);
+            StringAssert.Matches(classify.Output, new Regex(@"'merci et à bientôt' is (en|fr|de) \(probability 0\.\d\d\)"));
+            Assert.IsTrue(File.Exists(Path.Combine(app, "classifier.zip")));
         }
         finally
         {

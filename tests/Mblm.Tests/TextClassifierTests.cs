@@ -182,7 +182,8 @@ public sealed class TextClassifierTests
             var ml = new MLContext(seed: 3);
             ml.Log += (_, e) => { if (e.Source.Contains("Mblm")) lock (logs) logs.Add(e.Message); };
             var data = ml.Data.LoadFromEnumerable(Rows(16, seed: 8));
-            var trainer = ml.MulticlassClassification.Trainers.MblmTextClassifier(TinyOptions with { MaxSteps = 2 });
+            // 4 steps of 8 over 16 rows: the second epoch reads random spans of the rows, seeded from the context too.
+            var trainer = ml.MulticlassClassification.Trainers.MblmTextClassifier(TinyOptions with { MaxSteps = 4 });
             using var model = ml.Transforms.Conversion.MapValueToKey("Label", "Kind").Append(trainer).Fit(data);
             return model.Transform(data).GetColumn<float[]>("Score").ToArray();
         }
@@ -204,6 +205,8 @@ public sealed class TextClassifierTests
         StringAssert.Contains(e.Message, "MblmTextClassifierTrainer.Options.MaxEpochs must be positive");
         e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => trainers.MblmTextClassifier(TinyOptions with { TransferFrom = "/nonexistent/lm.zip" }));
         StringAssert.Contains(e.Message, "MblmTextClassifierTrainer.Options.TransferFrom names a file that does not exist");
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => trainers.MblmTextClassifier(TinyOptions with { TextLossWeight = 2 }));
+        StringAssert.Contains(e.Message, "MblmTextClassifierTrainer.Options.TextLossWeight must be in [0, 1] (got 2)");
         e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => trainers.MblmTextClassifier(TinyOptions with { ScoreColumnName = "PredictedLabel" }));
         StringAssert.Contains(e.Message, "output column names must differ");
 

@@ -4,6 +4,7 @@ using Mblm.Model;
 using Mblm.Training;
 using Microsoft.ML;
 using Microsoft.ML.Runtime;
+using Microsoft.ML.SearchSpace;
 
 namespace Mblm.MLNet;
 
@@ -61,6 +62,20 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
         /// </summary>
         public bool AlignClassToPatch { get; init; } = true;
 
+        /// <summary>
+        /// Loss weight of the text's own bytes (next-byte prediction of the text, a language-modelling side task that shapes
+        /// the representation the class is read from), against weight 1 on the class; 0 trains on the class only.
+        /// </summary>
+        [Range(0.0, 1.0, false)]
+        public double TextLossWeight { get; init; } = 0.1;
+
+        /// <summary>
+        /// Data augmentation: in every epoch after the first, each training row is seen as a random span of its bytes (at
+        /// least a quarter of the row, and at least 16 bytes when it has them) half of the time, so the model cannot learn a
+        /// row by heart and meets shorter inputs; seeded like the rest of Fit.
+        /// </summary>
+        public bool RandomSpans { get; init; } = true;
+
         /// <summary>The prompt's alignment in tokens: the model's patch size, or 1.</summary>
         internal long Alignment => AlignClassToPatch ? ModelConfig.PatchSize : 1;
 
@@ -70,6 +85,7 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
                 [(nameof(ScoreColumnName), ScoreColumnName), (nameof(PredictedLabelColumnName), PredictedLabelColumnName)]);
             Check(ModelConfig.NumTokens >= VqaLayout.NumTokens && ModelConfig.PadTokenId == VqaLayout.Pad, nameof(ModelConfig),
                 $"needs num_tokens >= {VqaLayout.NumTokens} and pad_token_id {VqaLayout.Pad} (bytes, pad, end of modality, start of text); got {ModelConfig.NumTokens} and {ModelConfig.PadTokenId}");
+            Check(TextLossWeight is >= 0 and <= 1, nameof(TextLossWeight), $"must be in [0, 1] (got {TextLossWeight})");
             Check(TransferFrom is null || File.Exists(TransferFrom), nameof(TransferFrom), $"names a file that does not exist ('{TransferFrom}')");
         }
 
@@ -105,6 +121,7 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
         var segments = classes.Select(c => VqaLayout.Answer(VqaLayout.Utf8(c))).ToArray();
         long context = o.ModelConfig.MaxContext;
         var samples = new List<ByteSample>();
+        var rows = new List<(byte[] Text, long[] Class)>();
         long unlabeled = 0, longest = 0, row = -1, tokens = 0;
         using (var cursor = input.GetRowCursor(new[] { text, label }))
         {
@@ -117,7 +134,8 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
                 labelGetter(ref key);
                 if (key == 0 || key > classes.Length) { unlabeled++; continue; }
                 var bytes = read();
-                var sample = TextClassifierLayout.Sample(bytes, segments[key - 1], o.Alignment);
+                var sample = TextClassifierLayout.Sample(bytes, segments[key - 1], o.Alignment, (float)o.TextLossWeight);
+                rows.Add((bytes, segments[key - 1]));
                 if (sample.Ids.Length > context)
                     throw new ArgumentException($"row {row} of column '{o.TextColumnName}' has {bytes.Length} bytes; " +
                         $"with its class it takes {sample.Ids.Length} tokens, more than the model's context of {context} " +
@@ -129,7 +147,10 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
         }
         if (samples.Count == 0) throw new ArgumentException($"no training rows with a label in column '{o.LabelColumnName}'", nameof(input));
         if (unlabeled > 0) ch.Warning(MessageSensitivity.None, $"MBLM text: {unlabeled} rows without a label were skipped");
-        return new ClassTrainingSet(new ListSource(samples), tokens,
+        ISampleSource train = o.RandomSpans
+            ? new RandomSpanSource(rows, samples, r => TextClassifierLayout.Sample(r.Text, r.Class, o.Alignment, (float)o.TextLossWeight), FitSeed)
+            : new ListSource(samples);
+        return new ClassTrainingSet(train, tokens,
             $"{samples.Count} rows (longest {longest} tokens), {classes.Length} classes", classes);
     }
 
@@ -140,6 +161,23 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
 
     private protected override MblmTextClassifierTransformer CreateTransformer(MblmModel model, TrainingSummary summary, TrainingSet data) =>
         new(TrainerOptions, model, ((ClassTrainingSet)data).Classes, summary);
+
+    // Epoch 0 reads the rows whole; later epochs read a seeded random span of a row half of the time.
+    private sealed class RandomSpanSource(List<(byte[] Text, long[] Class)> rows, List<ByteSample> whole,
+        Func<(byte[] Text, long[] Class), ByteSample> sample, int seed) : ISampleSource
+    {
+        public long Count(int epoch) => rows.Count;
+
+        public ByteSample Get(int epoch, long index)
+        {
+            var rng = new Random(unchecked(seed * 1_000_003 + epoch * 7_919 + (int)index * 31));
+            var (text, cls) = rows[(int)index];
+            if (epoch == 0 || rng.Next(2) == 0 || text.Length < 2) return whole[(int)index];
+            int min = Math.Min(text.Length, Math.Max(16, text.Length / 4));
+            int length = rng.Next(min, text.Length + 1), start = rng.Next(text.Length - length + 1);
+            return sample((text[start..(start + length)], cls));
+        }
+    }
 
     private sealed record ClassTrainingSet(ISampleSource Train, long TrainingBytes, string Description, string[] Classes)
         : TrainingSet(Train, TrainingBytes, Description, "rows");

@@ -26,8 +26,11 @@ internal static class TextClassifierLayout
     /// <summary>Tokens a text of <paramref name="bytes"/> bytes takes as a prompt.</summary>
     public static long PromptLength(long bytes, long align) => (bytes + 2 + align - 1) / align * align;
 
-    /// <summary>A training sample: the prompt and the class segment, with loss weight 1 on the class segment only.</summary>
-    public static Training.ByteSample Sample(byte[] text, long[] classSegment, long align)
+    /// <summary>
+    /// A training sample: the prompt and the class segment, with loss weight 1 on the class segment and
+    /// <paramref name="textWeight"/> on the text's bytes and its [EOM] (0: the class only).
+    /// </summary>
+    public static Training.ByteSample Sample(byte[] text, long[] classSegment, long align, float textWeight)
     {
         var prompt = Prompt(text, align);
         var ids = new long[prompt.Length + classSegment.Length];
@@ -35,6 +38,7 @@ internal static class TextClassifierLayout
         classSegment.CopyTo(ids, prompt.Length);
         var mask = new float[ids.Length];
         Array.Fill(mask, 1f, prompt.Length, classSegment.Length);
+        if (textWeight > 0) Array.Fill(mask, textWeight, 1, text.Length + 1);
         return new Training.ByteSample(ids, mask);
     }
 }
