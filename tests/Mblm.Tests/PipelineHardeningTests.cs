@@ -133,7 +133,7 @@ public sealed class PipelineHardeningTests
         entries[name] = Utf8(json.ToJsonString());
     }
 
-    private static string EditedJson(string source, string entry, Action<JsonObject> edit, bool reseal = true) =>
+    internal static string EditedJson(string source, string entry, Action<JsonObject> edit, bool reseal = true) =>
         Edited(source, es => EditJson(es, entry, edit), reseal);
 
     /// <summary>Sets the uncompressed size a zip declares for an entry (central directory and local header), leaving its data.</summary>
@@ -181,7 +181,7 @@ public sealed class PipelineHardeningTests
     }
 
     /// <summary>The load fails with an <see cref="MblmFormatException"/> naming the file (and <paramref name="entry"/>).</summary>
-    private static MblmFormatException Refused(string path, string? entry = null, MLContext? ml = null)
+    internal static MblmFormatException Refused(string path, string? entry = null, MLContext? ml = null)
     {
         var e = Assert.ThrowsExactly<MblmFormatException>(() => (ml ?? new MLContext()).Mblm().LoadModel(path, out _));
         Assert.AreEqual(path, e.FileName, e.Message);

@@ -121,6 +121,39 @@ public sealed class TextClassifierTests
     }
 
     [TestMethod]
+    public void EditedClasses_AreRefusedAtLoad()
+    {
+        var ml = new MLContext(seed: 1);
+        var data = ml.Data.LoadFromEnumerable(Rows(16, seed: 11));
+        string path = Path.Combine(Path.GetTempPath(), $"mblm-textclf-{Guid.NewGuid():N}.zip");
+        using (var model = (IDisposable)Pipeline(ml, TinyOptions with { MaxSteps = 1 }).Fit(data))
+            ml.Mblm().SaveModel((ITransformer)model, data.Schema, path);
+        var edits = new List<string>();
+        try
+        {
+            Loads(path);
+            foreach (var (classes, expected) in new (System.Text.Json.Nodes.JsonNode, string)[]
+                     {
+                         (new System.Text.Json.Nodes.JsonArray(), "'classes' is empty"),
+                         (System.Text.Json.Nodes.JsonNode.Parse("""["digits", "digits"]""")!, "'classes' lists 'digits' twice"),
+                         (System.Text.Json.Nodes.JsonNode.Parse("""["a", "b", "c", "d"]""")!, "'classes' (4) differ from the key values (4) of the label column 'Label'"),
+                     })
+            {
+                string edited = PipelineHardeningTests.EditedJson(path, "stages/001/stage.json", s => s["classes"] = classes);
+                edits.Add(edited);
+                var e = PipelineHardeningTests.Refused(edited, "stages/001/stage.json");
+                StringAssert.Contains(e.Message, expected);
+            }
+        }
+        finally { File.Delete(path); foreach (var f in edits) File.Delete(f); }
+    }
+
+    private static void Loads(string path)
+    {
+        using var model = (IDisposable)new MLContext().Mblm().LoadModel(path, out _);
+    }
+
+    [TestMethod]
     public void CrossValidate_RunsEveryFold()
     {
         var ml = new MLContext(seed: 1);

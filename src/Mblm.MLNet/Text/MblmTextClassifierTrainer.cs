@@ -31,7 +31,7 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
     public sealed record Options : MblmTrainingOptions
     {
         /// <summary>Default of <see cref="MblmTrainingOptions.MaxEpochs"/>.</summary>
-        public const int DefaultMaxEpochs = 6;
+        public const int DefaultMaxEpochs = 8;
         /// <summary>Default of <see cref="MblmTrainingOptions.BatchSize"/>.</summary>
         public const int DefaultBatchSize = 16;
         /// <summary>Default of <see cref="MblmTrainingOptions.LearningRate"/>.</summary>
