@@ -1,5 +1,7 @@
 using System.Globalization;
 using Mblm.Training;
+using Microsoft.ML;
+using Microsoft.ML.Data;
 using SkiaSharp;
 
 namespace Mblm.Examples;
@@ -103,7 +105,7 @@ public static class Plots
         int k = classes.Count;
         if (k == 0 || counts.Count != k || counts.Any(r => r.Count != k))
             throw new ArgumentException($"counts must be a {k}×{k} matrix (one row and one column per class)", nameof(counts));
-        const int cell = 56;
+        int cell = k <= 10 ? 56 : k <= 20 ? 40 : 28;
         float left = 24 + MaxTextWidth(classes, 13), top = 64;
         int width = (int)(left + k * cell + 24), height = (int)(top + k * cell + 64);
         return Draw(width, height, canvas =>
@@ -131,6 +133,24 @@ public static class Plots
                 DrawText(canvas, classes[c], left + c * cell + cell / 2f, top + k * cell + 18, text, SKTextAlign.Center);
             DrawText(canvas, "rows: true class", left, top + k * cell + 44, text, SKTextAlign.Left);
         });
+    }
+
+    /// <summary>
+    /// The confusion matrix of ML.NET's multiclass metrics as PNG bytes, with the classes named by the slot names of the
+    /// scored data's score column (the label's key values).
+    /// </summary>
+    public static byte[] ConfusionMatrix(string title, MulticlassClassificationMetrics metrics, IDataView scored, string scoreColumnName = "Score")
+    {
+        ArgumentNullException.ThrowIfNull(metrics);
+        ArgumentNullException.ThrowIfNull(scored);
+        var column = scored.Schema.GetColumnOrNull(scoreColumnName)
+            ?? throw new ArgumentException($"the scored data has no column '{scoreColumnName}'", nameof(scoreColumnName));
+        var names = default(VBuffer<ReadOnlyMemory<char>>);
+        column.GetSlotNames(ref names);
+        var classes = names.DenseValues().Select(n => n.ToString()).ToList();
+        var counts = metrics.ConfusionMatrix.Counts;
+        if (classes.Count != counts.Count) classes = Enumerable.Range(0, counts.Count).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToList();
+        return ConfusionMatrix(title, classes, counts);
     }
 
     /// <summary>An HTML <c>img</c> element holding the PNG inline (for notebooks' <c>display(HTML(...))</c>).</summary>
