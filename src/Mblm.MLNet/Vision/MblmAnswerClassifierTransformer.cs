@@ -50,8 +50,8 @@ public sealed class MblmAnswerClassifierTransformer : MblmTransformerBase<MblmAn
     {
         var (options, training, stage) = ReadSettings(reader, RequiredKeys);
         var answers = reader.Read<string[]>(stage["answers"], "answers");
-        CheckAnswers(reader, answers, options.ModelConfig);
-        return reader.ReadModel(options.ModelConfig, model => new MblmAnswerClassifierTransformer(options, model, answers, training));
+        CheckAnswers(reader, answers, options.ModelConfig!);
+        return reader.ReadModel(options.ModelConfig!, model => new MblmAnswerClassifierTransformer(options, model, answers, training));
     }
 
     // The answers are the classes: at least one, none null or repeated, and each short enough for the model to score after
