@@ -90,9 +90,9 @@ public sealed class MLNetWorkflowTests
             var rows = VqaDefaultsTests.Scenes(dir, 3, seed: 5);
             var data = ml.Data.LoadFromEnumerable(rows);
             var keys = ml.Transforms.Conversion.MapValueToKey("Label", "Answer");
-            // 32×24 pixels: 2,304 image bytes; at 64×48 (9,216) no sample fits the cap of 4,096.
+            // Images kept at 64×48 (9,216 bytes): no sample fits the cap of 4,096.
             var big = ml.Transforms.LoadImages("Image", dir, "Path").Append(ml.Transforms.ResizeImages("Image", 64, 48)).Append(keys)
-                .Append(ml.Mblm().AnswerClassifier(new MblmAnswerClassifierTrainer.Options { MaxSteps = 1 }));
+                .Append(ml.Mblm().AnswerClassifier(new MblmAnswerClassifierTrainer.Options { MaxSteps = 1, Image = new() { MaxPixels = null } }));
             var e = Assert.ThrowsExactly<ArgumentException>(() => big.Fit(data));
             StringAssert.Matches(e.Message, new System.Text.RegularExpressions.Regex(@"^row \d of the training data gives a sample of 92\d\d tokens, more than the model's context of 4096"));
             StringAssert.Contains(e.Message, "MblmAnswerClassifierTrainer.Options.MaxAutoContext");
@@ -104,6 +104,22 @@ public sealed class MLNetWorkflowTests
             StringAssert.Contains(e.Message, "MblmAnswerClassifierTrainer.Options.ModelConfig has a context of 2048 tokens");
         }
         finally { Directory.Delete(dir, true); }
+    }
+
+    [TestMethod]
+    public void Images_AreDownscaledToMaxPixels_UnlessASizeIsGiven()
+    {
+        Assert.AreEqual((16, 12), ImageBytes.Bounded(32, 24, ImageByteOptions.DefaultMaxPixels));
+        Assert.AreEqual((16, 12), ImageBytes.Bounded(64, 48, 192));
+        Assert.AreEqual((10, 10), ImageBytes.Bounded(10, 10, 192), "small images keep their size");
+        Assert.AreEqual((64, 48), ImageBytes.Bounded(64, 48, null));
+        Assert.AreEqual((2, 1), ImageBytes.Bounded(4000, 1, 2), "never below one pixel, never above the limit");
+        Assert.AreEqual((1, 3), ImageBytes.Bounded(1, 4000, 3));
+        Assert.AreEqual((1, 1), ImageBytes.Bounded(7, 5, 1));
+        var image = new RgbImage(32, 24, new byte[3 * 32 * 24]);
+        Assert.AreEqual(3 * 16 * 12, ImageBytes.Encode(image, new ImageByteOptions()).Length);
+        Assert.AreEqual(3 * 32 * 24, ImageBytes.Encode(image, new ImageByteOptions { MaxPixels = null }).Length);
+        Assert.AreEqual(3 * 20 * 20, ImageBytes.Encode(image, new ImageByteOptions { ResizeWidth = 20, ResizeHeight = 20 }).Length, "an explicit size wins");
     }
 
     // ---- resumable Fit ----
@@ -194,5 +210,70 @@ public sealed class MLNetWorkflowTests
             Directory.Delete(images, true);
             if (Directory.Exists(dir)) Directory.Delete(dir, true);
         }
+    }
+
+    // ---- cross-validation ----
+
+    [TestMethod]
+    public void CrossValidateLanguageModel_FitsAndEvaluatesEveryFold_OverMLNetsSplit()
+    {
+        var ml = new MLContext(seed: 1);
+        var data = Data(ml, MLNetTests.Corpus);
+        var options = MLNetTests.TinyOptions(0) with { MaxSteps = 2 };
+        var folds = ml.Mblm().CrossValidateLanguageModel(data, options, numberOfFolds: 2, seed: 5);
+        try
+        {
+            Assert.AreEqual(2, folds.Count);
+            CollectionAssert.AreEqual(new[] { 0, 1 }, folds.Select(f => f.Fold).ToArray());
+            // The folds are ML.NET's split with the same seed: every row is held out exactly once.
+            var split = ml.Data.CrossValidationSplit(data, 2, seed: 5);
+            long rows = 0;
+            for (int k = 0; k < 2; k++)
+            {
+                var f = folds[k];
+                var heldOut = split[k].TestSet.GetColumn<string>("Text").ToArray();
+                Assert.AreEqual(heldOut.Length, f.Metrics.RowCount);
+                Assert.AreEqual(heldOut.Sum(t => (long)System.Text.Encoding.UTF8.GetByteCount(t)), f.Metrics.ByteCount);
+                Assert.AreEqual(ml.Mblm().Evaluate(f.Model.Transform(split[k].TestSet)).BitsPerByte, f.Metrics.BitsPerByte, 1e-9);
+                Assert.IsTrue(f.Metrics.BitsPerByte is > 0 and < 12, $"fold {k}: {f.Metrics.BitsPerByte}");
+                Assert.AreEqual(2, f.Model.Training.Steps);
+                rows += f.Metrics.RowCount;
+            }
+            Assert.AreEqual(MLNetTests.Corpus.Length, rows);
+            Assert.AreNotEqual(folds[0].Metrics.BitsPerByte, folds[1].Metrics.BitsPerByte);
+        }
+        finally { foreach (var f in folds) f.Model.Dispose(); }
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Mblm().CrossValidateLanguageModel(data, options, numberOfFolds: 1));
+    }
+
+    [TestMethod]
+    public void AnswerClassifier_WorksWithMLNetsMulticlassCrossValidate()
+    {
+        string images = NewDir();
+        Directory.CreateDirectory(images);
+        try
+        {
+            var ml = new MLContext(seed: 1);
+            var data = ml.Data.LoadFromEnumerable(VqaDefaultsTests.Scenes(images, 10, seed: 9));
+            var pipeline = ml.Transforms.LoadImages("Image", images, "Path")
+                .Append(ml.Transforms.Conversion.MapValueToKey("Label", "Answer"))
+                .Append(ml.Mblm().AnswerClassifier(VisionTests.TinyOptions with { MaxSteps = 2, BatchSize = 4 }));
+            var folds = ml.MulticlassClassification.CrossValidate(data, pipeline, numberOfFolds: 2, labelColumnName: "Label");
+            try
+            {
+                Assert.AreEqual(2, folds.Count);
+                foreach (var f in folds)
+                {
+                    Assert.IsTrue(double.IsFinite(f.Metrics.LogLoss), "Score holds probabilities");
+                    Assert.IsTrue(f.Metrics.MicroAccuracy is >= 0 and <= 1);
+                    // Classes: the answers of the fold's training rows (MapValueToKey is fitted per fold), one score each.
+                    Assert.AreEqual(f.ScoredHoldOutSet.GetColumn<float[]>("Score").First().Length, f.Metrics.ConfusionMatrix.NumberOfClasses);
+                    Assert.IsTrue(f.Metrics.ConfusionMatrix.NumberOfClasses is >= 4 and <= 6);
+                }
+                Assert.AreEqual(20, folds.Sum(f => f.ScoredHoldOutSet.GetColumn<float[]>("Score").Count()), "every row held out once");
+            }
+            finally { foreach (var f in folds) (f.Model as IDisposable)?.Dispose(); }
+        }
+        finally { Directory.Delete(images, true); }
     }
 }
