@@ -119,11 +119,13 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
     }
 
     /// <summary>
-    /// The model a Fit trains: <see cref="MblmTrainingOptions.ModelConfig"/> when set, else the options' base preset sized
-    /// to the longest prepared sample within the estimator's cap (<see cref="ContextSizing.For"/>), logged in one line.
-    /// Estimators size their model here, after <see cref="Prepare"/>; a new estimator needs no code of its own for it.
+    /// Hook, called after <see cref="Prepare"/>: the model a Fit trains. Default: <see cref="MblmTrainingOptions.ModelConfig"/>
+    /// when set, else the options' base preset (<c>DefaultModelConfig</c>) sized to <see cref="TrainingSet.LongestSample"/>
+    /// within the estimator's cap (<c>AutoContextLimit</c>) by <see cref="ContextSizing.For"/>, logged in one line. A new
+    /// estimator gets this by giving its options a base preset and a cap; it overrides the hook only to size more than the
+    /// context.
     /// </summary>
-    private protected MblmConfig ModelConfigFor(TrainingSet data, IChannel ch)
+    private protected virtual MblmConfig ModelConfigFor(TrainingSet data, IChannel ch)
     {
         var o = TrainerOptions;
         if (o.ModelConfig is { } set) return set;
