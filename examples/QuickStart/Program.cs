@@ -46,12 +46,12 @@ var options = new MblmLanguageModelTrainer.Options
     Progress = bar,
 };
 var pipeline = ml.Mblm().LanguageModel(options);
-Console.WriteLine($"model: {options.ModelConfig.CountParameters():N0} parameters, context {options.ModelConfig.MaxContext} bytes");
 
 var clock = Stopwatch.StartNew();
 using var model = pipeline.Fit(split.TrainSet);
 bar.Done();
 Console.WriteLine($"trained {model.Training.Steps} steps in {clock.Elapsed.TotalSeconds:F0} s");
+Console.WriteLine($"model (sized to the data): {model.ModelConfig.CountParameters():N0} parameters, context {model.ModelConfig.MaxContext} bytes");
 Console.WriteLine($"training curve: {Plots.Save(bar.Curve.ToPng("quick start: training and validation"), Path.Combine(outDir, "training-curve.png"))}");
 
 // 3. Evaluate on the held-out rows.

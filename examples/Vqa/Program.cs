@@ -91,7 +91,7 @@ if (!skip.Contains("transfer"))
 {
     var text = FindRepoText();
     var rows = text.Split("\n\n").Where(r => r.Trim().Length > 0).Select(r => new TextRow { Text = r }).ToList();
-    var lmOptions = new MblmLanguageModelTrainer.Options { ModelConfig = baseOptions.ModelConfig with { NumTokens = 257 }, MaxEpochs = large ? 20 : 8 };
+    var lmOptions = new MblmLanguageModelTrainer.Options { ModelConfig = baseOptions.ModelConfig! with { NumTokens = 257 }, MaxEpochs = large ? 20 : 8 };
     var clock = Stopwatch.StartNew();
     using var lm = ml.Mblm().LanguageModel(lmOptions).Fit(ml.Data.LoadFromEnumerable(rows));
     string lmPath = Path.Combine(Path.GetTempPath(), $"mblm-vqa-text-lm-{Environment.ProcessId}.zip");
