@@ -119,7 +119,7 @@ internal static class CompareBenchmark
     {
         string runSh = Path.Combine(harness, "run.sh");
         if (!File.Exists(runSh)) return $"no reference harness at {harness} (run.sh not found)";
-        var (code, output) = Exec("bash", [runSh, "-c", "import torch, mblm; print('ok', mblm.__file__)"], TimeSpan.FromMinutes(2));
+        var (code, output) = Exec("bash", [runSh, "-c", "import refenv, mblm; print('ok', mblm.__file__)"], TimeSpan.FromMinutes(2));
         return code == 0 && output.Contains("ok", StringComparison.Ordinal)
             ? null
             : $"the reference harness at {harness} is not set up (run.sh could not import torch and mblm: {Tail(output)})";
