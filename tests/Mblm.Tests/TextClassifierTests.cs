@@ -206,7 +206,7 @@ public sealed class TextClassifierTests
     public void CatalogDefaults_KeepTheContextsSeedAndLog()
     {
         var defaults = new MLContext().MulticlassClassification.Trainers.MblmTextClassifier().TrainerOptions;
-        Assert.AreEqual(MblmTextClassifierTrainer.DefaultModelConfig, defaults.ModelConfig);
+        Assert.IsNull(defaults.ModelConfig, "sized to the data by default");
         Assert.AreEqual(MblmTextClassifierTrainer.Options.DefaultMaxEpochs, defaults.MaxEpochs);
         Assert.AreEqual(("Label", "Text"), (defaults.LabelColumnName, defaults.TextColumnName));
 
@@ -225,6 +225,58 @@ public sealed class TextClassifierTests
         var b = FitAndScore(logsB);
         for (int i = 0; i < a.Length; i++) CollectionAssert.AreEqual(a[i], b[i], "the MLContext's seed reaches a trainer made by the ML.NET catalog");
         Assert.IsTrue(logsA.Any(l => l.Contains("MBLM text: 16 rows")), string.Join("\n", logsA));
+    }
+
+    [TestMethod]
+    public void ModelConfigNull_SizesTheContextToTwiceTheLongestRow_AndSaysSo()
+    {
+        var ml = new MLContext(seed: 1);
+        var logs = new List<string>();
+        ml.Log += (_, e) => { if (e.Source.Contains("Mblm")) lock (logs) logs.Add(e.Message); };
+        var rows = Rows(8, seed: 12);
+        rows[0].Text = new string('1', 400); // 402 + pad to 408, then the class: 418 tokens
+        using var model = ml.Transforms.Conversion.MapValueToKey("Label", "Kind")
+            .Append(ml.Mblm().TextClassifier(new MblmTextClassifierTrainer.Options { MaxSteps = 1 })).Fit(ml.Data.LoadFromEnumerable(rows));
+        var classifier = model.LastTransformer;
+        Assert.AreEqual(840, classifier.ModelConfig.MaxContext, "twice the longest sample, rounded up to patches of 8");
+        CollectionAssert.AreEqual(new[] { 105, 8 }, classifier.ModelConfig.SeqLens.ToArray());
+        CollectionAssert.AreEqual(MblmTextClassifierTrainer.BaseModelConfig.HiddenDims.ToArray(), classifier.ModelConfig.HiddenDims.ToArray());
+        Assert.IsTrue(logs.Any(l => l.Contains("MBLM text: ModelConfig not set: sized to the data: context 840 tokens")), string.Join("\n", logs));
+        // A row longer than any training row still fits the headroom.
+        rows[0].Text = new string('1', 700);
+        Assert.AreEqual(8, model.Transform(ml.Data.LoadFromEnumerable(rows)).GetColumn<float[]>("Score").Count());
+    }
+
+    [TestMethod]
+    public void CheckpointedFit_ResumesInANewContext_ToTheSameScores()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"mblm-textclf-ckpt-{Guid.NewGuid():N}");
+        try
+        {
+            var rows = Rows(16, seed: 13);
+            // 8 steps of 8 over 16 rows: epochs 1-3 read random spans.
+            var options = TinyOptions with { MaxSteps = 8 };
+            float[][] FitAndScore(MblmTextClassifierTrainer.Options o)
+            {
+                var ml = new MLContext(seed: 2);
+                var data = ml.Data.LoadFromEnumerable(rows);
+                using var model = Pipeline(ml, o).Fit(data) as IDisposable;
+                return ((ITransformer)model!).Transform(data).GetColumn<float[]>("Score").ToArray();
+            }
+            var expected = FitAndScore(options);
+            Assert.ThrowsExactly<InvalidOperationException>(() => FitAndScore(options with { CheckpointDirectory = dir, CheckpointEvery = 3, Progress = new StopAt(5) }));
+            var resumed = FitAndScore(options with { CheckpointDirectory = dir, CheckpointEvery = 3 });
+            for (int i = 0; i < expected.Length; i++) CollectionAssert.AreEqual(expected[i], resumed[i], $"row {i}");
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
+
+    private sealed class StopAt(long step) : IProgress<Mblm.Training.TrainingProgress>
+    {
+        public void Report(Mblm.Training.TrainingProgress p)
+        {
+            if (p.Warning is null && p.Step == step) throw new InvalidOperationException($"stopped at step {step}");
+        }
     }
 
     [TestMethod]
@@ -260,8 +312,13 @@ public sealed class TextClassifierTests
         var rows = Rows(6, seed: 10);
         rows[3].Text = new string('7', 600); // TinyText's context is 512 tokens
         var e = Assert.ThrowsExactly<ArgumentException>(() => Pipeline(ml, TinyOptions with { MaxSteps = 1 }).Fit(ml.Data.LoadFromEnumerable(rows)));
-        StringAssert.Contains(e.Message, "row 3 of column 'Text' has 600 bytes");
-        StringAssert.Contains(e.Message, "more than the model's context of 512 (MblmTextClassifierTrainer.Options.ModelConfig");
+        StringAssert.Matches(e.Message, new System.Text.RegularExpressions.Regex("row 3 of the training data gives a sample of 6[0-9][0-9] tokens, more than the model's context of 512"));
+        StringAssert.Contains(e.Message, "MblmTextClassifierTrainer.Options.ModelConfig has a context of 512 tokens; shorten the texts of column 'Text'");
+        // Sized to the data (ModelConfig null): refused above the cap, naming it.
+        rows[3].Text = new string('7', 5000);
+        e = Assert.ThrowsExactly<ArgumentException>(() => Pipeline(ml, TinyOptions with { ModelConfig = null, MaxSteps = 1 }).Fit(ml.Data.LoadFromEnumerable(rows)));
+        StringAssert.Matches(e.Message, new System.Text.RegularExpressions.Regex("row 3 of the training data gives a sample of 50[0-9][0-9] tokens, more than the model's context of 4096"));
+        StringAssert.Contains(e.Message, "MblmTextClassifierTrainer.Options.MaxAutoContext");
 
         rows[3].Text = "123";
         using var model = (IDisposable)Pipeline(ml, TinyOptions with { MaxSteps = 1 }).Fit(ml.Data.LoadFromEnumerable(rows));

@@ -8,7 +8,7 @@ namespace Microsoft.ML
         /// <summary>
         /// Tokenizer-free text classification with a byte model (<see cref="MblmTextClassifierTrainer"/>): reads
         /// <paramref name="textColumnName"/> (text or Vector&lt;Byte&gt;), learns the key-typed <paramref name="labelColumnName"/>
-        /// and adds <c>Score</c> and <c>PredictedLabel</c>. The model is <see cref="MblmTextClassifierTrainer.DefaultModelConfig"/>;
+        /// and adds <c>Score</c> and <c>PredictedLabel</c>. The model is <see cref="MblmTextClassifierTrainer.BaseModelConfig"/> sized to the data;
         /// use the options overload for any other setting.
         /// </summary>
         public static MblmTextClassifierTrainer MblmTextClassifier(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,

@@ -24,8 +24,8 @@ namespace Mblm.MLNet;
 public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifierTrainer.Options, MblmTextClassifierTransformer>
 {
     /// <summary>
-    /// Options: the shared training settings of <see cref="MblmTrainingOptions"/> (default model <see cref="DefaultModelConfig"/>,
-    /// <see cref="DefaultMaxEpochs"/> epochs, batches of <see cref="DefaultBatchSize"/>, learning rate
+    /// Options: the shared training settings of <see cref="MblmTrainingOptions"/> (default model: <see cref="BaseModelConfig"/>
+    /// sized to the data — see <see cref="MaxAutoContext"/> — <see cref="DefaultMaxEpochs"/> epochs, batches of <see cref="DefaultBatchSize"/>, learning rate
     /// <see cref="DefaultLearningRate"/>, 64 rows per Transform batch) plus the columns and knowledge transfer. Immutable.
     /// </summary>
     public sealed record Options : MblmTrainingOptions
@@ -37,8 +37,21 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
         /// <summary>Default of <see cref="MblmTrainingOptions.LearningRate"/>.</summary>
         public const double DefaultLearningRate = 2e-3;
 
-        /// <summary>The text classifier's defaults; <see cref="MblmTrainingOptions.ModelConfig"/> needs num_tokens 260 or more and pad 256.</summary>
-        public Options() : base(DefaultModelConfig, DefaultMaxEpochs, DefaultLearningRate, scoringBatchSize: 64) => BatchSize = DefaultBatchSize;
+        /// <summary>
+        /// Largest context (tokens) a model sized to the data gets (<see cref="MblmTrainingOptions.ModelConfig"/> null): the
+        /// context is twice the longest training sample (room for longer rows at prediction), at least
+        /// <see cref="MinAutoContext"/>, rounded up to whole patches of 8 tokens, at most this (about 4 KB of text). A longer
+        /// training row is an error naming the row; so is a longer row at prediction.
+        /// </summary>
+        public const int MaxAutoContext = 4096;
+        /// <summary>Smallest context (tokens) a model sized to the data gets.</summary>
+        public const int MinAutoContext = 512;
+
+        /// <summary>The text classifier's defaults; a <see cref="MblmTrainingOptions.ModelConfig"/> set needs num_tokens 260 or more and pad 256.</summary>
+        public Options() : base(null, DefaultMaxEpochs, DefaultLearningRate, scoringBatchSize: 64) => BatchSize = DefaultBatchSize;
+
+        internal override MblmConfig DefaultModelConfig => BaseModelConfig;
+        internal override long AutoContextLimit => MaxAutoContext;
 
         /// <summary>The label: a key column with text key values, the class names (use <c>MapValueToKey</c>).</summary>
         public string LabelColumnName { get; init; } = "Label";
@@ -76,15 +89,15 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
         /// </summary>
         public bool RandomSpans { get; init; } = true;
 
-        /// <summary>The prompt's alignment in tokens: the model's patch size, or 1.</summary>
-        internal long Alignment => AlignClassToPatch ? ModelConfig.PatchSize : 1;
+        /// <summary>The prompt's alignment in tokens: the model's patch size (known before Fit: sizing keeps it), or 1.</summary>
+        internal long Alignment => AlignClassToPatch ? ModelShape.PatchSize : 1;
 
         private protected override void CheckTask()
         {
             CheckColumns([(nameof(TextColumnName), TextColumnName), (nameof(LabelColumnName), LabelColumnName)],
                 [(nameof(ScoreColumnName), ScoreColumnName), (nameof(PredictedLabelColumnName), PredictedLabelColumnName)]);
-            Check(ModelConfig.NumTokens >= VqaLayout.NumTokens && ModelConfig.PadTokenId == VqaLayout.Pad, nameof(ModelConfig),
-                $"needs num_tokens >= {VqaLayout.NumTokens} and pad_token_id {VqaLayout.Pad} (bytes, pad, end of modality, start of text); got {ModelConfig.NumTokens} and {ModelConfig.PadTokenId}");
+            Check(ModelShape.NumTokens >= VqaLayout.NumTokens && ModelShape.PadTokenId == VqaLayout.Pad, nameof(ModelConfig),
+                $"needs num_tokens >= {VqaLayout.NumTokens} and pad_token_id {VqaLayout.Pad} (bytes, pad, end of modality, start of text); got {ModelShape.NumTokens} and {ModelShape.PadTokenId}");
             Check(TextLossWeight is >= 0 and <= 1, nameof(TextLossWeight), $"must be in [0, 1] (got {TextLossWeight})");
             Check(TransferFrom is null || File.Exists(TransferFrom), nameof(TransferFrom), $"names a file that does not exist ('{TransferFrom}')");
         }
@@ -94,11 +107,11 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
     }
 
     /// <summary>
-    /// The default model, in one place: <see cref="MblmPresets.SmallVqa"/> (≈ 0.5 M parameters, 260 tokens, 2,048 tokens of
-    /// context; weights shaped as <see cref="MblmPresets.Small"/>'s, so a Small language model transfers into it). Batches
-    /// are padded to their longest row, so short texts cost no more for the long context.
+    /// The preset a model sized to the data starts from, in one place: <see cref="MblmPresets.SmallVqa"/> (≈ 0.5 M
+    /// parameters, 260 tokens, patches of 8; weights shaped as <see cref="MblmPresets.Small"/>'s, so a Small language model
+    /// transfers into it), with the context set by <see cref="Options.MaxAutoContext"/>'s rule.
     /// </summary>
-    public static MblmConfig DefaultModelConfig => MblmPresets.SmallVqa;
+    public static MblmConfig BaseModelConfig => MblmPresets.SmallVqa;
 
     internal MblmTextClassifierTrainer(IHostEnvironment environment, Options options) : base(environment, options, "MBLM text", "class loss") { }
 
@@ -119,10 +132,9 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
         var label = LabelColumn.Check(input.Schema, o.LabelColumnName);
         var classes = LabelColumn.KeyValues(label);
         var segments = classes.Select(c => VqaLayout.Answer(VqaLayout.Utf8(c))).ToArray();
-        long context = o.ModelConfig.MaxContext;
         var samples = new List<ByteSample>();
         var rows = new List<(byte[] Text, long[] Class)>();
-        long unlabeled = 0, longest = 0, row = -1, tokens = 0;
+        long unlabeled = 0, longest = 0, longestRow = 0, row = -1, tokens = 0;
         using (var cursor = input.GetRowCursor(new[] { text, label }))
         {
             var read = ByteColumn.Reader(cursor, text);
@@ -136,11 +148,7 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
                 var bytes = read();
                 var sample = TextClassifierLayout.Sample(bytes, segments[key - 1], o.Alignment, (float)o.TextLossWeight);
                 rows.Add((bytes, segments[key - 1]));
-                if (sample.Ids.Length > context)
-                    throw new ArgumentException($"row {row} of column '{o.TextColumnName}' has {bytes.Length} bytes; " +
-                        $"with its class it takes {sample.Ids.Length} tokens, more than the model's context of {context} " +
-                        $"(MblmTextClassifierTrainer.Options.ModelConfig: use a config with longer seq_lens, or shorten the texts)", nameof(input));
-                longest = Math.Max(longest, sample.Ids.Length);
+                if (sample.Ids.Length > longest) (longest, longestRow) = (sample.Ids.Length, row);
                 tokens += sample.Ids.Length;
                 samples.Add(sample);
             }
@@ -148,10 +156,14 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
         if (samples.Count == 0) throw new ArgumentException($"no training rows with a label in column '{o.LabelColumnName}'", nameof(input));
         if (unlabeled > 0) ch.Warning(MessageSensitivity.None, $"MBLM text: {unlabeled} rows without a label were skipped");
         ISampleSource train = o.RandomSpans
-            ? new RandomSpanSource(rows, samples, r => TextClassifierLayout.Sample(r.Text, r.Class, o.Alignment, (float)o.TextLossWeight), FitSeed)
+            ? new RandomSpanSource(rows, samples, r => TextClassifierLayout.Sample(r.Text, r.Class, o.Alignment, (float)o.TextLossWeight), Seed)
             : new ListSource(samples);
         return new ClassTrainingSet(train, tokens,
-            $"{samples.Count} rows (longest {longest} tokens), {classes.Length} classes", classes);
+            $"{samples.Count} rows (longest {longest} tokens), {classes.Length} classes", classes)
+        {
+            LongestSample = longest, LongestRow = longestRow,
+            TooLongHint = $"shorten the texts of column '{o.TextColumnName}' or set ModelConfig to a config with a longer context (more seq_lens[0] patches)",
+        };
     }
 
     private protected override void InitializeModel(MblmModel model, IChannel ch)
@@ -159,8 +171,25 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
         if (TrainerOptions.TransferFrom is { } from) ch.Info(MessageSensitivity.None, $"MBLM text: transferred {Transfer.Load(model, from)}");
     }
 
-    private protected override MblmTextClassifierTransformer CreateTransformer(MblmModel model, TrainingSummary summary, TrainingSet data) =>
-        new(TrainerOptions, model, ((ClassTrainingSet)data).Classes, summary);
+    /// <summary>
+    /// ModelConfig null: <see cref="BaseModelConfig"/> with a context of twice the longest sample (at least
+    /// <see cref="Options.MinAutoContext"/>, at most <see cref="Options.MaxAutoContext"/>), so rows somewhat longer than the
+    /// training rows can still be classified; logged in one line.
+    /// </summary>
+    private protected override MblmConfig ModelConfigFor(TrainingSet data, IChannel ch)
+    {
+        var o = TrainerOptions;
+        if (o.ModelConfig is { } set) return set;
+        long wanted = Math.Max(2 * data.LongestSample, Options.MinAutoContext);
+        var config = ContextSizing.For(data.LongestSample > o.AutoContextLimit ? data.LongestSample : Math.Min(wanted, o.AutoContextLimit), o.DefaultModelConfig, o.AutoContextLimit);
+        ch.Info(MessageSensitivity.None, $"MBLM text: ModelConfig not set: sized to the data: context {config.MaxContext} tokens " +
+                $"(seq_lens [{string.Join(", ", config.SeqLens)}], patches of {config.PatchSize}) for the longest sample of {data.LongestSample} tokens " +
+                $"(twice that, at least {Options.MinAutoContext}, at most {o.AutoContextLimit}), {config.CountParameters():N0} parameters");
+        return config;
+    }
+
+    private protected override MblmTextClassifierTransformer CreateTransformer(Options options, MblmModel model, TrainingSummary summary, TrainingSet data) =>
+        new(options, model, ((ClassTrainingSet)data).Classes, summary);
 
     // Epoch 0 reads the rows whole; later epochs read a seeded random span of a row half of the time.
     private sealed class RandomSpanSource(List<(byte[] Text, long[] Class)> rows, List<ByteSample> whole,

@@ -47,9 +47,9 @@ public sealed class MblmTextClassifierTransformer : MblmTransformerBase<MblmText
     internal static MblmTextClassifierTransformer Load(StageReader reader)
     {
         var (options, training, stage) = ReadSettings(reader, RequiredKeys);
-        long context = options.ModelConfig.MaxContext;
+        long context = options.ModelConfig!.MaxContext;
         var classes = LabelCandidates.Read(reader, stage, "classes", context - TextClassifierLayout.PromptLength(0, options.Alignment), context);
-        return reader.ReadModel(options.ModelConfig, model => new MblmTextClassifierTransformer(options, model, classes, training));
+        return reader.ReadModel(options.ModelConfig!, model => new MblmTextClassifierTransformer(options, model, classes, training));
     }
 
     (string Entry, string Problem)? ICheckedAtLoad.ProblemAtLoad(DataViewSchema input) => _classes.ProblemAtLoad(input, Options.LabelColumnName, "classes");
@@ -83,7 +83,7 @@ public sealed class MblmTextClassifierTransformer : MblmTransformerBase<MblmText
             long tokens = TextClassifierLayout.PromptLength(texts[i].Length, Options.Alignment) + _classes.LongestSegment;
             if (tokens > context)
                 throw new InvalidDataException($"a row of column '{Options.TextColumnName}' has {texts[i].Length} bytes; with the longest class it takes {tokens} tokens, " +
-                    $"more than the model's context of {context} (MblmTextClassifierTrainer.Options.ModelConfig: use a config with longer seq_lens, or shorten the texts)");
+                    $"more than the model's context of {context} (MblmTextClassifierTrainer.Options.ModelConfig, or when it is null the context sized to the training rows: use a config with a longer context, or shorten the texts)");
             prompts[i] = TextClassifierLayout.Prompt(texts[i], Options.Alignment);
         }
         if (prompts.Length == 0) return [];

@@ -44,13 +44,20 @@ public sealed class MblmAnswerClassifierTransformer : MblmTransformerBase<MblmAn
     private static readonly string[] RequiredKeys =
         ["imageColumnName", "questionColumnName", "labelColumnName", "scoreColumnName", "predictedLabelColumnName", "image", "scoringBatchSize", "answers", "training"];
 
+    // Files written before ImageByteOptions.MaxPixels kept every image's size: keep it for them.
+    private static void KeptSizes(JsonObject stage)
+    {
+        if (stage["image"] is JsonObject image) image.TryAdd("maxPixels", null);
+    }
+
     /// <summary>Reads a stage written by <see cref="IMblmStage.Save"/>.</summary>
     internal static MblmAnswerClassifierTransformer Load(StageReader reader)
     {
-        var (options, training, stage) = ReadSettings(reader, RequiredKeys);
+        var (options, training, stage) = ReadSettings(reader, RequiredKeys, KeptSizes);
         // The answers are the classes: each short enough for the model to score after the shortest prompt (an empty question and image).
-        var answers = LabelCandidates.Read(reader, stage, "answers", options.ModelConfig.MaxContext - VqaLayout.Prompt([], []).Length, options.ModelConfig.MaxContext);
-        return reader.ReadModel(options.ModelConfig, model => new MblmAnswerClassifierTransformer(options, model, answers, training));
+        long context = options.ModelConfig!.MaxContext;
+        var answers = LabelCandidates.Read(reader, stage, "answers", context - VqaLayout.Prompt([], []).Length, context);
+        return reader.ReadModel(options.ModelConfig!, model => new MblmAnswerClassifierTransformer(options, model, answers, training));
     }
 
     // The answers are the label's key values at training; where the saved input schema yields the label column, they must
