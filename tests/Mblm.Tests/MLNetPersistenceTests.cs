@@ -221,7 +221,7 @@ public sealed class MLNetPersistenceTests
         foreach (var (edit, expected) in new (Func<string, string>, string)[]
                  {
                      (m => m.Replace("\"kind\": \"language-model\",", "\"kind\": \"language-model\", \"version\": 99,"), "layout version 99"),
-                     (m => m.Replace("\"kind\": \"language-model\"", "\"kind\": \"text-classifier\""), "stage kind 'text-classifier'"),
+                     (m => m.Replace("\"kind\": \"language-model\"", "\"kind\": \"speech-recognizer\""), "stage kind 'speech-recognizer'"),
                  })
         {
             string path = EditedFixture("mblm-pipeline.json", edit);
