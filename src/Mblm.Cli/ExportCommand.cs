@@ -21,12 +21,13 @@ internal static class ExportCommand
         int? batch = args.Int("batch-size", 1);
         double? lr = args.Double("learning-rate", 0, minExclusive: true);
         long? target = args.Long("target-elements", 1);
+        bool resume = args.Switch("resume");
         string? datasetDir = args.Optional("dataset-dir"), datasetId = args.Optional("dataset-id"), outputDir = args.Optional("output-dir"), name = args.Optional("name");
         args.RejectUnknown("export");
         var trainingFlags = new (string Flag, object? Value)[]
         {
             ("input-seq-len", inputSeqLen), ("batch-size", batch), ("learning-rate", lr), ("target-elements", target),
-            ("dataset-dir", datasetDir), ("dataset-id", datasetId), ("output-dir", outputDir), ("name", name),
+            ("dataset-dir", datasetDir), ("dataset-id", datasetId), ("output-dir", outputDir), ("name", name), ("resume", resume ? "" : null),
         };
         if (format == "safetensors" && trainingFlags.FirstOrDefault(f => f.Value is not null).Flag is { } flag)
             throw new UsageException($"--{flag} sets a value of the reference's training YAML; it applies to --format reference only");
@@ -52,7 +53,7 @@ internal static class ExportCommand
         if (format == "reference") settings.Validate(file.Model); // before the weights are read
         using var scope = NewDisposeScope();
         using var model = CliModel.Load(file.Model, weightsPath, CPU);
-        var written = format == "reference" ? ModelExport.ExportReference(model, outDir, settings) : ModelExport.ExportSafeTensors(model, outDir);
+        var written = format == "reference" ? ModelExport.ExportReference(model, outDir, settings, resume: resume) : ModelExport.ExportSafeTensors(model, outDir);
         stderr.WriteLine($"mblm export: {model.state_dict().Count} tensors from '{weightsPath}' as {format} to {outDir}");
         stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object> { ["format"] = format, ["files"] = written }));
         return ExitCodes.Ok;

@@ -24,7 +24,8 @@ public static class Program
                    prints {"bits_per_byte": x, "loss": y, "bytes": n} as the last line
           export   --config C --weights W --out DIR [--format reference|safetensors]
                    [--input-seq-len N] [--batch-size B] [--learning-rate X] [--target-elements N] [--dataset-dir D]
-                   [--dataset-id ID] [--output-dir D] [--name NAME]       (the flags set values of the reference YAML)
+                   [--dataset-id ID] [--output-dir D] [--name NAME] [--resume]  (the flags set values of the reference YAML;
+                   --resume adds a resume section pointing at DIR/model.pth, so the reference's trainer starts from it)
                    reference (default): DIR/config.yaml, the reference's training YAML (params incl. input_seq_len, train,
                    io: values from the flags, else from C when it is a training YAML, else defaults: input_seq_len = the
                    max context, batch 8, lr 0.001, target_elements 100000000, dataset pg19 in ./data, output ./output)
@@ -93,7 +94,7 @@ public static class Program
                 case "train": return TrainCommand.Run(new CliArgs(rest, "resume", "shuffle", "adamw", "bf16"), stdout, stderr);
                 case "eval": return EvalCommand.Run(new CliArgs(rest), stdout, stderr);
                 case "predict": return PredictCommand.Run(new CliArgs(rest), stdout, stderr);
-                case "export": return ExportCommand.Run(new CliArgs(rest), stdout, stderr);
+                case "export": return ExportCommand.Run(new CliArgs(rest, "resume"), stdout, stderr);
                 case "generate": return GenerateCommand.RunAsync(new CliArgs(rest, "sliding-window"), stdout, stderr).GetAwaiter().GetResult();
                 default:
                     stderr.WriteLine($"mblm: unknown command '{command}' (commands: info, forward, train, eval, generate, predict, export; mblm --help for usage)");

@@ -93,10 +93,12 @@ public sealed class MblmLanguageModelTransformer : MblmTransformerBase<MblmLangu
     /// <c>{"MODEL": state_dict, "LOSS": None}</c> (<see cref="ModelExport.ExportReference"/>). Without
     /// <paramref name="settings"/>, the <c>train</c> section takes this stage's batch size, learning rate, warm-up fraction
     /// and gradient clipping, and everything else the defaults of <see cref="ReferenceTrainingSettings"/>. Files are
-    /// written atomically; returns their paths. The reference's trained checkpoints load back with
+    /// written atomically; returns their paths. With <paramref name="resume"/> the YAML also points the reference's trainer at
+    /// <c>dir/model.pth</c> (see <see cref="ModelExport.ExportReference"/>). The reference's trained checkpoints come back
+    /// through <see cref="MblmLanguageModelTrainer.Options.InitialWeights"/> or
     /// <see cref="Mblm.Weights.ModelWeights.Load(TorchSharp.torch.nn.Module, string, bool)"/>.
     /// </summary>
-    public IReadOnlyList<string> ExportReference(string dir, ReferenceTrainingSettings? settings = null)
+    public IReadOnlyList<string> ExportReference(string dir, ReferenceTrainingSettings? settings = null, bool resume = false)
     {
         ArgumentException.ThrowIfNullOrEmpty(dir);
         settings ??= new ReferenceTrainingSettings
@@ -106,7 +108,7 @@ public sealed class MblmLanguageModelTransformer : MblmTransformerBase<MblmLangu
             WarmupStepsPerc = Options.WarmupFraction,
             GradientClipping = Options.GradientClipping,
         };
-        return WithModel(model => ModelExport.ExportReference(model, dir, settings));
+        return WithModel(model => ModelExport.ExportReference(model, dir, settings, resume: resume));
     }
 
     /// <summary>Results for a batch of rows; only the parts asked for are computed.</summary>

@@ -49,6 +49,15 @@ public static partial class ConfigWriter
         sb.Append($"  num_models_to_save: {s.NumModelsToSave}\n");
         sb.Append($"  validate_amount: {s.ValidateAmount}\n");
         sb.Append($"  log_train_loss_amount: {s.LogTrainLossAmount}\n");
+        if (s.ResumeCheckpointFile is { } checkpoint)
+        {
+            sb.Append("resume:\n");
+            sb.Append($"  checkpoint_file: {Str(checkpoint)}\n");
+            sb.Append("  next_epoch_index: 0\n");
+            sb.Append("  next_batch_index: 0\n");
+            sb.Append("  migrate_embeddings: false\n");
+            sb.Append("  rename_modules: false\n");
+        }
         return sb.ToString();
     }
 

@@ -54,6 +54,13 @@ public sealed record ReferenceTrainingSettings
     public int LogTrainLossAmount { get; init; } = 100;
 
     /// <summary>
+    /// <c>resume.checkpoint_file</c>: when set, the YAML gets a <c>resume</c> section (epoch and batch 0, no embedding
+    /// migration or renaming) so that the reference's own trainer starts from this checkpoint instead of a fresh model.
+    /// Null (default): no <c>resume</c> section.
+    /// </summary>
+    public string? ResumeCheckpointFile { get; init; }
+
+    /// <summary>
     /// Settings taken from a parsed training file's <c>train</c> and <c>io</c> sections and <c>params.input_seq_len</c>
     /// where present, defaults elsewhere.
     /// </summary>
@@ -103,6 +110,7 @@ public sealed record ReferenceTrainingSettings
         if (NumModelsToSave < 1) throw new ConfigException("io.num_models_to_save", $"must be positive, got {NumModelsToSave}");
         if (ValidateAmount < NumModelsToSave) throw new ConfigException("io.validate_amount", $"must be at least io.num_models_to_save ({NumModelsToSave}), got {ValidateAmount}");
         if (LogTrainLossAmount < 1) throw new ConfigException("io.log_train_loss_amount", $"must be positive, got {LogTrainLossAmount}");
+        if (ResumeCheckpointFile is { } r && string.IsNullOrWhiteSpace(r)) throw new ConfigException("resume.checkpoint_file", "must not be empty");
         return this;
     }
 }

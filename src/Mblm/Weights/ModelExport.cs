@@ -26,10 +26,20 @@ public static class ModelExport
     /// <summary>
     /// Writes <c>dir/config.yaml</c> (<see cref="ConfigWriter.ToTrainingYaml"/> with <paramref name="settings"/>) and
     /// <c>dir/model.pth</c> (<c>{"MODEL": state_dict, "LOSS": loss}</c>; <c>None</c> when <paramref name="loss"/> is null).
-    /// Returns the paths written. Settings are checked before anything is written (<see cref="ConfigException"/>).
+    /// With <paramref name="resume"/>, the YAML's <c>resume</c> section points at <c>dir/model.pth</c> (absolute path) so
+    /// that the reference's trainer starts from these weights; the trainer logs the checkpoint's loss with a float format
+    /// and ranks it among its best models, which fails on <c>None</c>, so a missing <paramref name="loss"/> is then stored
+    /// as <c>inf</c> (ranked last). Returns the paths written. Settings are checked before anything is written
+    /// (<see cref="ConfigException"/>).
     /// </summary>
-    public static IReadOnlyList<string> ExportReference(MblmModel model, string dir, ReferenceTrainingSettings? settings = null, double? loss = null)
+    public static IReadOnlyList<string> ExportReference(MblmModel model, string dir, ReferenceTrainingSettings? settings = null, double? loss = null, bool resume = false)
     {
+        settings ??= new ReferenceTrainingSettings();
+        if (resume)
+        {
+            settings = settings with { ResumeCheckpointFile = Path.GetFullPath(Path.Combine(dir, ReferenceWeightsFile)) };
+            loss ??= double.PositiveInfinity;
+        }
         string yaml = ConfigWriter.ToTrainingYaml(model.Config, settings);
         return WriteAll(dir,
         [
