@@ -72,6 +72,25 @@ public sealed class ExportTests
     }
 
     [TestMethod]
+    public void CliExport_Resume_PointsTheReferenceTrainerAtTheCheckpoint()
+    {
+        string dir = TempDir();
+        try
+        {
+            string outDir = Path.Combine(dir, "handoff");
+            var (code, _, err) = CliTests.Mblm("export", "--config", Fixture("config.json"), "--weights", Fixture("checkpoint.pth"), "--out", outDir, "--resume");
+            Assert.AreEqual(0, code, err);
+            string yaml = File.ReadAllText(Path.Combine(outDir, "config.yaml"));
+            StringAssert.Contains(yaml, $"resume:\n  checkpoint_file: {System.Text.Json.JsonSerializer.Serialize(Path.Combine(outDir, "model.pth"))}\n  next_epoch_index: 0\n  next_batch_index: 0\n");
+            Assert.IsNotNull(ConfigReader.LoadFile(Path.Combine(outDir, "config.yaml")).Train);
+            var contents = PyTorchCheckpoint.Load(Path.Combine(outDir, "model.pth"));
+            foreach (var t in contents.Tensors.Values) t.Dispose();
+            Assert.AreEqual(double.PositiveInfinity, contents.Loss, "the reference's trainer formats LOSS as a float: --resume stores inf, not None");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [TestMethod]
     public void CliExport_SafeTensors_ThenImport_GivesEqualLogits()
     {
         string dir = TempDir();
