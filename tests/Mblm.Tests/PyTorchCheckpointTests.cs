@@ -201,6 +201,26 @@ public sealed class PyTorchCheckpointTests
     }
 
     [TestMethod]
+    public void ZeroStrideTensorOfBillionsOfElements_IsRefusedByTheMemoryBudget()
+    {
+        // The first tensor (shape (24,), stride (1,)) rewritten to shape (2^31-1,) with stride (0,): its view stays inside
+        // the 96-byte storage, but the tensor itself would need 8 GiB.
+        var pickle = EntryBytes(Fixture("checkpoint.pth"), "data.pkl");
+        int at = IndexOfShape(pickle);
+        byte[] original = [0x4b, 24, 0x85, 0x71, 11, 0x4b, 1, 0x85];
+        CollectionAssert.AreEqual(original, pickle[at..(at + original.Length)], "the fixture's first tensor is not (24,) with stride (1,)");
+        byte[] patched = [.. pickle[..at], 0x4a, .. BitConverter.GetBytes(int.MaxValue), 0x85, 0x71, 11, 0x4b, 0, 0x85, .. pickle[(at + original.Length)..]];
+        long saved = Limits.MemoryBudgetBytes;
+        try
+        {
+            Limits.MemoryBudgetBytes = 1L << 30;
+            var e = AssertRefused<MblmFormatException>(WithEntry(Fixture("checkpoint.pth"), "data.pkl", patched));
+            StringAssert.Contains(e.Message, "memory budget");
+        }
+        finally { Limits.MemoryBudgetBytes = saved; }
+    }
+
+    [TestMethod]
     public void LegacyPickleFormat_IsRefused_SayingHowToResave()
     {
         string dir = TempDir();

@@ -143,6 +143,7 @@ public static class PyTorchCheckpoint
     {
         var result = new List<Described>();
         var entries = archive.Entries;
+        long tensorBytes = 0;
         try
         {
             foreach (DictionaryEntry item in stateDict)
@@ -153,7 +154,7 @@ public static class PyTorchCheckpoint
                 if (d.Index < 0 || d.Index >= entries.Count || !entries[d.Index].FullName.StartsWith(prefix + "data/", StringComparison.Ordinal))
                     throw new MblmFormatException(name, key, "its storage is not an entry under data/ of the archive");
                 var storage = entries[d.Index];
-                CheckExtent(name, key, storage, d.DType, d.Offset, d.Shape, d.Stride);
+                tensorBytes = SaturatingAdd(tensorBytes, CheckExtent(name, key, storage, d.DType, d.Offset, d.Shape, d.Stride));
                 result.Add(new Described(key, d.Index, d.DType, d.Offset, d.Shape, d.Stride));
             }
         }
@@ -161,9 +162,8 @@ public static class PyTorchCheckpoint
         {
             foreach (var value in stateDict.Values) PyBridgeDescriptor.Dispose(value);
         }
-        long storageBytes = result.Select(d => d.StorageIndex).Distinct().Sum(i => entries[i].Length);
-        long tensorBytes = result.Sum(d => d.Shape.Aggregate(1L, (a, b) => a * b) * SafeTensors.ElementSize(d.DType));
-        Limits.RequireMemory(storageBytes + tensorBytes, () => $"the {result.Count} tensors (with their storages while they are read)",
+        long storageBytes = result.Select(d => d.StorageIndex).Distinct().Aggregate(0L, (sum, i) => SaturatingAdd(sum, entries[i].Length));
+        Limits.RequireMemory(SaturatingAdd(storageBytes, tensorBytes), () => $"the {result.Count} tensors (with their storages while they are read)",
             m => new MblmFormatException(name, null, m));
         return result;
     }
@@ -174,8 +174,11 @@ public static class PyTorchCheckpoint
         ScalarType.Int64, ScalarType.Int32, ScalarType.Int16, ScalarType.Int8, ScalarType.Byte, ScalarType.Bool,
     ];
 
-    // The highest element a view (offset, shape, stride) touches must lie inside its storage entry.
-    private static void CheckExtent(string name, string key, ZipArchiveEntry storage, ScalarType dtype, long offset, long[] shape, long[] stride)
+    private static long SaturatingAdd(long a, long b) => a > long.MaxValue - b ? long.MaxValue : a + b;
+
+    // The highest element a view (offset, shape, stride) touches must lie inside its storage entry. Returns the bytes of
+    // the tensor itself (more than its storage's when strides are 0).
+    private static long CheckExtent(string name, string key, ZipArchiveEntry storage, ScalarType dtype, long offset, long[] shape, long[] stride)
     {
         MblmFormatException Bad(string problem) => new(name, key, problem);
         if (!Supported.Contains(dtype)) throw Bad($"has unsupported dtype {dtype}");
@@ -184,7 +187,7 @@ public static class PyTorchCheckpoint
         if (offset < 0 || shape.Any(d => d < 0) || stride.Any(s => s < 0))
             throw Bad($"has a negative storage offset, size or stride (offset {offset}, shape [{string.Join(", ", shape)}], stride [{string.Join(", ", stride)}])");
         int size = SafeTensors.ElementSize(dtype);
-        long needed;
+        long needed, bytes;
         try
         {
             long elements = 1, last = offset;
@@ -194,6 +197,7 @@ public static class PyTorchCheckpoint
                 if (shape[i] > 0) last = checked(last + (shape[i] - 1) * stride[i]);
             }
             needed = elements == 0 ? 0 : checked((last + 1) * size);
+            bytes = checked(elements * size);
         }
         catch (OverflowException) { throw Bad($"shape [{string.Join(", ", shape)}] with stride [{string.Join(", ", stride)}] addresses more elements than any file holds"); }
         if (storage.Length % size != 0)
@@ -201,6 +205,7 @@ public static class PyTorchCheckpoint
         if (needed > storage.Length)
             throw Bad($"needs {needed} bytes of storage (offset {offset}, shape [{string.Join(", ", shape)}], stride [{string.Join(", ", stride)}], {dtype}), " +
                       $"its storage '{storage.FullName}' holds {storage.Length}");
+        return bytes;
     }
 
     // Reads each storage once, then copies every tensor's view of it into a tensor of its own.
