@@ -28,8 +28,8 @@ public static class PyTorchCheckpoint
     /// <summary>Most zip entries read (a 360 M-parameter MBLM has about a thousand tensors).</summary>
     public const int MaxEntries = 10_000;
 
-    /// <summary>Largest pickle (<c>data.pkl</c>) read: a state dict's pickle holds names and shapes, a few hundred KB at most.</summary>
-    public const long MaxPickleBytes = 16L << 20;
+    /// <summary>Largest pickle (<c>data.pkl</c>) read: a state dict's pickle holds names and shapes (about 150 bytes per tensor).</summary>
+    public const long MaxPickleBytes = 4L << 20;
 
     private const int MaxDims = 16;
 
@@ -65,9 +65,17 @@ public static class PyTorchCheckpoint
             throw new MblmFormatException(name, null, "is not a PyTorch zip checkpoint (torch.save since PyTorch 1.6)");
         stream.Position = 0;
         ZipDirectory.Check(stream, name, null, MaxEntries);
-        ZipArchive archive;
-        try { archive = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: true); }
-        catch (InvalidDataException e) { throw new MblmFormatException(name, null, $"is a damaged zip archive: {e.Message}", e); }
+        ZipArchive? archive = null;
+        try
+        {
+            archive = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: true);
+            _ = archive.Entries.Count; // the central directory is parsed here, on first use
+        }
+        catch (InvalidDataException e)
+        {
+            archive?.Dispose();
+            throw new MblmFormatException(name, null, $"is a damaged zip archive: {e.Message}", e);
+        }
         using (archive)
         {
             var pickleEntry = FindPickle(archive, name);
