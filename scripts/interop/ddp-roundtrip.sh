@@ -9,7 +9,8 @@
 #       reference's on the same weights (max |difference| <= 1e-4) and the loss (<= 1e-5 relative).
 # Usage: scripts/interop/ddp-roundtrip.sh [--data FILE] [--work DIR] [--dotnet-steps N] [--ddp-steps N] [--nproc N]
 # Needs: the .NET SDK, and the reference harness set up (../shared/reference-harness/setup.sh; HARNESS= to point
-# elsewhere). Not part of CI. Default data: this repository's README and docs (about 100 KB of text).
+# elsewhere). Not part of CI. Default data: ../shared/data/tinyshakespeare.txt beside the harness, else this
+# repository's README and docs (which change, and the figures with them).
 # Exit status 0 only when every comparison holds; the last line is a JSON summary.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -30,7 +31,9 @@ done
 WORK=${WORK:-$(mktemp -d /tmp/mblm-ddp-roundtrip.XXXXXX)}
 mkdir -p "$WORK"
 CONFIG=$HERE/tiny-config.yaml
-if [[ -z $DATA ]]; then
+if [[ -z $DATA && -f $HARNESS/../data/tinyshakespeare.txt ]]; then
+  DATA=$HARNESS/../data/tinyshakespeare.txt
+elif [[ -z $DATA ]]; then
   DATA=$WORK/data.txt
   cat "$REPO/README.md" "$REPO"/docs/*.md > "$DATA"
 fi
