@@ -5,6 +5,8 @@ using Mblm.Native;
 
 // Usage: dotnet run -c Release --project benchmarks/Mblm.Benchmarks -- <benchmark> [options]
 //   train-step [--config examples/configs/p1-2d-tt.yaml] [--batch 4] [--length 2048] [--steps 15] [--warmup 2]
+//   compare    [--configs P1,P3,P2] [--gen 1024,8192] [--reps 3] [--steps 15] [--warmup 2] [--harness DIR] [--max-wait-s 300]
+//              ours and the Python reference (../shared/reference-harness) side by side, alternating fresh processes
 //   mamba      [--lengths 1024,4096,16384] [--reps 3]
 //   mamba-profile [--length 4096]                      (forward+backward time of each Mamba2 mixer part)
 //   generation [--contexts 1024,8192,32768,65536] [--bytes 16] [--recompute-max 8192] [--text FILE]
@@ -29,6 +31,7 @@ Console.WriteLine($"# {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.Proce
 switch (args.FirstOrDefault())
 {
     case "train-step": TrainStepBenchmark.Run(opts); break;
+    case "compare": return CompareBenchmark.Run(opts);
     case "mamba": MambaBenchmark.Run(opts); break;
     case "mamba-profile": MambaProfile.Run(opts); break;
     case "long-context": LongContextBenchmark.Run(opts); break;
@@ -38,7 +41,7 @@ switch (args.FirstOrDefault())
     case "fuzz": return FuzzCommand.Run(opts);
     case "soak": return SoakBenchmark.Run(opts);
     default:
-        Console.Error.WriteLine("benchmarks: train-step | mamba | mamba-profile | generation | mlnet | long-context | contention | fuzz | soak (see Program.cs for options)");
+        Console.Error.WriteLine("benchmarks: train-step | compare | mamba | mamba-profile | generation | mlnet | long-context | contention | fuzz | soak (see Program.cs for options)");
         return 2;
 }
 return 0;
@@ -72,6 +75,9 @@ namespace Mblm.Benchmarks
             var s = xs.OrderBy(x => x).ToArray();
             return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
         }
+
+        /// <summary>The 1-minute load average.</summary>
+        public static double LoadAverage() => double.Parse(File.ReadAllText("/proc/loadavg").Split(' ')[0], CultureInfo.InvariantCulture);
 
         public static double PeakRssMiB()
         {

@@ -28,8 +28,12 @@ internal static class TrainStepBenchmark
         var ids = randint(0, 256, new long[] { batch, length }, generator: gen);
         var fwd = new List<double>(); var bwd = new List<double>(); var opt = new List<double>(); var total = new List<double>();
         var losses = new List<float>();
+        double loadAtStart = Stats.LoadAverage();
+        TimeSpan cpu0 = TimeSpan.Zero;
+        var wall = new Stopwatch();
         for (int s = 0; s < warmup + steps; s++)
         {
+            if (s == warmup) { cpu0 = Process.GetCurrentProcess().TotalProcessorTime; wall.Start(); }
             using var scope = NewDisposeScope();
             var sw = Stopwatch.StartNew();
             optimizer.zero_grad();
@@ -42,17 +46,20 @@ internal static class TrainStepBenchmark
             losses.Add(loss.item<float>());
             if (s >= warmup) { fwd.Add(tf); bwd.Add(tb - tf); opt.Add(tt - tb); total.Add(tt); }
         }
+        double cpuUtil = (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds / wall.Elapsed.TotalSeconds;
         string name = Path.GetFileNameWithoutExtension(path);
         double median = Stats.Median(total);
         Console.WriteLine($"config {name}: {config.CountParameters():N0} params, batch {batch} x {length} bytes, {steps} timed steps after {warmup} warm-up");
-        Console.WriteLine($"| config | ms/step (median) | min-max | fwd+loss / bwd / Adam ms | bytes/s | peak RSS MiB | reference ms/step | speed-up |");
+        Console.WriteLine($"| config | ms/step (median) | min-max | fwd+loss / bwd / Adam ms | bytes/s | peak RSS MiB | reference on another machine, ms/step | ratio |");
         Console.WriteLine($"| --- | --- | --- | --- | --- | --- | --- | --- |");
         string reference = ReferenceMs.TryGetValue(name, out var r) && batch == 4 && length == 2048 ? $"{r:F0}" : "n/a";
         string ratio = reference == "n/a" ? "n/a" : $"{r / median:F2}x";
         Console.WriteLine($"| {name} | {median:F0} | {total.Min():F0}-{total.Max():F0} | {Stats.Median(fwd):F0} / {Stats.Median(bwd):F0} / {Stats.Median(opt):F1} | " +
                           $"{batch * length / median * 1000:N0} | {Stats.PeakRssMiB():F0} | {reference} | {ratio} |");
         Console.WriteLine($"losses: {string.Join(" ", losses.Select(l => l.ToString("F3")))}");
+        Console.WriteLine($"(reference figures: reference-perf.md, measured on another CPU — context only; `compare` times both here, side by side)");
         Console.WriteLine($"median_ms={median.ToString("R", System.Globalization.CultureInfo.InvariantCulture)}");
+        Console.WriteLine($"cpu_util={cpuUtil:F2} load_start={loadAtStart:F2}");
         if (o.Int("no-mfu", 0) == 1) return;
         double flops = StepFlops(config, batch, length);
         double peak = MatmulGflops();

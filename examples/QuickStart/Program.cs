@@ -4,11 +4,13 @@
 //   dotnet run --project examples/QuickStart                      # the embedded corpus (this repository's docs and code)
 //   dotnet run --project examples/QuickStart -- --data my.txt     # your own text
 //   options: --epochs N  --max-steps N  --out DIR  --prompt TEXT  --bytes N
+//   writes DIR/model.zip (the pipeline) and DIR/training-curve.png (training and validation bits per byte); DIR: out/quickstart
 
 using System.Diagnostics;
 using System.Reflection;
 using System.Text;
 using Mblm.Generation;
+using Mblm.Examples;
 using Mblm.MLNet;
 using Mblm.Training;
 using Microsoft.ML;
@@ -44,12 +46,13 @@ var options = new MblmLanguageModelTrainer.Options
     Progress = bar,
 };
 var pipeline = ml.Mblm().LanguageModel(options);
-Console.WriteLine($"model: {options.ModelConfig.CountParameters():N0} parameters, context {options.ModelConfig.MaxContext} bytes");
 
 var clock = Stopwatch.StartNew();
 using var model = pipeline.Fit(split.TrainSet);
 bar.Done();
 Console.WriteLine($"trained {model.Training.Steps} steps in {clock.Elapsed.TotalSeconds:F0} s");
+Console.WriteLine($"model (sized to the data): {model.ModelConfig.CountParameters():N0} parameters, context {model.ModelConfig.MaxContext} bytes");
+Console.WriteLine($"training curve: {Plots.Save(bar.Curve.ToPng("quick start: training and validation"), Path.Combine(outDir, "training-curve.png"))}");
 
 // 3. Evaluate on the held-out rows.
 var metrics = ml.Mblm().Evaluate(model.Transform(split.TestSet));
@@ -104,9 +107,13 @@ internal sealed class ProgressBar : IProgress<TrainingProgress>
 {
     private TrainingProgress? _last;
 
+    /// <summary>Every report, for the PNG training curve.</summary>
+    public TrainingCurve Curve { get; } = new();
+
     public void Report(TrainingProgress p)
     {
         _last = p;
+        Curve.Report(p);
         const int width = 30;
         int filled = (int)(width * p.Step / Math.Max(1, p.TotalSteps));
         string line = $"\r[{new string('#', filled)}{new string('.', width - filled)}] step {p.Step}/{p.TotalSteps}  loss {p.Loss * EvaluatorLog2E:F3} bits/byte  " +

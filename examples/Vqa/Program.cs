@@ -4,7 +4,8 @@
 //
 //   dotnet run -c Release --project examples/Vqa                 # default: about 10 minutes on 2 CPU cores
 //   dotnet run -c Release --project examples/Vqa -- --large      # more scenes, larger images, more epochs
-//   options: --scenes N --test-scenes N --questions N --epochs N --size WxH --levels N --skip jpeg,transfer,baseline
+//   options: --scenes N --test-scenes N --questions N --epochs N --size WxH --levels N --skip jpeg,transfer,baseline --out DIR
+//   (training curves and confusion matrices as PNG in DIR, default out/vqa)
 
 using System.Diagnostics;
 using System.Globalization;
@@ -26,6 +27,7 @@ int questions = int.Parse(Flag("questions", "3")), epochs = int.Parse(Flag("epoc
 var size = Flag("size", large ? "32x24" : "16x12").Split('x').Select(int.Parse).ToArray();
 int levels = int.Parse(Flag("levels", "8"));
 var skip = Flag("skip", "").Split(',', StringSplitOptions.RemoveEmptyEntries).ToHashSet();
+string outDir = Flag("out", "out/vqa");
 
 // 1. Data: train and test scenes from different seeds (held-out scenes).
 var train = new ClevrLikeGenerator(seed: 1).Generate(scenes, questions);
@@ -51,14 +53,19 @@ var baseOptions = new MblmAnswerClassifierTrainer.Options
 string[] RunMblm(string name, MblmAnswerClassifierTrainer.Options options)
 {
     var clock = Stopwatch.StartNew();
+    var bar = new Bar(name);
     var pipeline = ml.Transforms.Conversion.MapValueToKey("Label", "Answer", keyData: ClevrLikeGenerator.AnswerKeyData(ml))
-        .Append(ml.Mblm().AnswerClassifier(options with { Progress = new Bar(name) }))
+        .Append(ml.Mblm().AnswerClassifier(options with { Progress = bar }))
         .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedAnswer", "PredictedLabel"));
     var model = pipeline.Fit(trainData);
     var scored = model.Transform(testData);
     var metrics = ml.MulticlassClassification.Evaluate(scored, "Label");
     var predicted = scored.GetColumn<string>("PredictedAnswer").ToArray();
     Console.WriteLine($"  {name}: micro accuracy {metrics.MicroAccuracy:P1}, log-loss {metrics.LogLoss:F3} ({clock.Elapsed.TotalSeconds:F0} s)");
+    string slug = new string(name.ToLowerInvariant().Select(c => char.IsLetterOrDigit(c) ? c : '-').ToArray()).Trim('-');
+    Plots.Save(bar.Curve.ToPng($"{name}: training loss"), Path.Combine(outDir, $"{slug}-curve.png"));
+    Plots.Save(Plots.ConfusionMatrix($"{name}: held-out answers", metrics, scored), Path.Combine(outDir, $"{slug}-confusion.png"));
+    Console.WriteLine($"  plots: {Path.GetFullPath(Path.Combine(outDir, slug))}-curve.png, -confusion.png");
     ((IDisposable)model).Dispose();
     results.Add((name, predicted, clock.Elapsed.TotalSeconds));
     return predicted;
@@ -84,7 +91,7 @@ if (!skip.Contains("transfer"))
 {
     var text = FindRepoText();
     var rows = text.Split("\n\n").Where(r => r.Trim().Length > 0).Select(r => new TextRow { Text = r }).ToList();
-    var lmOptions = new MblmLanguageModelTrainer.Options { ModelConfig = baseOptions.ModelConfig with { NumTokens = 257 }, MaxEpochs = large ? 20 : 8 };
+    var lmOptions = new MblmLanguageModelTrainer.Options { ModelConfig = baseOptions.ModelConfig! with { NumTokens = 257 }, MaxEpochs = large ? 20 : 8 };
     var clock = Stopwatch.StartNew();
     using var lm = ml.Mblm().LanguageModel(lmOptions).Fit(ml.Data.LoadFromEnumerable(rows));
     string lmPath = Path.Combine(Path.GetTempPath(), $"mblm-vqa-text-lm-{Environment.ProcessId}.zip");
@@ -127,8 +134,12 @@ public sealed class TextRow
 /// <summary>Prints training progress every tenth of the run.</summary>
 internal sealed class Bar(string name) : IProgress<Mblm.Training.TrainingProgress>
 {
+    /// <summary>Every report, for the PNG training curve.</summary>
+    public TrainingCurve Curve { get; } = new();
+
     public void Report(Mblm.Training.TrainingProgress p)
     {
+        Curve.Report(p);
         if (p.Step % Math.Max(1, p.TotalSteps / 5) == 0 || p.Step == p.TotalSteps)
             Console.WriteLine($"    {name}: step {p.Step}/{p.TotalSteps} answer loss {p.Loss:F3} ({p.BytesPerSecond / 1024:F1} KiB/s, eta {p.Eta:mm\\:ss})");
     }

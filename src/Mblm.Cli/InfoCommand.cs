@@ -1,16 +1,34 @@
 using System.Globalization;
 using System.Text.Json;
 using Mblm.Config;
+using Mblm.Native;
 
 namespace Mblm.Cli;
 
-/// <summary><c>mblm info --config C</c>: the hierarchy's stages, shapes and parameter counts, computed without allocating weights.</summary>
+/// <summary>
+/// <c>mblm info [--config C]</c>: the libtorch this process runs on (path, version, how it was found) and, with a config,
+/// the hierarchy's stages, shapes and parameter counts, computed without allocating weights.
+/// </summary>
 internal static class InfoCommand
 {
     public static int Run(CliArgs args, TextWriter stdout)
     {
-        string path = args.Required("config");
+        string? path = args.Optional("config");
         args.RejectUnknown("info");
+        var torch = LibTorchLocation.Describe();
+        stdout.WriteLine($"libtorch: {torch.CpuLibrary ?? "?"} (version {torch.Version ?? "unknown"}; from {torch.Source})" +
+                         (torch.CudaLibrary is { } cuda ? $"; CUDA: {cuda}" : ""));
+        if (torch.VersionUntested)
+            stdout.WriteLine($"libtorch: warning: TorchSharp's native glue was built for libtorch {LibTorchInfo.GlueBuiltFor}; {torch.Version} is untested (no C++ ABI promise across minor versions)");
+        if (torch.Problem is { } problem) throw new InvalidInputException($"libtorch: {problem}");
+        if (path is null)
+        {
+            stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
+            {
+                ["libtorch"] = torch.CpuLibrary, ["libtorch_version"] = torch.Version, ["libtorch_source"] = torch.Source,
+            }));
+            return 0;
+        }
         CliPaths.InputFile("config", path);
         var file = CliModel.LoadFile(path);
         var c = file.Model;
@@ -42,6 +60,7 @@ internal static class InfoCommand
         {
             ["parameters"] = total, ["stages"] = c.NumStages, ["max_context"] = c.MaxContext,
             ["block_types"] = c.Blocks.Select(b => b.BlockType).ToArray(),
+            ["libtorch"] = torch.CpuLibrary!, ["libtorch_version"] = torch.Version!, ["libtorch_source"] = torch.Source,
         }));
         return 0;
     }

@@ -10,7 +10,8 @@ public static class Program
         mblm — Multiscale Byte Language Model (TorchSharp)
 
         Commands:
-          info     --config C                          stages, shapes and parameter count (no weights allocated)
+          info     [--config C]                        the libtorch in use (path, version, source); with C: stages, shapes,
+                                                       parameter count (no weights allocated)
           forward  --config C --weights W --input I.json [--logits-out F.bin] [--device cpu|cuda]
                    prints {"loss": x, "shape": [B, L, V]} as the last line; logits as raw little-endian float32
           train    --config C --data FILE [--val FILE | --val-fraction F] --steps N --batch B --lr X --out DIR
@@ -80,6 +81,9 @@ public static class Program
                     ?? throw new UsageException($"--memory-budget must be a size such as 512M, 8G or a byte count, got '{size}'");
             int? threads = global.Int("threads", 1, 1024);
             TorchRuntime.EnsureLoadable();
+            // A libtorch folder asked for but not used is an error before any work, not a silent mix of versions.
+            if (LibTorchLocation.RequestedDirectory is not null && command != "info" && LibTorchLocation.Describe().Problem is { } problem)
+                throw new InvalidInputException("libtorch: " + problem);
             if (TorchRuntime.AllocatorTuningRequested) TorchRuntime.TuneAllocator();
             if (threads is int n)
             {
@@ -100,6 +104,15 @@ public static class Program
                     stderr.WriteLine($"mblm: unknown command '{command}' (commands: info, forward, train, eval, generate, predict, export; mblm --help for usage)");
                     return ExitCodes.Usage;
             }
+        }
+        catch (TypeInitializationException e) when (e.TypeName == "TorchSharp.torch")
+        {
+            // libtorch did not load: name the cause (TorchSharp's own message carries a long load trace) and the remedy.
+            string cause = Errors.OneLine((e.InnerException?.Message ?? e.Message).Split('\n')[0]);
+            string message = LibTorchLocation.LoadError is { } why
+                ? $"libtorch could not be loaded: {why}"
+                : $"libtorch could not be loaded from the app folder, {LibTorchLocation.DirectoryVariable} or LD_LIBRARY_PATH: {cause}";
+            return Report(new InvalidInputException(message, e), command, debug, stdout, stderr);
         }
         catch (Exception e)
         {

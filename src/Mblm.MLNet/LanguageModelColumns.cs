@@ -17,7 +17,7 @@ internal static class LanguageModelColumns
         var list = new List<AddedColumn>
         {
             new(OutputKind.BitsPerByte, o.BitsPerByteColumnName, NumberDataViewType.Single),
-            new(OutputKind.Features, o.FeaturesColumnName, new VectorDataViewType(NumberDataViewType.Single, o.ModelConfig.HiddenDims[^1])),
+            new(OutputKind.Features, o.FeaturesColumnName, new VectorDataViewType(NumberDataViewType.Single, o.ModelShape.HiddenDims[^1])),
         };
         if (o.MaxNewBytes > 0) list.Add(new(OutputKind.Completion, o.CompletionColumnName, TextDataViewType.Instance));
         return list;

@@ -53,6 +53,22 @@ namespace Mblm.MLNet
             MblmSweep.Run(this, train, validation, baseOptions, maxTrials, seed, budget, progress);
 
         /// <summary>
+        /// Cross-validates the language model: splits <paramref name="data"/> into <paramref name="numberOfFolds"/> folds with
+        /// ML.NET's <c>mlContext.Data.CrossValidationSplit</c>, fits <paramref name="options"/> on all folds but one and
+        /// evaluates (<see cref="Evaluate"/>) on that one, for every fold. With <see cref="MblmTrainingOptions.CheckpointDirectory"/>
+        /// set, fold k checkpoints into its subfolder <c>fold-k</c>. The caller disposes the returned models.
+        /// </summary>
+        /// <param name="data">The rows (the options' input column).</param>
+        /// <param name="options">The estimator's options, the same for every fold.</param>
+        /// <param name="numberOfFolds">Folds (2 or more).</param>
+        /// <param name="samplingKeyColumnName">Rows with equal values of this column stay in one fold (as in ML.NET's split), or null.</param>
+        /// <param name="seed">Seed of the split, or null for the MLContext's.</param>
+        /// <returns>One result per fold, in fold order: metrics, model, scored held-out fold.</returns>
+        public IReadOnlyList<MblmCrossValidationResult> CrossValidateLanguageModel(IDataView data, MblmLanguageModelTrainer.Options options, int numberOfFolds = 5,
+            string? samplingKeyColumnName = null, int? seed = null) =>
+            MblmCrossValidation.LanguageModel(this, data, options, numberOfFolds, samplingKeyColumnName, seed);
+
+        /// <summary>
         /// Visual question answering as a multiclass trainer: an MBLM trained by next-byte prediction on the answer bytes of
         /// "question, image bytes, question, answer" sequences; predicts by scoring every answer (the label's key values).
         /// </summary>

@@ -23,8 +23,9 @@ namespace Mblm.MLNet;
 /// <item><term><see cref="Options.CompletionColumnName"/></term><description>Text: a continuation of <see cref="Options.MaxNewBytes"/> bytes, only when MaxNewBytes &gt; 0</description></item>
 /// </list>
 /// <para>
-/// Training: every row is one document; documents longer than the model's context are cut into consecutive windows of the
-/// context length; windows are batched, right-padded, with the loss on real bytes only. The seed comes from the
+/// Training: every row is one document; with <see cref="MblmTrainingOptions.ModelConfig"/> null the context is sized to the
+/// longest row (see <see cref="Options.MaxAutoContext"/>); documents longer than the model's context are cut into
+/// consecutive windows of the context length; windows are batched, right-padded, with the loss on real bytes only. The seed comes from the
 /// <see cref="MLContext"/> (<c>new MLContext(seed: 1)</c> makes Fit reproducible on CPU); the device from
 /// <see cref="MLContext.GpuDeviceId"/> and <see cref="MLContext.FallbackToCpu"/>. Progress goes to <see cref="MLContext.Log"/>
 /// and to <see cref="MblmTrainingOptions.Progress"/>. Fits run one at a time per process (they share the torch random generator).
@@ -34,8 +35,10 @@ public sealed class MblmLanguageModelTrainer : MblmTrainerBase<MblmLanguageModel
 {
     /// <summary>
     /// Options of <see cref="MblmLanguageModelTrainer"/>: the shared training settings of <see cref="MblmTrainingOptions"/>
-    /// (default model <see cref="MblmPresets.Small"/>, 3 epochs, batches of 16 windows, learning rate 3e-3) plus the columns,
-    /// the validation set and the completion settings. Immutable; the transformer keeps the values it was fitted with.
+    /// (default model: <see cref="MblmPresets.Small"/> sized to the data — its context is the longest row rounded up to
+    /// whole patches of 8 bytes, at most <see cref="MaxAutoContext"/>; longer rows are cut into windows of that context —
+    /// 3 epochs, batches of 16 windows, learning rate 3e-3) plus the columns, the validation set and the completion
+    /// settings. Immutable; the transformer keeps the values it was fitted with (and the concrete model config).
     /// </summary>
     public sealed record Options : MblmTrainingOptions
     {
@@ -48,8 +51,17 @@ public sealed class MblmLanguageModelTrainer : MblmTrainerBase<MblmLanguageModel
         /// <summary>Default <see cref="MblmTrainingOptions.LearningRate"/>.</summary>
         public const double DefaultLearningRate = 3e-3;
 
-        /// <summary>The language model's defaults; <see cref="MblmTrainingOptions.ModelConfig"/> must have <c>num_tokens</c> at least 257 and pad 256 or above.</summary>
-        public Options() : base(MblmPresets.Small, DefaultMaxEpochs, DefaultLearningRate, scoringBatchSize: 16) => BatchSize = DefaultBatchSize;
+        /// <summary>
+        /// Largest context (bytes) a model sized to the data gets (<see cref="MblmTrainingOptions.ModelConfig"/> null): the
+        /// context of <see cref="MblmPresets.Small"/>. Rows longer than the context are cut into consecutive windows of it.
+        /// </summary>
+        public const int MaxAutoContext = 512;
+
+        /// <summary>The language model's defaults; a <see cref="MblmTrainingOptions.ModelConfig"/> set must have <c>num_tokens</c> at least 257 and pad 256 or above.</summary>
+        public Options() : base(null, DefaultMaxEpochs, DefaultLearningRate, scoringBatchSize: 16) => BatchSize = DefaultBatchSize;
+
+        internal override MblmConfig DefaultModelConfig => MblmPresets.Small;
+        internal override long AutoContextLimit => MaxAutoContext;
 
         /// <summary>The text or byte-vector column to model.</summary>
         public string InputColumnName { get; init; } = DefaultInputColumnName;
@@ -91,19 +103,20 @@ public sealed class MblmLanguageModelTrainer : MblmTrainerBase<MblmLanguageModel
         private protected override void CheckTask()
         {
             Check(InitialWeights is null || File.Exists(InitialWeights), nameof(InitialWeights), $"names a file that does not exist ('{InitialWeights}')");
+            Check(InitialWeights is null || ModelConfig is not null, nameof(InitialWeights), "needs ModelConfig, the weights' model (a model sized to the data would not fit them)");
             var outputs = new List<(string, string)> { (nameof(BitsPerByteColumnName), BitsPerByteColumnName), (nameof(FeaturesColumnName), FeaturesColumnName) };
             if (MaxNewBytes > 0) outputs.Add((nameof(CompletionColumnName), CompletionColumnName));
             CheckColumns([(nameof(InputColumnName), InputColumnName)], [.. outputs]);
-            Check(ModelConfig.NumTokens >= 257 && ModelConfig.PadTokenId >= 256, nameof(ModelConfig),
-                $"a byte model needs num_tokens >= 257 and pad_token_id >= 256 (got {ModelConfig.NumTokens} and {ModelConfig.PadTokenId})");
+            Check(ModelShape.NumTokens >= 257 && ModelShape.PadTokenId >= 256, nameof(ModelConfig),
+                $"a byte model needs num_tokens >= 257 and pad_token_id >= 256 (got {ModelShape.NumTokens} and {ModelShape.PadTokenId})");
             Check(MaxNewBytes is >= 0 and <= MaxNewBytesLimit, nameof(MaxNewBytes), $"must be in 0..{MaxNewBytesLimit} (got {MaxNewBytes})");
             Check(Sampling is not null, nameof(Sampling), "is required");
             var stops = Sampling!.StopSequences;
             Check(stops is not null && stops.All(s => s is not null), nameof(Sampling), "needs StopSequences: a list of token lists");
             long stopTokens = stops!.Sum(s => (long)s.Length);
             Check(stopTokens <= MaxStopTokens, nameof(Sampling), $"has stop sequences of {stopTokens} tokens in all; at most {MaxStopTokens}");
-            Check(stops!.All(s => s.All(t => t >= 0 && t < ModelConfig.NumTokens)), nameof(Sampling),
-                $"has stop sequences with token ids outside [0, num_tokens) = [0, {ModelConfig.NumTokens})");
+            Check(stops!.All(s => s.All(t => t >= 0 && t < ModelShape.NumTokens)), nameof(Sampling),
+                $"has stop sequences with token ids outside [0, num_tokens) = [0, {ModelShape.NumTokens})");
             Check(Enum.IsDefined(Sampling.Overflow), nameof(Sampling), $"has Overflow {Sampling.Overflow}; expected Stop or SlidingWindow");
             try { Sampling!.Validate(); }
             catch (ArgumentException e) { throw new ArgumentException($"{nameof(Sampling)}.{e.ParamName}: {RuleOf(e)}", nameof(Sampling), e); }
@@ -120,26 +133,30 @@ public sealed class MblmLanguageModelTrainer : MblmTrainerBase<MblmLanguageModel
         return LanguageModelColumns.Shape(Context, input, TrainerOptions);
     }
 
-    // Every row is a document, cut into windows of the model's context.
+    // Every row is a document; ForContext cuts them into windows of the model's context once it is known.
     private protected override TrainingSet Prepare(IDataView input, IChannel ch)
     {
         var o = TrainerOptions;
         var documents = ByteRows.Read(input, ByteColumn.Check(input.Schema, o.InputColumnName));
-        var train = new DocumentSource(documents, (int)Math.Min(o.ModelConfig.MaxContext, int.MaxValue));
-        if (train.Count(0) == 0)
+        if (documents.All(d => d.Length == 0))
             throw new ArgumentException($"the training data has no bytes in column '{o.InputColumnName}' ({documents.Count} rows, all empty)", nameof(input));
-        DocumentSource? validation = null;
+        int longestRow = 0;
+        for (int i = 1; i < documents.Count; i++) if (documents[i].Length > documents[longestRow].Length) longestRow = i;
+        List<byte[]>? validation = null;
         if (o.ValidationSet is { } vs)
         {
-            validation = new DocumentSource(ByteRows.Read(vs, ByteColumn.Check(vs.Schema, o.InputColumnName, role: "validation")), train.WindowLength);
-            if (validation.Count(0) == 0)
+            validation = ByteRows.Read(vs, ByteColumn.Check(vs.Schema, o.InputColumnName, role: "validation"));
+            if (validation.All(d => d.Length == 0))
             {
                 ch.Warning(MessageSensitivity.None, $"MBLM: the validation set has no bytes in column '{o.InputColumnName}'; training without validation");
                 validation = null;
             }
         }
-        return new TrainingSet(train, train.Bytes,
-            $"{documents.Count} rows, {train.Bytes} bytes in {train.Count(0)} windows of at most {train.WindowLength} bytes", "windows") { Validation = validation };
+        var whole = new DocumentSource(documents, Math.Max(1, documents[longestRow].Length));
+        return new Documents(whole, whole.Bytes, "", documents, validation)
+        {
+            LongestSample = documents[longestRow].Length, LongestRow = longestRow,
+        };
     }
 
     private protected override void InitializeModel(MblmModel model, IChannel ch)
@@ -149,8 +166,24 @@ public sealed class MblmLanguageModelTrainer : MblmTrainerBase<MblmLanguageModel
         ch.Info(MessageSensitivity.None, $"MBLM: initial weights from '{path}'");
     }
 
-    private protected override MblmLanguageModelTransformer CreateTransformer(MblmModel model, TrainingSummary summary, TrainingSet data) =>
-        new(TrainerOptions, model, summary);
+    // Windows of the context: rows longer than it are cut, as documented.
+    private protected override TrainingSet ForContext(TrainingSet data, MblmConfig config)
+    {
+        var d = (Documents)data;
+        int window = (int)Math.Min(config.MaxContext, int.MaxValue);
+        var train = new DocumentSource(d.Rows, window);
+        var validation = d.ValidationRows is null ? null : new DocumentSource(d.ValidationRows, window);
+        return new TrainingSet(train, train.Bytes,
+            $"{d.Rows.Count} rows, {train.Bytes} bytes in {train.Count(0)} windows of at most {window} bytes", "windows")
+        { Validation = validation, LongestSample = d.LongestSample, LongestRow = d.LongestRow };
+    }
+
+    private protected override MblmLanguageModelTransformer CreateTransformer(Options options, MblmModel model, TrainingSummary summary, TrainingSet data) =>
+        new(options, model, summary);
+
+    // The rows as read, before they are cut into windows.
+    private sealed record Documents(ISampleSource Train, long TrainingBytes, string Description, IReadOnlyList<byte[]> Rows, IReadOnlyList<byte[]>? ValidationRows)
+        : TrainingSet(Train, TrainingBytes, Description);
 }
 
 /// <summary>What a fit did.</summary>
@@ -158,5 +191,5 @@ public sealed class MblmLanguageModelTrainer : MblmTrainerBase<MblmLanguageModel
 /// <param name="FinalLoss">Training loss of the last step (nats per byte).</param>
 /// <param name="ValidationBitsPerByte">Bits per byte on <see cref="MblmLanguageModelTrainer.Options.ValidationSet"/> at the end, if given.</param>
 /// <param name="TrainingBytes">Bytes in the training rows.</param>
-/// <param name="Seed">The seed drawn from the MLContext.</param>
+/// <param name="Seed">The seed drawn from the MLContext (once per estimator, at its first Fit).</param>
 public sealed record TrainingSummary(long Steps, double FinalLoss, double? ValidationBitsPerByte, long TrainingBytes, int Seed);

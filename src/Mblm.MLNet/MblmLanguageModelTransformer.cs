@@ -47,7 +47,7 @@ public sealed class MblmLanguageModelTransformer : MblmTransformerBase<MblmLangu
     internal static MblmLanguageModelTransformer Load(StageReader reader)
     {
         var (options, training, _) = ReadSettings(reader, RequiredKeys, LeftOutMeansNull);
-        return reader.ReadModel(options.ModelConfig, model => new MblmLanguageModelTransformer(options, model, training));
+        return reader.ReadModel(options.ModelConfig!, model => new MblmLanguageModelTransformer(options, model, training));
     }
 
     // The first writers of this stage left null options out of stage.json; of those, only GradientClipping has a

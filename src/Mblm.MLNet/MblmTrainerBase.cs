@@ -1,3 +1,4 @@
+using Mblm.Config;
 using Mblm.Model;
 using Mblm.Training;
 using Microsoft.ML;
@@ -9,10 +10,12 @@ namespace Mblm.MLNet;
 
 /// <summary>
 /// What every MBLM estimator does around its task: checks its options, then in <see cref="Fit"/> turns the data into
-/// training samples (a hook), works out the steps from epochs and <see cref="MblmTrainingOptions.MaxSteps"/>, draws the
-/// seed from the <see cref="MLContext"/>, builds the model on the context's device, trains it with the model library's
-/// <see cref="Trainer"/> (progress to <see cref="MLContext.Log"/> and <see cref="MblmTrainingOptions.Progress"/>) and
-/// wraps it in the task's transformer (a hook). Fits of all MBLM estimators run one at a time per process: they seed the
+/// training samples (a hook), sizes the model to them when <see cref="MblmTrainingOptions.ModelConfig"/> is null
+/// (<see cref="ModelConfigFor"/>), fits the samples to the model's context (a hook), works out the steps from epochs and
+/// <see cref="MblmTrainingOptions.MaxSteps"/>, draws the seed from the <see cref="MLContext"/> (once per estimator), builds
+/// the model on the context's device, trains it with the model library's <see cref="Trainer"/> (progress to
+/// <see cref="MLContext.Log"/> and <see cref="MblmTrainingOptions.Progress"/>; checkpoints and resume in
+/// <see cref="MblmTrainingOptions.CheckpointDirectory"/>) and wraps it in the task's transformer (a hook). Fits of all MBLM estimators run one at a time per process: they seed the
 /// global torch generator. Only this library derives estimators from it.
 /// </summary>
 /// <typeparam name="TOptions">The estimator's options.</typeparam>
@@ -24,6 +27,8 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
     private readonly IHost _host;
     private readonly string _logPrefix;
     private readonly string _lossName;
+    private readonly object _seedGate = new();
+    private int? _seed; // drawn at the first Fit and kept, so a Fit run again resumes its checkpoints
 
     /// <param name="context">The ML.NET context (seed, device, log).</param>
     /// <param name="options">The options, checked here.</param>
@@ -52,25 +57,31 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
         return OutputShapeOf(inputSchema);
     }
 
-    /// <summary>Trains a model on <paramref name="input"/> and returns it as a transformer.</summary>
+    /// <summary>
+    /// Trains a model on <paramref name="input"/> and returns it as a transformer. With
+    /// <see cref="MblmTrainingOptions.CheckpointDirectory"/> set, resumes from the checkpoints of this run found there.
+    /// </summary>
     public TTransformer Fit(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        var o = TrainerOptions;
         using var ch = _host.Start("Training");
-        var data = Prepare(input, ch);
+        var prepared = Prepare(input, ch);
+        var config = ModelConfigFor(prepared, ch);
+        var o = (TOptions)(TrainerOptions with { ModelConfig = config });
+        var data = ForContext(prepared, config);
         var device = DeviceChoice.For(Context);
         long samples = data.Train.Count(0);
         long stepsPerEpoch = (samples + o.BatchSize - 1) / o.BatchSize;
         long steps = Math.Min(stepsPerEpoch * o.MaxEpochs, o.MaxSteps ?? long.MaxValue);
-        int seed = _host.Rand.Next();
-        ch.Info(MessageSensitivity.None, $"{_logPrefix}: {data.Description}; {o.ModelConfig.CountParameters():N0} parameters on {device}; " +
+        int seed;
+        lock (_seedGate) seed = _seed ??= _host.Rand.Next();
+        ch.Info(MessageSensitivity.None, $"{_logPrefix}: {data.Description}; {config.CountParameters():N0} parameters on {device}; " +
                 $"{steps} steps of {o.BatchSize} {data.SampleName}");
 
         lock (FitGate.Lock)
         {
             manual_seed(seed);
-            var model = new MblmModel(o.ModelConfig);
+            var model = new MblmModel(config);
             try
             {
                 InitializeModel(model, ch);
@@ -86,12 +97,18 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
                     Seed = seed,
                     Shuffle = true,
                     ValidateEvery = data.Validation is null ? 0 : stepsPerEpoch,
+                    OutputDirectory = o.CheckpointDirectory,
+                    CheckpointEvery = o.CheckpointEvery > 0 ? o.CheckpointEvery : stepsPerEpoch,
+                    Data = o.CheckpointDirectory is null ? null : DataFingerprint.Of(data.Train),
                 });
-                var result = trainer.Train(data.Train, data.Validation, new ProgressLog(ch, steps, _lossName, o.Progress));
+                var result = trainer.Train(data.Train, data.Validation, new ProgressLog(ch, steps, _lossName, o.Progress),
+                    resume: o.CheckpointDirectory is not null);
+                if (result.ResumedFromStep is long from)
+                    ch.Info(MessageSensitivity.None, $"{_logPrefix}: resumed from the checkpoint of step {from} in '{o.CheckpointDirectory}'");
                 ch.Info(MessageSensitivity.None, $"{_logPrefix}: trained {result.Steps} steps, final {_lossName} {result.FinalLoss:F4} nats" +
                         (result.ValidationBitsPerByte is double v ? $", validation {v:F4} bits per byte" : ""));
                 var summary = new TrainingSummary(result.Steps, result.FinalLoss, result.ValidationBitsPerByte, data.TrainingBytes, seed);
-                return CreateTransformer(model, summary, data);
+                return CreateTransformer(o, model, summary, data);
             }
             catch
             {
@@ -99,6 +116,24 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
                 throw;
             }
         }
+    }
+
+    /// <summary>
+    /// Hook, called after <see cref="Prepare"/>: the model a Fit trains. Default: <see cref="MblmTrainingOptions.ModelConfig"/>
+    /// when set, else the options' base preset (<c>DefaultModelConfig</c>) sized to <see cref="TrainingSet.LongestSample"/>
+    /// within the estimator's cap (<c>AutoContextLimit</c>) by <see cref="ContextSizing.For"/>, logged in one line. A new
+    /// estimator gets this by giving its options a base preset and a cap; it overrides the hook only to size more than the
+    /// context.
+    /// </summary>
+    private protected virtual MblmConfig ModelConfigFor(TrainingSet data, IChannel ch)
+    {
+        var o = TrainerOptions;
+        if (o.ModelConfig is { } set) return set;
+        var config = ContextSizing.For(data.LongestSample, o.DefaultModelConfig, o.AutoContextLimit);
+        ch.Info(MessageSensitivity.None, $"{_logPrefix}: ModelConfig not set: sized to the data: context {config.MaxContext} tokens " +
+                $"(seq_lens [{string.Join(", ", config.SeqLens)}], patches of {config.PatchSize}) for the longest sample of {data.LongestSample} tokens " +
+                $"(at most {o.AutoContextLimit}), {config.CountParameters():N0} parameters");
+        return config;
     }
 
     // ---- hooks: what a task adds ----
@@ -112,11 +147,34 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
     /// </summary>
     private protected abstract TrainingSet Prepare(IDataView input, IChannel ch);
 
+    /// <summary>
+    /// Hook: the training set for the model's <paramref name="config"/> (called after the model is sized). Default: every
+    /// sample must fit the context — a longer one throws <see cref="ArgumentException"/> naming its row, the context and
+    /// <see cref="TrainingSet.TooLongHint"/>. The language model overrides it to cut rows into windows of the context.
+    /// </summary>
+    private protected virtual TrainingSet ForContext(TrainingSet data, MblmConfig config)
+    {
+        if (data.LongestSample > config.MaxContext)
+        {
+            string owner = $"{GetType().Name}.Options";
+            string why = TrainerOptions.ModelConfig is null
+                ? $"the context sized to the data is capped at {TrainerOptions.AutoContextLimit} tokens ({owner}.MaxAutoContext) while {owner}.ModelConfig is null"
+                : $"{owner}.ModelConfig has a context of {config.MaxContext} tokens";
+            throw new ArgumentException($"row {data.LongestRow} of the training data gives a sample of {data.LongestSample} tokens, more than the model's context of " +
+                                        $"{config.MaxContext}: {why}; {data.TooLongHint}", "input");
+        }
+        return data;
+    }
+
     /// <summary>Hook: sets the fresh model's weights before training (e.g. knowledge transfer); default: nothing.</summary>
     private protected virtual void InitializeModel(MblmModel model, IChannel ch) { }
 
-    /// <summary>Hook: the transformer that owns the trained <paramref name="model"/> (in eval mode from then on).</summary>
-    private protected abstract TTransformer CreateTransformer(MblmModel model, TrainingSummary summary, TrainingSet data);
+    /// <summary>
+    /// Hook: the transformer that owns the trained <paramref name="model"/> (in eval mode from then on);
+    /// <paramref name="options"/> are the estimator's options with the concrete <see cref="MblmTrainingOptions.ModelConfig"/>
+    /// the model was built from.
+    /// </summary>
+    private protected abstract TTransformer CreateTransformer(TOptions options, MblmModel model, TrainingSummary summary, TrainingSet data);
 }
 
 /// <summary>What an estimator trains on, as its <c>Prepare</c> hook reads it.</summary>
@@ -128,6 +186,12 @@ internal record TrainingSet(ISampleSource Train, long TrainingBytes, string Desc
 {
     /// <summary>Samples scored after every epoch (bits per byte), or null.</summary>
     public ISampleSource? Validation { get; init; }
+    /// <summary>Tokens of the longest sample as read (before any cut to a context): what <c>ModelConfig = null</c> sizes the context to.</summary>
+    public long LongestSample { get; init; }
+    /// <summary>The input row (0-based) the longest sample came from, for error messages.</summary>
+    public long LongestRow { get; init; }
+    /// <summary>What to do when a sample is longer than the context (ends the error message), e.g. "make images smaller …".</summary>
+    public string TooLongHint { get; init; } = "set ModelConfig to a config with a longer context (more seq_lens[0] patches)";
 }
 
 /// <summary>Samples held in memory.</summary>

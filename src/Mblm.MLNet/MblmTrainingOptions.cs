@@ -17,7 +17,7 @@ namespace Mblm.MLNet;
 /// </remarks>
 public abstract record MblmTrainingOptions
 {
-    private protected MblmTrainingOptions(MblmConfig modelConfig, int maxEpochs, double learningRate, int scoringBatchSize)
+    private protected MblmTrainingOptions(MblmConfig? modelConfig, int maxEpochs, double learningRate, int scoringBatchSize)
     {
         ModelConfig = modelConfig;
         MaxEpochs = maxEpochs;
@@ -25,8 +25,21 @@ public abstract record MblmTrainingOptions
         ScoringBatchSize = scoringBatchSize;
     }
 
-    /// <summary>The model. Each estimator has its own default and vocabulary rule.</summary>
-    public MblmConfig ModelConfig { get; init; }
+    /// <summary>
+    /// The model, or null (the default): the estimator then sizes its model to the data it is fitted on — its base preset
+    /// (named in its Options' documentation) with the context (<c>seq_lens[0]</c> global patches) set to the longest training
+    /// sample rounded up to the patch grid, at most the estimator's <c>MaxAutoContext</c> (<see cref="ContextSizing.For"/>) —
+    /// and logs the chosen context, patch sizes and parameter count to <c>MLContext.Log</c>. The fitted transformer keeps
+    /// the concrete config. Rows longer than the cap are cut into windows by the language model and refused (naming the row)
+    /// by the classifiers. Set a config (e.g. one of <see cref="MblmPresets"/>) to choose the model yourself.
+    /// </summary>
+    public MblmConfig? ModelConfig { get; init; }
+    /// <summary>The preset the estimator sizes when <see cref="ModelConfig"/> is null (its widths, depths, blocks and patch sizes).</summary>
+    internal abstract MblmConfig DefaultModelConfig { get; }
+    /// <summary>Largest context (tokens) the estimator sizes a model to when <see cref="ModelConfig"/> is null.</summary>
+    internal abstract long AutoContextLimit { get; }
+    /// <summary><see cref="ModelConfig"/>, or <see cref="DefaultModelConfig"/> when it is null: everything but the context is known before Fit.</summary>
+    internal MblmConfig ModelShape => ModelConfig ?? DefaultModelConfig;
     /// <summary>Passes over the training samples.</summary>
     [Range(1, 30, false)]
     public int MaxEpochs { get; init; }
@@ -54,6 +67,23 @@ public abstract record MblmTrainingOptions
     public int? Threads { get; init; }
     /// <summary>Receives a report after every optimiser step (the same reports the CLI's progress line shows).</summary>
     public IProgress<TrainingProgress>? Progress { get; init; }
+    /// <summary>
+    /// Folder for training checkpoints (<c>checkpoints/step-NNNNNNNN/</c>: weights, optimiser, schedule, random state and
+    /// data position; the model library's <see cref="CheckpointStore"/>), or null for none. A Fit with the same options,
+    /// data and seed that finds checkpoints there resumes from the newest and ends with the same model as an uninterrupted
+    /// Fit (bit for bit on CPU); a Fit whose run is already complete there returns the finished model without training.
+    /// Checkpoints of another run — another model config, training settings, seed or training data — are refused with a
+    /// <see cref="CheckpointMismatchException"/> naming every difference. The seed: an estimator draws it from the
+    /// <c>MLContext</c> at its first Fit and keeps it, so Fit called again on the same estimator (or pipeline) resumes; a new
+    /// process resumes when its <c>MLContext</c> has the same seed (<c>new MLContext(seed: 1)</c>). Not kept by the fitted
+    /// transformer.
+    /// </summary>
+    public string? CheckpointDirectory { get; init; }
+    /// <summary>
+    /// With <see cref="CheckpointDirectory"/>: write a checkpoint every this many optimiser steps (and after the last);
+    /// 0 (the default) = at the end of every epoch.
+    /// </summary>
+    public long CheckpointEvery { get; init; }
 
     /// <summary>"MblmLanguageModelTrainer.Options": how error messages name these options.</summary>
     private string Owner => GetType().DeclaringType is { } t ? $"{t.Name}.{GetType().Name}" : GetType().Name;
@@ -65,8 +95,7 @@ public abstract record MblmTrainingOptions
     /// </summary>
     internal void Check()
     {
-        Check(ModelConfig is not null, nameof(ModelConfig), "is required");
-        try { ModelConfig!.Validate(); }
+        try { ModelConfig?.Validate(); }
         catch (ConfigException e) { throw new ArgumentException($"{Owner}.{nameof(ModelConfig)}: {e.Message}", nameof(ModelConfig), e); }
         Check(MaxEpochs > 0, nameof(MaxEpochs), $"must be positive (got {MaxEpochs})");
         Check(MaxSteps is null or > 0, nameof(MaxSteps), $"must be positive or null (got {MaxSteps})");
@@ -76,6 +105,8 @@ public abstract record MblmTrainingOptions
         Check(GradientClipping is null or > 0, nameof(GradientClipping), $"must be positive or null (got {GradientClipping})");
         Check(ScoringBatchSize is > 0 and <= MaxScoringBatchSize, nameof(ScoringBatchSize), $"must be in 1..{MaxScoringBatchSize} (got {ScoringBatchSize})");
         Check(Threads is null or (>= 1 and <= 1024), nameof(Threads), $"must be in [1, 1024] or null (got {Threads})");
+        Check(CheckpointDirectory is null || !string.IsNullOrWhiteSpace(CheckpointDirectory), nameof(CheckpointDirectory), "must name a folder or be null");
+        Check(CheckpointEvery >= 0, nameof(CheckpointEvery), $"must be 0 (every epoch) or a positive number of steps (got {CheckpointEvery})");
         CheckTask();
     }
 
@@ -104,8 +135,8 @@ public abstract record MblmTrainingOptions
         return at < 0 ? m : m.Remove(at, suffix.Length);
     }
 
-    /// <summary>The settings a transformer keeps: without data and callbacks (the progress callback and the hook's members).</summary>
-    internal MblmTrainingOptions Settings() => WithoutData() with { Progress = null };
+    /// <summary>The settings a transformer keeps: without data, callbacks and fit-time places (the progress callback, the checkpoint folder and the hook's members).</summary>
+    internal MblmTrainingOptions Settings() => WithoutData() with { Progress = null, CheckpointDirectory = null };
 
     /// <summary>Hook: a copy without the estimator's own data or callback members (e.g. a validation set); default: this.</summary>
     private protected virtual MblmTrainingOptions WithoutData() => this;

@@ -27,6 +27,7 @@ public abstract class MblmTransformerBase<TOptions> : ITransformer, IDisposable,
 
     private protected MblmTransformerBase(TOptions options, MblmModel model, TrainingSummary training)
     {
+        if (options.ModelConfig is null) throw new ArgumentException("a fitted stage needs its concrete model config", nameof(options));
         Options = (TOptions)options.Settings();
         Training = training;
         _model = model;
@@ -39,8 +40,8 @@ public abstract class MblmTransformerBase<TOptions> : ITransformer, IDisposable,
     /// <summary>What the fit did.</summary>
     public TrainingSummary Training { get; }
 
-    /// <summary>The model config.</summary>
-    public MblmConfig ModelConfig => Options.ModelConfig;
+    /// <summary>The model config (concrete: when the estimator sized the model to the data, the config it chose; also <c>Options.ModelConfig</c>).</summary>
+    public MblmConfig ModelConfig => Options.ModelConfig!;
 
     /// <summary>
     /// The trained TorchSharp model, for direct use (generation, fine-tuning, <c>ModelWeights.Save</c>). It is owned by this
@@ -108,7 +109,7 @@ public abstract class MblmTransformerBase<TOptions> : ITransformer, IDisposable,
         WriteFields(stage);
         stage["training"] = StageWriter.ToNode(Training);
         writer.WriteJson(StageEntries.Stage, stage);
-        WithModel(model => { writer.WriteModel(Options.ModelConfig, model); return 0; });
+        WithModel(model => { writer.WriteModel(ModelConfig, model); return 0; });
     }
 
     /// <summary>Hook: adds what the stage knows besides its options to <c>stage.json</c> (e.g. the answers); default: nothing.</summary>

@@ -75,6 +75,8 @@ public sealed class FixtureTests
         {
             Assert.AreEqual(3, model.Count());
             Assert.IsInstanceOfType<Mblm.MLNet.Vision.MblmAnswerClassifierTransformer>(model.ElementAt(1));
+            Assert.IsNull(((Mblm.MLNet.Vision.MblmAnswerClassifierTransformer)model.ElementAt(1)).Options.Image.MaxPixels,
+                "files written before MaxPixels keep their images' sizes");
             var rows = vqa.Rows.Select(r => new ImageQuestion { Image = Convert.FromBase64String(r.ImagePng), Question = r.Question, Answer = r.Answer }).ToList();
             var scored = model.Transform(ml.Data.LoadFromEnumerable(rows));
             var scores = scored.GetColumn<float[]>("Score").ToArray();

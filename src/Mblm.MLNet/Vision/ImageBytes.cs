@@ -23,10 +23,20 @@ public sealed record ImageByteOptions
     public double CropHeightFraction { get; init; }
     /// <summary>Crop this fraction of the width from the left and from the right.</summary>
     public double CropWidthFraction { get; init; }
-    /// <summary>Resize to this width (with <see cref="ResizeHeight"/>; null keeps the size).</summary>
+    /// <summary>Resize to this width (with <see cref="ResizeHeight"/>; null: the size is kept, or reduced by <see cref="MaxPixels"/>).</summary>
     public int? ResizeWidth { get; init; }
     /// <summary>Resize to this height.</summary>
     public int? ResizeHeight { get; init; }
+    /// <summary>
+    /// Without <see cref="ResizeWidth"/>/<see cref="ResizeHeight"/>: an image (after cropping) with more pixels than this is
+    /// downscaled, aspect ratio kept, to ⌊w·s⌋×⌊h·s⌋ with s = √(MaxPixels / (w·h)) (at least 1×1) — a 32×24 or 64×48 image
+    /// becomes 16×12. Default <see cref="DefaultMaxPixels"/>; null keeps every image's size. A byte model reads every
+    /// pixel byte, so the sequence (and the training time) grows with the pixel count: at 16×12 the answer classifier's
+    /// defaults learn colour and shape of small one-object scenes in 6 epochs in about a quarter of the time 32×24 takes.
+    /// </summary>
+    public int? MaxPixels { get; init; } = DefaultMaxPixels;
+    /// <summary>Default <see cref="MaxPixels"/>: 192 pixels, 576 bytes of planar RGB (16×12).</summary>
+    public const int DefaultMaxPixels = 192;
     /// <summary>Discretise every channel into this many equal bins over 0..255, each value replaced by its bin's mean (null = 256 levels).</summary>
     public int? Levels { get; init; }
     /// <summary>JPEG quality 0–100 for <see cref="ImageEncoding.Jpeg"/>.</summary>
@@ -45,6 +55,7 @@ public sealed record ImageByteOptions
         Check(ResizeWidth is null or (> 0 and <= MaxResizeSide) && ResizeHeight is null or (> 0 and <= MaxResizeSide), nameof(ResizeWidth),
             $"and ResizeHeight must be in 1..{MaxResizeSide} (got {ResizeWidth}x{ResizeHeight})");
         Check(Levels is null or (>= 2 and <= 256), nameof(Levels), $"must be in 2..256 (got {Levels})");
+        Check(MaxPixels is null or > 0, nameof(MaxPixels), $"must be positive or null (got {MaxPixels})");
         Check(JpegQuality is >= 0 and <= 100, nameof(JpegQuality), $"must be in 0..100 (got {JpegQuality})");
         return this;
     }
@@ -141,7 +152,8 @@ public static class ImageBytes
     public static byte[] Encode(RgbImage image, ImageByteOptions options)
     {
         var img = Crop(image, options.CropHeightFraction, options.CropWidthFraction);
-        if (options.ResizeWidth is int w && options.ResizeHeight is int h && (w != img.Width || h != img.Height)) img = Resize(img, w, h);
+        var (w, h) = options.ResizeWidth is int rw && options.ResizeHeight is int rh ? (rw, rh) : Bounded(img.Width, img.Height, options.MaxPixels);
+        if (w != img.Width || h != img.Height) img = Resize(img, w, h);
         if (options.Levels is int levels) img = Discretise(img, levels);
         return options.Encoding switch
         {
@@ -149,6 +161,18 @@ public static class ImageBytes
             ImageEncoding.Jpeg => EncodeFile(img, SKEncodedImageFormat.Jpeg, options.JpegQuality),
             _ => EncodeFile(img, SKEncodedImageFormat.Png, 100),
         };
+    }
+
+    /// <summary>The size <see cref="ImageByteOptions.MaxPixels"/> gives a <paramref name="width"/>×<paramref name="height"/> image (unchanged when it has no more pixels, or the limit is null).</summary>
+    public static (int Width, int Height) Bounded(int width, int height, int? maxPixels)
+    {
+        if (maxPixels is not int max || (long)width * height <= max) return (width, height);
+        double s = Math.Sqrt((double)max / ((double)width * height));
+        int w = Math.Max(1, (int)Math.Floor(width * s + 1e-9)), h = Math.Max(1, (int)Math.Floor(height * s + 1e-9));
+        // A side clamped to one pixel leaves the other side all of the budget.
+        if (h == 1) w = Math.Min(w, max);
+        if (w == 1) h = Math.Min(h, max);
+        return (w, h);
     }
 
     /// <summary>Removes <c>int(min(size·f, size/2))</c> pixels from each side of each dimension (the reference's rule).</summary>

@@ -45,13 +45,19 @@ public sealed class MblmAnswerClassifierTransformer : MblmTransformerBase<MblmAn
     private static readonly string[] RequiredKeys =
         ["imageColumnName", "questionColumnName", "labelColumnName", "scoreColumnName", "predictedLabelColumnName", "image", "scoringBatchSize", "answers", "training"];
 
+    // Files written before ImageByteOptions.MaxPixels kept every image's size: keep it for them.
+    private static void KeptSizes(JsonObject stage)
+    {
+        if (stage["image"] is JsonObject image) image.TryAdd("maxPixels", null);
+    }
+
     /// <summary>Reads a stage written by <see cref="IMblmStage.Save"/>.</summary>
     internal static MblmAnswerClassifierTransformer Load(StageReader reader)
     {
-        var (options, training, stage) = ReadSettings(reader, RequiredKeys);
+        var (options, training, stage) = ReadSettings(reader, RequiredKeys, KeptSizes);
         var answers = reader.Read<string[]>(stage["answers"], "answers");
-        CheckAnswers(reader, answers, options.ModelConfig);
-        return reader.ReadModel(options.ModelConfig, model => new MblmAnswerClassifierTransformer(options, model, answers, training));
+        CheckAnswers(reader, answers, options.ModelConfig!);
+        return reader.ReadModel(options.ModelConfig!, model => new MblmAnswerClassifierTransformer(options, model, answers, training));
     }
 
     // The answers are the classes: at least one, none null or repeated, and each short enough for the model to score after

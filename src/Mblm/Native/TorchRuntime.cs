@@ -28,6 +28,7 @@ public static class TorchRuntime
     {
         ApplyThreadingDefaults();
         EnsureLoadable();
+        LibTorchLocation.Install();
     }
 
     /// <summary>

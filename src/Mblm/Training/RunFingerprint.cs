@@ -12,7 +12,8 @@ public sealed record FingerprintDifference(string Setting, string Checkpoint, st
 
 /// <summary>
 /// What makes a training run the same run: the model config (<see cref="ConfigWriter.ToJson(MblmConfig)"/>) and the trainer options that
-/// shape the trajectory (steps, batch, accumulation, learning rate and schedule, optimiser, clipping, seed, shuffle, bf16).
+/// shape the trajectory (steps, batch, accumulation, learning rate and schedule, optimiser, clipping, seed, shuffle, bf16),
+/// and the data's identity when <see cref="TrainerOptions.Data"/> is set.
 /// Where the run writes, how often it checkpoints or validates, and validation limits are not part of it.
 /// </summary>
 internal static class RunFingerprint
@@ -35,7 +36,10 @@ internal static class RunFingerprint
             ["bf16"] = o.Bf16,
         };
         if (o.AdamW) trainer["weight_decay"] = o.WeightDecay; // Adam ignores it
-        return new JsonObject { ["model"] = JsonNode.Parse(ConfigWriter.ToJson(model)), ["trainer"] = trainer };
+        var fingerprint = new JsonObject { ["model"] = JsonNode.Parse(ConfigWriter.ToJson(model)), ["trainer"] = trainer };
+        if (o.Data is { } data)
+            fingerprint["data"] = new JsonObject { ["samples"] = data.Samples, ["tokens"] = data.Tokens, ["sha256"] = data.Sha256 };
+        return fingerprint;
     }
 
     /// <summary>Every leaf (arrays count as leaves) that differs, in a stable order.</summary>

@@ -33,6 +33,11 @@ public sealed record TrainerOptions
     public string? OutputDirectory { get; init; }
     /// <summary>Evaluate validation bits per byte every this many optimiser steps (0 = only at the end).</summary>
     public long ValidateEvery { get; init; }
+    /// <summary>
+    /// The training data's identity (<see cref="DataFingerprint.Of"/>), or null. When set it is part of the run's
+    /// fingerprint, so a resume over other data is refused; the CLI leaves it unset (its data is a file it names).
+    /// </summary>
+    public DataFingerprint? Data { get; init; }
     /// <summary>Cap on validation samples per evaluation (null = all).</summary>
     public long? MaxValidationSamples { get; init; }
     /// <summary>
