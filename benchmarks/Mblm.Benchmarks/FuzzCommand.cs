@@ -227,7 +227,7 @@ internal static class FuzzCommand
                 string dir = Path.Combine(work, "seed-check-" + f);
                 string path = f switch
                 {
-                    "safetensors" => seeds.Weights, "config-json" => seeds.ConfigJson, "config-yaml" => seeds.ConfigYaml, "pipeline" => seeds.Pipeline,
+                    "safetensors" => seeds.Weights, "pth" => seeds.Pth, "config-json" => seeds.ConfigJson, "config-yaml" => seeds.ConfigYaml, "pipeline" => seeds.Pipeline,
                     _ => Path.Combine(dir, "run"),
                 };
                 if (f == "checkpoint") CopyFolder(seeds.Run, path);

@@ -18,6 +18,8 @@ using Mblm.Native;
 //              [--cli] [--cli-path PATH] [--from I --count K] [--jobs N] [--batch 100] [--kill-rss 8G] [--seeds DIR] [--work DIR] [--keep] [--verbose]
 //              seeded mutations of every loader's input, run in child processes (FuzzCommand.cs); exit 1 on any crash, hang,
 //              other exception or over-budget attempt. One attempt: --formats F --seed S --from I --count 1 (prints details).
+//   transfer   [--seeds 3] [--pretrain-steps 600] [--scenes 400] [--epochs 4] [--shared ../shared]
+//              text-pretrained LM → VQA answer classifier (and text classifier), with and without transfer, over seeds
 //   soak       [--predictions 10000] [--warmup 500]   RSS and live tensors over many predictions (SoakBenchmark.cs)
 TorchRuntime.EnsureLoadable();
 bool tuned = TorchRuntime.AllocatorTuningRequested && TorchRuntime.TuneAllocator();
@@ -32,6 +34,7 @@ switch (args.FirstOrDefault())
 {
     case "train-step": TrainStepBenchmark.Run(opts); break;
     case "compare": return CompareBenchmark.Run(opts);
+    case "transfer": TransferBenchmark.Run(opts); break;
     case "mamba": MambaBenchmark.Run(opts); break;
     case "mamba-profile": MambaProfile.Run(opts); break;
     case "long-context": LongContextBenchmark.Run(opts); break;
@@ -41,7 +44,7 @@ switch (args.FirstOrDefault())
     case "fuzz": return FuzzCommand.Run(opts);
     case "soak": return SoakBenchmark.Run(opts);
     default:
-        Console.Error.WriteLine("benchmarks: train-step | compare | mamba | mamba-profile | generation | mlnet | long-context | contention | fuzz | soak (see Program.cs for options)");
+        Console.Error.WriteLine("benchmarks: train-step | compare | transfer | mamba | mamba-profile | generation | mlnet | long-context | contention | fuzz | soak (see Program.cs for options)");
         return 2;
 }
 return 0;

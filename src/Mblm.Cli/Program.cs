@@ -16,17 +16,29 @@ public static class Program
                    prints {"loss": x, "shape": [B, L, V]} as the last line; logits as raw little-endian float32
           train    --config C --data FILE [--val FILE | --val-fraction F] --steps N --batch B --lr X --out DIR
                    [--checkpoint-every K] [--resume] [--grad-accum A] [--clip C] [--shuffle] [--adamw] [--seed S]
-                   [--validate-every K] [--window L] [--init W.safetensors] [--device D] [--bf16]
+                   [--validate-every K] [--window L] [--init W] [--device D] [--bf16]
                    weights to DIR/weights.safetensors, checkpoints to DIR/checkpoints/step-NNNNNNNN/; progress on stderr
           generate --config C --weights W (--prompt TEXT | --prompt-file F | --prompt-ids IDS.json) --max-bytes N
                    [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop TEXT] [--stop-ids a,b]
                    [--ids-out NEW.json] [--sliding-window] [--device D]       streams text to stdout (cached decoding)
           eval     --config C --weights W --data FILE [--batch B] [--window L]
                    prints {"bits_per_byte": x, "loss": y, "bytes": n} as the last line
+          export   --config C --weights W --out DIR [--format reference|safetensors]
+                   [--input-seq-len N] [--batch-size B] [--learning-rate X] [--target-elements N] [--dataset-dir D]
+                   [--dataset-id ID] [--output-dir D] [--name NAME] [--resume]  (the flags set values of the reference YAML;
+                   --resume adds a resume section pointing at DIR/model.pth, so the reference's trainer starts from it)
+                   reference (default): DIR/config.yaml, the reference's training YAML (params incl. input_seq_len, train,
+                   io: values from the flags, else from C when it is a training YAML, else defaults: input_seq_len = the
+                   max context, batch 8, lr 0.001, target_elements 100000000, dataset pg19 in ./data, output ./output)
+                   and DIR/model.pth, {"MODEL": state_dict, "LOSS": None} for torch.load / the reference's trainer;
+                   safetensors: DIR/weights.safetensors + DIR/config.json. Prints {"format": f, "files": [...]}
           predict  --model PIPELINE.zip (--text T | --input-file F) [--column NAME]
                    runs an ML.NET pipeline saved with mlContext.Mblm().SaveModel; one JSON line per row (one row per line of F)
 
         Configs: a model config (JSON or YAML, the reference's keys) or a reference training YAML (model keys under params).
+        Weights (--weights, --init): safetensors, or a PyTorch .pth (torch.save zip: the reference trainer's checkpoint
+        {"MODEL": state_dict, "LOSS": loss} or a bare state dict), recognised by content; pickles may name only tensor
+        rebuild functions, typed storages and OrderedDict.
 
         Every command takes --debug (print the full exception on failure), --help, and --memory-budget SIZE (e.g. 8G: a
         config, weights file or pipeline that needs more memory is refused before anything is allocated; default: the
@@ -86,9 +98,10 @@ public static class Program
                 case "train": return TrainCommand.Run(new CliArgs(rest, "resume", "shuffle", "adamw", "bf16"), stdout, stderr);
                 case "eval": return EvalCommand.Run(new CliArgs(rest), stdout, stderr);
                 case "predict": return PredictCommand.Run(new CliArgs(rest), stdout, stderr);
+                case "export": return ExportCommand.Run(new CliArgs(rest, "resume"), stdout, stderr);
                 case "generate": return GenerateCommand.RunAsync(new CliArgs(rest, "sliding-window"), stdout, stderr).GetAwaiter().GetResult();
                 default:
-                    stderr.WriteLine($"mblm: unknown command '{command}' (commands: info, forward, train, eval, generate, predict; mblm --help for usage)");
+                    stderr.WriteLine($"mblm: unknown command '{command}' (commands: info, forward, train, eval, generate, predict, export; mblm --help for usage)");
                     return ExitCodes.Usage;
             }
         }

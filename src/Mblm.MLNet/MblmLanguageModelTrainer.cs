@@ -2,6 +2,8 @@ using Mblm.Config;
 using Mblm.Generation;
 using Mblm.Model;
 using Mblm.Training;
+using Mblm.Weights;
+using System.Text.Json.Serialization;
 using Microsoft.ML;
 using Microsoft.ML.Runtime;
 
@@ -87,8 +89,21 @@ public sealed class MblmLanguageModelTrainer : MblmTrainerBase<MblmLanguageModel
         /// <summary>Sampling of completions (greedy by default; its MaxNewTokens is replaced by <see cref="MaxNewBytes"/>).</summary>
         public SamplingOptions Sampling { get; init; } = new() { Temperature = 0 };
 
+        /// <summary>
+        /// Start from these weights instead of a fresh initialisation: a safetensors file or a PyTorch <c>.pth</c> (the
+        /// reference trainer's checkpoint <c>{"MODEL": …, "LOSS": …}</c> or a bare state dict; see
+        /// <see cref="ModelWeights.ReadFile"/>), loaded strictly by name and shape into
+        /// <see cref="MblmTrainingOptions.ModelConfig"/> — for example a model exported with
+        /// <see cref="MblmLanguageModelTransformer.ExportReference"/> and trained further with the reference's distributed
+        /// trainer. Where the weights started is not a setting of the fitted model: it is not saved with the pipeline.
+        /// </summary>
+        [JsonIgnore]
+        public string? InitialWeights { get; init; }
+
         private protected override void CheckTask()
         {
+            Check(InitialWeights is null || File.Exists(InitialWeights), nameof(InitialWeights), $"names a file that does not exist ('{InitialWeights}')");
+            Check(InitialWeights is null || ModelConfig is not null, nameof(InitialWeights), "needs ModelConfig, the weights' model (a model sized to the data would not fit them)");
             var outputs = new List<(string, string)> { (nameof(BitsPerByteColumnName), BitsPerByteColumnName), (nameof(FeaturesColumnName), FeaturesColumnName) };
             if (MaxNewBytes > 0) outputs.Add((nameof(CompletionColumnName), CompletionColumnName));
             CheckColumns([(nameof(InputColumnName), InputColumnName)], [.. outputs]);
@@ -142,6 +157,13 @@ public sealed class MblmLanguageModelTrainer : MblmTrainerBase<MblmLanguageModel
         {
             LongestSample = documents[longestRow].Length, LongestRow = longestRow,
         };
+    }
+
+    private protected override void InitializeModel(MblmModel model, IChannel ch)
+    {
+        if (TrainerOptions.InitialWeights is not { } path) return;
+        ModelWeights.Load(model, path);
+        ch.Info(MessageSensitivity.None, $"MBLM: initial weights from '{path}'");
     }
 
     // Windows of the context: rows longer than it are cut, as documented.

@@ -4,6 +4,7 @@ using Mblm.Config;
 using Mblm.Generation;
 using Mblm.Inference;
 using Mblm.Model;
+using Mblm.Weights;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 
@@ -84,6 +85,30 @@ public sealed class MblmLanguageModelTransformer : MblmTransformerBase<MblmLangu
         if (limit is < 0 or > MblmLanguageModelTrainer.Options.MaxNewBytesLimit)
             throw new ArgumentOutOfRangeException(nameof(maxNewBytes), limit, $"must be in 0..{MblmLanguageModelTrainer.Options.MaxNewBytesLimit}");
         return Compute([Encoding.UTF8.GetBytes(prompt)], scores: false, features: false, completion: true, limit)[0].Completion!;
+    }
+
+    /// <summary>
+    /// Writes this model for the Python reference, to continue training it there (for example on GPUs with PyTorch's
+    /// distributed trainer): <c>dir/config.yaml</c>, the reference's training YAML, and <c>dir/model.pth</c>,
+    /// <c>{"MODEL": state_dict, "LOSS": None}</c> (<see cref="ModelExport.ExportReference"/>). Without
+    /// <paramref name="settings"/>, the <c>train</c> section takes this stage's batch size, learning rate, warm-up fraction
+    /// and gradient clipping, and everything else the defaults of <see cref="ReferenceTrainingSettings"/>. Files are
+    /// written atomically; returns their paths. With <paramref name="resume"/> the YAML also points the reference's trainer at
+    /// <c>dir/model.pth</c> (see <see cref="ModelExport.ExportReference"/>). The reference's trained checkpoints come back
+    /// through <see cref="MblmLanguageModelTrainer.Options.InitialWeights"/> or
+    /// <see cref="Mblm.Weights.ModelWeights.Load(TorchSharp.torch.nn.Module, string, bool)"/>.
+    /// </summary>
+    public IReadOnlyList<string> ExportReference(string dir, ReferenceTrainingSettings? settings = null, bool resume = false)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(dir);
+        settings ??= new ReferenceTrainingSettings
+        {
+            BatchSize = Options.BatchSize,
+            LearningRate = Options.LearningRate,
+            WarmupStepsPerc = Options.WarmupFraction,
+            GradientClipping = Options.GradientClipping,
+        };
+        return WithModel(model => ModelExport.ExportReference(model, dir, settings, resume: resume));
     }
 
     /// <summary>Results for a batch of rows; only the parts asked for are computed.</summary>

@@ -6,7 +6,7 @@ namespace Mblm;
 /// code already catches (<see cref="InvalidDataException"/>, the natural parent, is sealed in .NET). Configs that break a rule throw <see cref="Mblm.Config.ConfigException"/>
 /// instead; bad arguments throw the <see cref="ArgumentException"/> family.
 /// </summary>
-public sealed class MblmFormatException : IOException
+public class MblmFormatException : IOException
 {
     /// <summary>The file (path, or a name for streams) the problem was found in.</summary>
     public string FileName { get; }

@@ -327,12 +327,16 @@ public sealed class CliHardeningTests
         Assert.AreEqual(2, code);
         StringAssert.Contains(err, "Mblm.Cli.InvalidInputException");
         StringAssert.Contains(err, "   at ");
-        foreach (var command in new[] { "info", "forward", "train", "eval", "generate", "predict" })
+        foreach (var command in new[] { "forward", "train", "eval", "generate", "predict", "export" })
         {
             (code, _, err) = CliTests.Mblm(command, "--debug");
             Assert.AreEqual(1, code, err);
             Assert.IsFalse(err.Contains("--debug"), $"{command} accepts --debug: {err}");
         }
+        // info needs no flag: without --config it reports the libtorch in use.
+        (code, var runtime, err) = CliTests.Mblm("info", "--debug");
+        Assert.AreEqual(0, code, err);
+        StringAssert.Contains(runtime, "libtorch: ");
         (code, var output, err) = CliTests.Mblm("info", "--config", _config, "--debug");
         Assert.AreEqual(0, code, err);
         StringAssert.Contains(output, "total:");

@@ -50,6 +50,7 @@ public sealed class FuzzSliceTests
     [DataRow("config-yaml")]
     [DataRow("pipeline")]
     [DataRow("checkpoint")]
+    [DataRow("pth")]
     public void Mutations_LoadOrFailWithADocumentedTypedError(string format)
     {
         var ctx = _context!;

@@ -150,6 +150,30 @@ public sealed class MLNetTests
     }
 
     [TestMethod]
+    public void DocumentScorer_PackingWindowsByPositionBudget_GivesTheSameScores()
+    {
+        var model = Shared();
+        var docs = Corpus.Take(20).Select(Encoding.UTF8.GetBytes).Append(new byte[200]).ToList();
+        var one = new DocumentScorer(model.Model, batchSize: 1).Score(docs, features: true);
+        foreach (var scorer in new[]
+                 {
+                     new DocumentScorer(model.Model, batchSize: 64),                          // default budget: 16 windows
+                     new DocumentScorer(model.Model, batchSize: 64, tokensPerForward: 100),  // below one window: one window per forward
+                     new DocumentScorer(model.Model, batchSize: 7, tokensPerForward: 300),
+                 })
+        {
+            Assert.IsTrue(scorer.TokensPerForward >= scorer.WindowLength);
+            var packed = scorer.Score(docs, features: true);
+            for (int i = 0; i < docs.Count; i++)
+            {
+                Assert.AreEqual(one[i].Nats, packed[i].Nats, 1e-3 * Math.Max(1, one[i].Nats), $"doc {i}");
+                for (int j = 0; j < one[i].Features!.Length; j++) Assert.AreEqual(one[i].Features![j], packed[i].Features![j], 1e-4, $"doc {i} feature {j}");
+            }
+        }
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new DocumentScorer(model.Model, 4, tokensPerForward: 0));
+    }
+
+    [TestMethod]
     public void Transform_ScoresEveryRow_LikeTheModelDirectly()
     {
         var ml = new MLContext(seed: 1);

@@ -44,12 +44,13 @@ internal sealed class FuzzTextRow
 internal sealed class FuzzSeeds
 {
     /// <summary>Bump when the seeds change, so that an old seed folder is not reused.</summary>
-    public const int Version = 4; // 4: checkpoints store optimizer.safetensors
+    public const int Version = 5; // 4: checkpoints store optimizer.safetensors; 5: model.pth
 
     public string Dir { get; }
     public string ConfigJson => Path.Combine(Dir, "model.json");
     public string ConfigYaml => Path.Combine(Dir, "train.yaml");
     public string Weights => Path.Combine(Dir, "model.safetensors");
+    public string Pth => Path.Combine(Dir, "model.pth");
     public string Pipeline => Path.Combine(Dir, "pipeline.zip");
     public string Run => Path.Combine(Dir, "run");
     public string Data => Path.Combine(Dir, "data.bin");
@@ -145,6 +146,7 @@ internal sealed class FuzzSeeds
             TorchSharp.torch.manual_seed(0);
             using var model = new MblmModel(Config);
             ModelWeights.Save(model, s.Weights);
+            PyTorchCheckpoint.Save(model.state_dict(), s.Pth, loss: 1.25); // the reference trainer's layout
         }
 
         // The pipeline: an ML.NET transform, then a language model that generates 4 bytes per row.
@@ -187,7 +189,7 @@ internal sealed class FuzzSeeds
 
     /// <summary>SHA-256 (first 12 hex digits) of each seed file, to compare seed folders between machines.</summary>
     public IEnumerable<string> Digests() =>
-        new[] { ConfigJson, ConfigYaml, Weights, Pipeline, Data }
+        new[] { ConfigJson, ConfigYaml, Weights, Pth, Pipeline, Data }
             .Concat(Directory.GetFiles(Run, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
             .Select(f => $"{Path.GetRelativePath(Dir, f)} {Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f)))[..12].ToLowerInvariant()}");
 }
@@ -201,6 +203,7 @@ internal sealed class FuzzContext(FuzzSeeds seeds) : IDisposable
     public FuzzSeeds Seeds { get; } = seeds;
     public string ConfigJsonText { get; } = File.ReadAllText(seeds.ConfigJson);
     public byte[] WeightsBytes { get; } = File.ReadAllBytes(seeds.Weights);
+    public byte[] PthBytes { get; } = File.ReadAllBytes(seeds.Pth);
     public byte[] PipelineBytes { get; } = File.ReadAllBytes(seeds.Pipeline);
     public YMap Yaml { get; } = FuzzSeeds.YamlTree();
 
@@ -227,7 +230,7 @@ internal sealed class FuzzContext(FuzzSeeds seeds) : IDisposable
 /// <summary>The formats: how each is mutated, loaded in-process, and run through the CLI; and what counts as a clean error.</summary>
 internal static class FuzzFormats
 {
-    public static readonly string[] All = ["safetensors", "config-json", "config-yaml", "pipeline", "checkpoint"];
+    public static readonly string[] All = ["safetensors", "config-json", "config-yaml", "pipeline", "checkpoint", "pth"];
 
     public const string PredictText = "the quick brown fox";
 
@@ -277,6 +280,23 @@ internal static class FuzzFormats
                 ZipMutator.WriteTo(r, path, rng, log, "pipeline.zip");
                 break;
             }
+            case "pth":
+            {
+                path = System.IO.Path.Combine(attemptDir, "model.pth");
+                var entries = ZipWriter.Read(ctx.PthBytes);
+                if (rng.Chance(0.5))
+                {
+                    // Half the attempts damage only the pickle, in an otherwise intact archive: what PickleGuard and the
+                    // unpickler see.
+                    var pickle = entries.Single(e => e.Name.EndsWith("data.pkl", StringComparison.Ordinal));
+                    pickle.Content = PthContent(pickle, rng, log);
+                    File.WriteAllBytes(path, ZipWriter.ToBytes(entries));
+                    break;
+                }
+                var r = ZipMutator.Mutate(entries, rng, log, "model.pth", PthContent, rng.Chance(0.85) ? 1 : 2);
+                ZipMutator.WriteTo(r, path, rng, log, "model.pth");
+                break;
+            }
             case "checkpoint":
                 path = System.IO.Path.Combine(attemptDir, "run");
                 CopyFolder(ctx.Seeds.Run, path);
@@ -314,6 +334,9 @@ internal static class FuzzFormats
             }
             case "pipeline":
                 LoadAndPredict(a.Path);
+                break;
+            case "pth":
+                ModelWeights.Load(ctx.WeightsTarget, a.Path); // told apart by content, as --weights does
                 break;
             case "checkpoint":
             {
@@ -364,7 +387,7 @@ internal static class FuzzFormats
     /// <summary>The CLI commands that read this format's mutated input (arguments after <c>mblm</c>).</summary>
     public static List<(string Name, string[] Args)> CliCommands(FuzzContext ctx, PreparedAttempt a) => a.Format switch
     {
-        "safetensors" => [("forward", ["forward", "--config", ctx.Seeds.ConfigJson, "--weights", a.Path, "--input", ctx.Seeds.ForwardInput, "--device", "cpu"])],
+        "safetensors" or "pth" => [("forward", ["forward", "--config", ctx.Seeds.ConfigJson, "--weights", a.Path, "--input", ctx.Seeds.ForwardInput, "--device", "cpu"])],
         "config-json" or "config-yaml" =>
         [
             ("info", ["info", "--config", a.Path]),
@@ -439,6 +462,10 @@ internal static class FuzzFormats
         };
         return choices is null ? null : probe ? "" : rng.Pick(choices);
     }
+
+    // A torch.save zip's entries: data.pkl (the pickle PickleGuard walks) and data/N (raw storages), damaged byte-wise.
+    private static FileImage PthContent(ZipEntrySpec e, FuzzRng rng, MutationLog log) =>
+        e.Content.HasLargeRuns ? e.Content : FileImage.Of(ByteMutator.Mutate(e.Content.ToArray(), rng, log, $"model.pth:{e.Name}"));
 
     private static FileImage PipelineContent(ZipEntrySpec e, FuzzRng rng, MutationLog log)
     {

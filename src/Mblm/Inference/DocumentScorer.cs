@@ -20,19 +20,35 @@ public sealed record DocumentScore(double Nats, long Bytes, float[]? Features)
 /// the start token), so every byte counts once. Windows of several documents are batched together through
 /// <see cref="SequenceScorer"/> (right-padded; the model is causal, so padding never changes a real position's output).
 /// </summary>
+/// <remarks>
+/// Windows are sorted by length, longest first, and cut into forwards of at most <c>batchSize</c> windows and at most
+/// <see cref="TokensPerForward"/> padded positions. Each forward is padded only to its own longest window. Many documents
+/// scored together therefore pack short windows into large forwards, and long windows into small ones. Without this
+/// packing, the forwards were cut by count alone. A forward of 64 windows was then padded to the longest of 64, and a
+/// forward of 16 only to the longest of 16, so larger batches paid for more padding.
+/// </remarks>
 public sealed class DocumentScorer
 {
     private readonly MblmModel _model;
     private readonly int _batchSize;
 
-    /// <summary>Creates a scorer; <paramref name="batchSize"/> windows go through the model at a time.</summary>
-    public DocumentScorer(MblmModel model, int batchSize = 16)
+    /// <summary>
+    /// Creates a scorer. At most <paramref name="batchSize"/> windows, and at most <paramref name="tokensPerForward"/>
+    /// padded positions, go through the model at a time. The default position cap is 16 full windows, and a single
+    /// window always fits.
+    /// </summary>
+    public DocumentScorer(MblmModel model, int batchSize = 16, long? tokensPerForward = null)
     {
         if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "must be positive");
+        if (tokensPerForward is <= 0) throw new ArgumentOutOfRangeException(nameof(tokensPerForward), tokensPerForward, "must be positive");
         if (model.Config.NumTokens < 256) throw new ArgumentException($"the model has {model.Config.NumTokens} tokens; scoring bytes needs at least 256", nameof(model));
         _model = model;
         _batchSize = batchSize;
+        TokensPerForward = Math.Max(tokensPerForward ?? 16L * WindowLength, WindowLength);
     }
+
+    /// <summary>The most padded positions (windows × their longest length) one forward holds.</summary>
+    public long TokensPerForward { get; }
 
     /// <summary>Window length: the model's maximum context (Π seq_lens).</summary>
     public int WindowLength => (int)Math.Min(_model.Config.MaxContext, int.MaxValue);
@@ -43,12 +59,11 @@ public sealed class DocumentScorer
         int dim = _model.Config.HiddenDims[^1];
         var windows = DocumentSource.Windows(documents, WindowLength);
         windows.Sort((a, b) => b.Length.CompareTo(a.Length)); // similar lengths together: less padding
-        var samples = windows.Select(w => new ByteSample(Ids(documents[w.Doc], w.Offset, w.Length), Ones(w.Length)));
-
         var nats = new double[documents.Count];
         var sums = features ? new double[documents.Count][] : null;
         int i = 0;
-        foreach (var score in SequenceScorer.Score(_model, samples, _batchSize, features))
+        foreach (var score in Forwards(windows).SelectMany(chunk => SequenceScorer.ScoreBatch(_model,
+                     chunk.Select(w => new ByteSample(Ids(documents[w.Doc], w.Offset, w.Length), Ones(w.Length))).ToList(), features)))
         {
             int doc = windows[i++].Doc;
             nats[doc] += score.Nats;
@@ -71,6 +86,23 @@ public sealed class DocumentScorer
             result[d] = new DocumentScore(nats[d], documents[d].Length, f);
         }
         return result;
+    }
+
+    /// <summary>Consecutive runs of the (longest-first) windows: at most the batch size, at most the position budget.</summary>
+    private IEnumerable<List<(int Doc, int Offset, int Length)>> Forwards(List<(int Doc, int Offset, int Length)> sorted)
+    {
+        var chunk = new List<(int Doc, int Offset, int Length)>();
+        foreach (var w in sorted)
+        {
+            // Sorted longest first: the chunk's first window is its longest, so it sets the padded length.
+            if (chunk.Count > 0 && (chunk.Count == _batchSize || (long)(chunk.Count + 1) * chunk[0].Length > TokensPerForward))
+            {
+                yield return chunk;
+                chunk = [];
+            }
+            chunk.Add(w);
+        }
+        if (chunk.Count > 0) yield return chunk;
     }
 
     private static long[] Ids(byte[] source, int offset, int length)

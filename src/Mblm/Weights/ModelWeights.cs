@@ -52,12 +52,38 @@ public static class ModelWeights
                 target.copy_(value.to(target.dtype, target.device));
     }
 
-    /// <summary>Loads a safetensors file into the module (strict by default); see <see cref="Load(nn.Module, IReadOnlyDictionary{string, Tensor}, string, bool)"/>.</summary>
+    /// <summary>
+    /// Loads a weights file into the module (strict by default; see
+    /// <see cref="Load(nn.Module, IReadOnlyDictionary{string, Tensor}, string, bool)"/>): safetensors, or a PyTorch
+    /// <c>.pth</c> (the reference trainer's checkpoint or a bare state dict), told apart by content (<see cref="ReadFile"/>).
+    /// </summary>
     public static void Load(nn.Module module, string path, bool strict = true)
     {
-        var tensors = SafeTensors.Load(path);
+        var tensors = ReadFile(path);
         try { Load(module, tensors, path, strict); }
         finally { foreach (var t in tensors.Values) t.Dispose(); }
+    }
+
+    /// <summary>
+    /// Reads every tensor of a weights file, whatever its extension: a zip (<c>PK</c>) is a PyTorch <c>torch.save</c> file
+    /// read by <see cref="PyTorchCheckpoint"/> (its state dict, under <c>"MODEL"</c> for the reference trainer's
+    /// checkpoints), anything else a safetensors file. PyTorch's legacy (pre-1.6) pickle format is refused with a message
+    /// saying how to re-save it. CPU tensors; the caller disposes them. Errors are <see cref="MblmFormatException"/>s naming
+    /// the file and the entry or tensor.
+    /// </summary>
+    public static Dictionary<string, Tensor> ReadFile(string path)
+    {
+        if (Directory.Exists(path)) throw new MblmFormatException(path, null, "is a directory, not a weights file");
+        if (!File.Exists(path)) throw new FileNotFoundException($"weights file '{path}' does not exist", path);
+        using var stream = File.OpenRead(path);
+        Span<byte> head = stackalloc byte[4];
+        head = head[..SafeTensors.ReadAtMost(stream, head)];
+        if (PyTorchCheckpoint.IsZip(head)) return PyTorchCheckpoint.Load(stream, path).Tensors;
+        if (PyTorchCheckpoint.IsLegacyPickle(head))
+            throw new MblmFormatException(path, null, "is in PyTorch's legacy (before 1.6) torch.save format, which is not read: " +
+                                                      "load it in PyTorch and save it again with torch.save (the zip format)");
+        stream.Position = 0;
+        return SafeTensors.Load(stream, path);
     }
 
     /// <summary>

@@ -21,7 +21,7 @@ public static class SafeTensors
     };
 
     /// <summary>Bytes per element of each stored dtype.</summary>
-    private static int ElementSize(ScalarType t) => t switch
+    internal static int ElementSize(ScalarType t) => t switch
     {
         ScalarType.Float64 or ScalarType.Int64 => 8,
         ScalarType.Float32 or ScalarType.Int32 => 4,
@@ -172,7 +172,7 @@ public static class SafeTensors
         return result;
     }
 
-    private static int ReadAtMost(Stream stream, Span<byte> buffer)
+    internal static int ReadAtMost(Stream stream, Span<byte> buffer)
     {
         int total = 0;
         while (total < buffer.Length)
@@ -189,7 +189,7 @@ public static class SafeTensors
     private static extern IntPtr THSTensor_data(IntPtr handle);
 
     // Reads `bytes` bytes straight into the tensor's memory, in pieces of at most 64 MiB.
-    private static unsafe void ReadInto(Stream stream, Tensor tensor, long bytes, string file, string tensorName)
+    internal static unsafe void ReadInto(Stream stream, Tensor tensor, long bytes, string file, string tensorName)
     {
         if (bytes == 0) return;
         byte* start = (byte*)THSTensor_data(tensor.Handle);

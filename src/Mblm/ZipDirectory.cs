@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 
-namespace Mblm.MLNet;
+namespace Mblm;
 
 /// <summary>
 /// Reads what a zip file's end records claim — entry count and central-directory size (zip64 included) — so that a file
@@ -48,7 +48,7 @@ internal static class ZipDirectory
             if (entries > (ulong)maxEntries)
                 throw new MblmFormatException(file, entry, $"claims {entries:N0} zip entries; at most {maxEntries:N0} are read");
             if (size > MaxDirectoryBytes)
-                throw new MblmFormatException(file, entry, $"claims a {Mblm.Limits.FormatBytes((long)Math.Min(size, long.MaxValue))} zip directory; at most {Mblm.Limits.FormatBytes(MaxDirectoryBytes)} is read");
+                throw new MblmFormatException(file, entry, $"claims a {Limits.FormatBytes((long)Math.Min(size, long.MaxValue))} zip directory; at most {Limits.FormatBytes(MaxDirectoryBytes)} is read");
         }
         finally
         {
