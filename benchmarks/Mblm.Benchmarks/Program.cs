@@ -18,7 +18,7 @@ using Mblm.Native;
 //              [--cli] [--cli-path PATH] [--from I --count K] [--jobs N] [--batch 100] [--kill-rss 8G] [--seeds DIR] [--work DIR] [--keep] [--verbose]
 //              seeded mutations of every loader's input, run in child processes (FuzzCommand.cs); exit 1 on any crash, hang,
 //              other exception or over-budget attempt. One attempt: --formats F --seed S --from I --count 1 (prints details).
-//   transfer   [--seeds 3] [--pretrain-steps 600] [--scenes 400] [--epochs 4] [--shared ../shared]
+//   transfer   [--seeds 3] [--pretrain-steps 600] [--scenes 400] [--epochs 4] [--shared ../shared] [--keep-lm LM.zip]
 //              text-pretrained LM → VQA answer classifier (and text classifier), with and without transfer, over seeds
 //   soak       [--predictions 10000] [--warmup 500]   RSS and live tensors over many predictions (SoakBenchmark.cs)
 TorchRuntime.EnsureLoadable();

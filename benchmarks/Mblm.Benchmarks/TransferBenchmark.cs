@@ -74,6 +74,11 @@ internal static class TransferBenchmark
                 Console.WriteLine($"  seed {seed}: {key}: accuracy {metrics.MicroAccuracy:P1}, log-loss {metrics.LogLoss:F3} ({fitClock.Elapsed.TotalSeconds:F0} s)");
             }
         }
+        if (o.Str("keep-lm", "") is { Length: > 0 } keep)
+        {
+            File.Copy(lmPath, keep, overwrite: true);
+            Console.WriteLine($"pretrained language model kept at {Path.GetFullPath(keep)} (for examples/TextClassification --transfer-from)");
+        }
         File.Delete(lmPath);
 
         Console.WriteLine();

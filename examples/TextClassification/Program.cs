@@ -9,6 +9,8 @@
 //   options: --rows N (training rows per task) --test-rows N --epochs N (MBLM classifier) --lm-epochs N (language model)
 //            --short-bytes N (the short-input variant) --seed N --tasks languages,code --languages es,pt_BR,…
 //            --models sdca,lightgbm,lm-sdca,mblm,mblm-transfer,mblm-unaligned --lr X --text-loss W --spans 0|1 (MBLM classifier options)
+//            --variants full|short|full,short   --transfer-from LM.zip (also fine-tune from a language model pipeline
+//            pretrained elsewhere, e.g. by `benchmarks … transfer --keep-lm LM.zip`; same model shape as the classifier's)
 
 using System.Diagnostics;
 using System.Globalization;
@@ -65,7 +67,13 @@ try
             ml.Mblm().SaveModel(lm, data.Schema, lmPath);
             Console.WriteLine($"  language model ({MblmPresets.Small.CountParameters():N0} parameters): {lm.Training.Steps} steps, {lmSeconds:F0} s");
         }
-        foreach (var variant in new[] { task, task.Short(shortBytes) })
+        var variants = Flag("variants", "full,short") switch
+        {
+            "full" => new[] { task },
+            "short" => new[] { task.Short(shortBytes) },
+            _ => new[] { task, task.Short(shortBytes) },
+        };
+        foreach (var variant in variants)
         {
             Console.WriteLine($"  {variant.Name}:");
             var run = new Runs(variant, seed, results);
@@ -85,6 +93,8 @@ try
                 run.Mblm("MBLM text classifier, class not patch-aligned", options with { AlignClassToPatch = false });
             if (lm is not null && models.Contains("mblm-transfer"))
                 run.Mblm("MBLM text classifier, TransferFrom LM", options with { TransferFrom = lmPath });
+            if (flags.TryGetValue("transfer-from", out var general))
+                run.Mblm("MBLM text classifier, TransferFrom a general text LM", options with { TransferFrom = Path.GetFullPath(general) });
         }
         lm?.Dispose();
     }
