@@ -35,16 +35,23 @@ internal static class LongContextBenchmark
         model.train();
         var optimizer = optim.Adam(model.parameters(), lr: 1e-3, beta1: 0.9, beta2: 0.95);
         var ids = randint(0, 256, new long[] { 1, ctx }, generator: new Generator(1234));
+        using var phases = o.Has("breakdown") ? new MemoryPhases(ctx) : null;
+        phases?.At("model + ids", ids);
         double baseRss = Stats.PeakRssMiB();
         var sw = Stopwatch.StartNew();
         var loss = model.Loss(ids);
         double fwd = sw.Elapsed.TotalSeconds;
         double afterForward = Stats.PeakRssMiB() - baseRss;
+        phases?.At("loss (forward done)", loss);
         loss.backward();
         double bwd = sw.Elapsed.TotalSeconds - fwd;
+        phases?.At("backward done (parameter gradients)");
         optimizer.step();
         double total = sw.Elapsed.TotalSeconds;
+        phases?.At("optimizer step (Adam state)");
+        double peak = phases?.Peak ?? Stats.PeakRssMiB();
+        if (phases is not null) Console.WriteLine();
         Console.WriteLine($"| {stages} | {ctx:N0} | [{string.Join(", ", config.SeqLens)}] | {(stages == 3 ? chunks : "none")} | {config.CountParameters():N0} | " +
-                          $"{Stats.PeakRssMiB():F0} | {Stats.PeakRssMiB() - baseRss:F0} (forward peak {afterForward:F0}) | {total:F1} ({fwd:F1} / {bwd:F1}) | loss {loss.item<float>():F3} |");
+                          $"{peak:F0} | {peak - baseRss:F0} (forward peak {afterForward:F0}) | {total:F1} ({fwd:F1} / {bwd:F1}) | loss {loss.item<float>():F3} |");
     }
 }
