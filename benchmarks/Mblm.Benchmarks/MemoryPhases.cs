@@ -19,8 +19,8 @@ internal sealed class MemoryPhases : IDisposable
     public MemoryPhases(long bytes)
     {
         _bytes = bytes;
-        Console.WriteLine("| phase | tensor | tensor MiB | B/byte | RSS MiB | phase peak MiB |");
-        Console.WriteLine("| --- | --- | --- | --- | --- | --- |");
+        Console.WriteLine("| phase | tensor | tensor MiB | B/byte | RSS MiB | phase peak MiB | RSS after malloc_trim MiB |");
+        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- |");
         MemoryProbe.Hook = (label, t) =>
         {
             if (label == "checkpoint backward" && ++_backwardCalls % 4 != 1) { ResetPeak(); return; } // every 4th chunk
@@ -38,7 +38,10 @@ internal sealed class MemoryPhases : IDisposable
         string shape = t is null ? "" : $"{t.dtype} [{string.Join(", ", t.shape)}]";
         double mib = t is null ? 0 : t.NumberOfElements * t.ElementSize / 1048576.0;
         string perByte = t is null ? "" : (mib * 1048576 / _bytes).ToString("F1", CultureInfo.InvariantCulture);
-        Console.WriteLine($"| {label} | {shape} | {(t is null ? "" : mib.ToString("F0", CultureInfo.InvariantCulture))} | {perByte} | {rss:F0} | {hwm:F0} |");
+        // What the allocator holds free without returning it (slack): RSS minus RSS after glibc's malloc_trim.
+        malloc_trim(0);
+        double trimmed = ReadMiB("VmRSS:");
+        Console.WriteLine($"| {label} | {shape} | {(t is null ? "" : mib.ToString("F0", CultureInfo.InvariantCulture))} | {perByte} | {rss:F0} | {hwm:F0} | {trimmed:F0} |");
         ResetPeak();
     }
 
@@ -57,4 +60,7 @@ internal sealed class MemoryPhases : IDisposable
     }
 
     public void Dispose() => MemoryProbe.Hook = null;
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "malloc_trim")]
+    private static extern int malloc_trim(nuint pad);
 }

@@ -1,3 +1,4 @@
+using Mblm.Native;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -16,6 +17,12 @@ internal sealed class PiecewiseCheckpoint : autograd.SingleTensorFunction<Piecew
 {
     /// <inheritdoc />
     public override string Name => "MblmPiecewiseCheckpoint";
+
+    /// <summary>
+    /// Free heap the allocator may hold between pieces before it is returned to the OS (<see cref="NativeHeap"/>): pieces
+    /// free and reallocate the same sizes, and glibc otherwise keeps growing its heap with them.
+    /// </summary>
+    internal static long HeapSlackBytes { get; set; } = 512L << 20;
 
     private sealed record Plan(Func<Tensor?, Tensor[], long, Tensor> Function, bool HasInput, int Dim, long PieceLength, bool Randomized);
 
@@ -67,6 +74,8 @@ internal sealed class PiecewiseCheckpoint : autograd.SingleTensorFunction<Piecew
                 using var scope = NewDisposeScope();
                 var piece = plan.HasInput ? input.narrow(plan.Dim, a, len) : null;
                 outputs.Add(plan.Function(piece, Slice(constants, plan.Dim, a, len), a).MoveToOuterDisposeScope());
+                scope.Dispose();
+                NativeHeap.TrimIfSlackAbove(HeapSlackBytes);
             }
             ctx.save_data("rng", states);
             if (outputs.Count == 1) return outputs[0];
@@ -103,6 +112,8 @@ internal sealed class PiecewiseCheckpoint : autograd.SingleTensorFunction<Piecew
                     autograd.backward(new[] { output }, new[] { gradOutput.narrow(plan.Dim, a, len) });
                 }
                 if (piece?.grad is { } g) gradInput.narrow(plan.Dim, a, len).copy_(g);
+                pieceScope.Dispose();
+                NativeHeap.TrimIfSlackAbove(HeapSlackBytes);
             }
         }
         finally
