@@ -11,7 +11,7 @@ using Mblm.Native;
 //   mamba-profile [--length 4096]                      (forward+backward time of each Mamba2 mixer part)
 //   generation [--contexts 1024,8192,32768,65536] [--bytes 16] [--recompute-max 8192] [--text FILE]
 //   mlnet      [--steps 60] [--reps 2] [--rows 256] [--kib 256] [--data FILE] [--scoring-only]   (ML.NET Fit overhead; Transform rows/s by ScoringBatchSize)
-//   long-context [--context 1048576] [--stages 1|2|3] [--chunks 4,8|none]
+//   long-context [--context 1048576] [--stages 1|2|3] [--chunks 4,8|none] [--breakdown]   (memory per phase: MemoryPhases.cs)
 //   contention [--steps 6] [--warmup 2] [--reps 2] [--competitors N] [--extra "GOMP_SPINCOUNT=1000;OMP_WAIT_POLICY=ACTIVE"]
 //              (P1 step quiet vs with N busy-loop processes, per OpenMP setting, fresh processes)
 //   fuzz       [--seed 1] [--per-format 1000] [--timeout-s 30] [--budget 1G] [--formats safetensors,config-json,config-yaml,pipeline,checkpoint]

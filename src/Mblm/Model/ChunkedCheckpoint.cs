@@ -65,6 +65,7 @@ public sealed class CheckpointFunction : autograd.SingleTensorFunction<Checkpoin
             set_rng_state(current);
         }
         var grad = (input.grad ?? zeros_like(input)).MoveToOuterDisposeScope();
+        MemoryProbe.At("checkpoint backward", grad);
         return new List<Tensor> { null!, grad, null!, null! };
     }
 }

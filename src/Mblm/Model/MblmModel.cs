@@ -146,7 +146,7 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     public Tensor Loss(Tensor ids, Tensor? lossMask = null)
     {
         if (Config.NumStages > 1 && CheckpointChunksNow is { } chunks)
-            return FoldedLoss(ids, lossMask, chunks[^1]);
+            return FoldedLoss(ids, lossMask, chunks);
         return LossAndLogits(ids, lossMask).Loss;
     }
 
@@ -187,45 +187,109 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>
-    /// Training loss with the LM head and cross-entropy folded into the local stage's checkpointed chunks: only a per-chunk
-    /// vector of losses leaves each chunk, so the (B·L, V) logits never exist at once (the memory that bounds long contexts).
-    /// Equal to <see cref="LossAndLogits"/>'s loss; used by <see cref="Loss"/> in training mode with checkpoint chunks.
+    /// Training loss with checkpointing through the whole hierarchy, computed piece-wise (<see cref="PiecewiseCheckpoint"/>):
+    /// stage 0's patch embedder runs over pieces of units and keeps only the ids; each stage s ≥ 1 keeps one parent output
+    /// vector per row and, per piece of rows, builds its input (context projection, patch or byte embedding, positions,
+    /// start), runs the stage and — on the local stage — the LM head and cross-entropy, so that neither the byte-level
+    /// embeddings, nor the contexts, nor the (B·L, V) logits ever exist at once; backward recomputes one piece at a time.
+    /// Stage 0 itself runs plainly (reference semantics). Pieces follow the configured chunks (torch.chunk sizes) and are
+    /// cut further to at most <see cref="PieceBytes"/> bytes each. Equal to <see cref="LossAndLogits"/>'s loss; used by
+    /// <see cref="Loss"/> in training mode with checkpoint chunks.
     /// </summary>
-    private Tensor FoldedLoss(Tensor ids, Tensor? lossMask, int chunks)
+    private Tensor FoldedLoss(Tensor ids, Tensor? lossMask, IReadOnlyList<int> chunks)
     {
         using var scope = NewDisposeScope();
         ids = CheckIds(ids, nameof(ids));
         var mask = lossMask is null ? null : CheckMask(lossMask, ids);
+        int n = Config.NumStages;
         long batch = ids.size(0), length = ids.size(1), pad = Config.PadTokenId;
-        var x = LocalStageInput(ids);                                   // (R, 1+P, D_n)
-        long rows = x.size(0), p = x.size(1) - 1, perSample = rows / batch, padded = perSample * p;
+        var padded = PadToGrid(ids);                                        // (B, K·Q)
+        long k = padded.size(1) / Config.PatchSize;
+        MemoryProbe.At("ids padded", padded);
 
-        // Targets aligned with local outputs: position k+1 of row r predicts byte r·P + k + 1; position 0 of a sample's
-        // first row predicts byte 0; other start positions and bytes beyond L get the pad id (ignored).
-        // The loss weights are aligned the same way, with weight 0 where the target is filler.
-        Tensor AlignToLocalOutputs(Tensor perByte, double filler)
+        // Stage 0: patch embeddings of pieces of units (only the ids are kept), start, then the stage (plain autograd).
+        var units0 = padded.view(batch, k, _unitBytes[0]);
+        var e0 = PiecewiseCheckpoint.Run((_, c, offset) => StageInput(0, c[0], offset, null), null, 1,
+            Math.Max(1, PieceBytes / _unitBytes[0]), randomized: false, units0);
+        var x0 = cat(new[] { StartInput(0, batch), e0 }, 1);
+        e0.Dispose();
+        MemoryProbe.At("stage 0 input", x0);
+        var h = _stages[0].forward(x0);
+        x0.Dispose();
+        MemoryProbe.At("stage 0 forward", h);
+
+        Tensor? targets = null;
+        for (int s = 1; ; s++)
         {
-            var flat = nn.functional.pad(perByte, new long[] { 0, padded + 1 - length }, value: filler);     // (B, K·Q + 1)
-            var first = full(new[] { batch, perSample, 1L }, filler, dtype: perByte.dtype, device: perByte.device);
-            first[.., 0, 0] = perByte[.., 0];
-            return cat(new[] { first, flat[.., 1..].reshape(batch, perSample, p) }, -1).reshape(rows, p + 1);
+            // One parent output per row of stage s: row r·S + j of stage s hangs under output j of parent row r.
+            var parent = h[.., ..^1, ..].reshape(-1, h.size(2));             // (R_s, D_{s-1})
+            h.Dispose();
+            long rows = parent.size(0), units = Config.SeqLens[s];
+            var stageUnits = padded.view(rows, units, _unitBytes[s]);        // (R_s, P_s, U_s)
+            bool last = s == n - 1;
+            if (last) targets = AlignToLocalOutputs(ids, length, batch, pad);
+            long piece = Math.Min((rows + chunks[s - 1] - 1) / chunks[s - 1], Math.Max(1, PieceBytes / (units * _unitBytes[s])));
+            int stage = s;
+            var constants = last ? new[] { stageUnits, targets! } : new[] { stageUnits };
+            h = PiecewiseCheckpoint.Run((p, c, _) => StagePiece(stage, p!, c[0], last ? c[1] : null), parent, 0, piece, _hasDropout, constants);
+            parent.Dispose();
+            MemoryProbe.At(last ? $"stage {s} + loss forward" : $"stage {s} forward", h);
+            if (last) break;
         }
-        var targets = AlignToLocalOutputs(ids, pad);
-        var weights = mask is null ? null : AlignToLocalOutputs(mask, 0);
+        var weights = mask is null ? null : AlignToLocalOutputs(mask, length, batch, 0);
+        return ReduceLoss(h, weights).MoveToOuterDisposeScope();
+    }
 
-        var stage = _stages[Config.NumStages - 1];
-        // (Building the local input inside each chunk instead, so that only the context is kept, measured worse: 5.2 vs
-        // 3.9 GB above base at 256K bytes.)
-        var targetChunks = targets.chunk(chunks, 0);
-        var pieces = x.chunk(chunks, 0).Select((xc, i) => CheckpointFunction.Run((input, constants) =>
-        {
-            var t = constants[0];
-            var logits = _toLogits.forward(stage.forward(input));
-            return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), t.reshape(-1), ignore_index: pad, reduction: nn.Reduction.None)
-                .view(t.size(0), t.size(1));
-        }, xc, _hasDropout, targetChunks[i])).ToArray();
-        var ce = pieces.Length == 1 ? pieces[0] : cat(pieces, 0);
-        return ReduceLoss(ce, weights).MoveToOuterDisposeScope();
+    /// <summary>
+    /// The largest number of bytes one piece of the folded training loss covers (see <see cref="FoldedLoss"/>): bounds the
+    /// memory of a recomputation (about 15 KB per byte for the M3 model's local stage with its head) without making the
+    /// pieces small enough for per-call overhead to matter.
+    /// </summary>
+    internal static long PieceBytes { get; set; } = 1 << 15;
+
+    // Rows of stage s (p: parent outputs (r, D_{s-1}), units (r, P_s, U_s)) → outputs (r, 1+P_s, D_s), or on the local
+    // stage with targets (r, 1+P_n) the per-position cross-entropy (r, 1+P_n).
+    private Tensor StagePiece(int s, Tensor parent, Tensor units, Tensor? targets)
+    {
+        using var scope = NewDisposeScope();
+        var context = Context(s, parent.unsqueeze(1));                       // (r, P_s, D_s)
+        var x = StageRows(s, units, context);
+        context.Dispose();
+        var h = _stages[s].forward(x);
+        x.Dispose();
+        if (targets is null) return h.MoveToOuterDisposeScope();
+        var logits = _toLogits.forward(h);
+        h.Dispose();
+        return nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index: Config.PadTokenId,
+            reduction: nn.Reduction.None).view(targets.size(0), targets.size(1)).MoveToOuterDisposeScope();
+    }
+
+    // Per-byte values (B, L) laid out like the local outputs (R, 1+P): position k+1 of row r predicts byte r·P + k + 1;
+    // position 0 of a sample's first row predicts byte 0; other start positions and bytes beyond L get the filler (the pad
+    // id for targets, weight 0 for the loss mask).
+    private Tensor AlignToLocalOutputs(Tensor perByte, long length, long batch, double filler)
+    {
+        using var scope = NewDisposeScope();
+        long p = Config.SeqLens[^1], perSample = (length + Config.PatchSize - 1) / Config.PatchSize * (Config.PatchSize / p);
+        long padded = perSample * p, rows = batch * perSample;
+        var flat = nn.functional.pad(perByte, new long[] { 0, padded + 1 - length }, value: filler);     // (B, K·Q + 1)
+        var first = full(new[] { batch, perSample, 1L }, filler, dtype: perByte.dtype, device: perByte.device);
+        first[.., 0, 0] = perByte[.., 0];
+        return cat(new[] { first, flat[.., 1..].reshape(batch, perSample, p) }, -1).reshape(rows, p + 1).MoveToOuterDisposeScope();
+    }
+
+    // ids (B, L) padded with the pad id to the patch grid (B, K·Q); ids itself (contiguous) when no padding is needed.
+    private Tensor PadToGrid(Tensor ids)
+    {
+        long length = ids.size(1), q = Config.PatchSize;
+        long pad = (q - length % q) % q;
+        var padded = pad > 0 ? nn.functional.pad(ids, new long[] { 0, pad }, value: Config.PadTokenId) : ids.contiguous();
+        long k = padded.size(1) / q;
+        if (Config.Blocks[0].PosEmbType == PosEmbType.Fixed && k > Config.SeqLens[0])
+            throw new ArgumentException(
+                $"input of {length} bytes needs {k} top-level patches but seq_lens[0] is {Config.SeqLens[0]} and stage 0 uses a fixed " +
+                $"positional embedding: at most {Config.MaxContext} bytes fit", nameof(ids));
+        return padded;
     }
 
     // ---- the hierarchy: one step builds every stage's input, for the full forward, the folded loss and the decoder ----
@@ -282,14 +346,8 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     private Tensor LocalStageInput(Tensor ids)
     {
         int n = Config.NumStages;
-        long length = ids.size(1), q = Config.PatchSize;
-        long pad = (q - length % q) % q;
-        using var padded = pad > 0 ? nn.functional.pad(ids, new long[] { 0, pad }, value: Config.PadTokenId) : ids.contiguous();
-        long k = padded.size(1) / q;
-        if (Config.Blocks[0].PosEmbType == PosEmbType.Fixed && k > Config.SeqLens[0])
-            throw new ArgumentException(
-                $"input of {length} bytes needs {k} top-level patches but seq_lens[0] is {Config.SeqLens[0]} and stage 0 uses a fixed " +
-                $"positional embedding: at most {Config.MaxContext} bytes fit", nameof(ids));
+        using var padded = PadToGrid(ids);
+        long k = padded.size(1) / Config.PatchSize;
         Tensor? context = null;   // (R_s, S_s, D_s) from the stage above
         for (int s = 0; ; s++)
         {

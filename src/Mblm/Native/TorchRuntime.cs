@@ -74,6 +74,9 @@ public static class TorchRuntime
 
     private static int _tuned;
 
+    /// <summary>Whether <see cref="TuneAllocator"/> has been called in this process (freed memory is then kept on purpose).</summary>
+    internal static bool AllocatorTuned => Volatile.Read(ref _tuned) == 1;
+
     /// <summary>True when the environment asks for <see cref="TuneAllocator"/> (<c>MBLM_MALLOC_TUNING=1</c>).</summary>
     public static bool AllocatorTuningRequested => Environment.GetEnvironmentVariable("MBLM_MALLOC_TUNING") == "1";
 
