@@ -70,31 +70,30 @@ public sealed class PackageTests
             File.Copy(Path.Combine(TestData.RepoRoot, "README.md"), Path.Combine(app, "corpus.txt"));
             string readme = File.ReadAllText(Path.Combine(TestData.RepoRoot, "README.md"));
 
-            File.WriteAllText(Path.Combine(app, "Program.cs"), ReadmeBlock(readme, "train"));
-            var build = Run("dotnet", "build -c Release -o out", app);
-            Assert.AreEqual(0, build.Code, "build of the README's first program failed:\n" + build.Output);
-            StringAssert.Contains(build.Output, "Weakened GLIBCXX_3.4.32 requirement", "the package's buildTransitive target patched the app's output");
-            var train = Run("dotnet", "out/App.dll", app);
-            Assert.AreEqual(0, train.Code, "the README's first program failed:\n" + train.Output);
+            // Writes the README block as Program.cs, builds it against the packages and runs it; returns (build, run) output.
+            (string Build, string Output) BuildAndRun(string block, string what)
+            {
+                File.WriteAllText(Path.Combine(app, "Program.cs"), ReadmeBlock(readme, block));
+                var build = Run("dotnet", "build -c Release -o out", app);
+                Assert.AreEqual(0, build.Code, $"build of the README's {what} failed:\n" + build.Output);
+                var run = Run("dotnet", "out/App.dll", app);
+                Assert.AreEqual(0, run.Code, $"the README's {what} failed:\n" + run.Output);
+                return (build.Output, run.Output);
+            }
+
+            var train = BuildAndRun("train", "first program");
+            StringAssert.Contains(train.Build, "Weakened GLIBCXX_3.4.32 requirement", "the package's buildTransitive target patched the app's output");
             var bpb = Regex.Match(train.Output, @"bits per byte (\d+\.\d+), perplexity");
             Assert.IsTrue(bpb.Success, train.Output);
             Assert.IsTrue(double.Parse(bpb.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) < 8, train.Output);
             StringAssert.Contains(train.Output, "step ", "Fit logged its progress to MLContext.Log");
             Assert.IsTrue(File.Exists(Path.Combine(app, "model.zip")));
 
-            File.WriteAllText(Path.Combine(app, "Program.cs"), ReadmeBlock(readme, "predict"));
-            build = Run("dotnet", "build -c Release -o out", app);
-            Assert.AreEqual(0, build.Code, "build of the README's second program failed:\n" + build.Output);
-            var predict = Run("dotnet", "out/App.dll", app);
-            Assert.AreEqual(0, predict.Code, "the README's second program failed:\n" + predict.Output);
+            var predict = BuildAndRun("predict", "second program");
             StringAssert.Matches(predict.Output, new Regex(@"\d+\.\d+ bits per byte, 64 features, continues: "));
 
             // The third: the text classifier — cross-validate, train, evaluate, save, load and predict.
-            File.WriteAllText(Path.Combine(app, "Program.cs"), ReadmeBlock(readme, "classify"));
-            build = Run("dotnet", "build -c Release -o out", app);
-            Assert.AreEqual(0, build.Code, "build of the README's text-classification program failed:\n" + build.Output);
-            var classify = Run("dotnet", "out/App.dll", app);
-            Assert.AreEqual(0, classify.Code, "the README's text-classification program failed:\n" + classify.Output);
+            var classify = BuildAndRun("classify", "text-classification program");
             StringAssert.Matches(classify.Output, new Regex(@"cross-validated accuracy \d\.\d\d"));
             var trained = Regex.Match(classify.Output, @"training accuracy (\d\.\d\d), log-loss");
             Assert.IsTrue(trained.Success && double.Parse(trained.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) >= 0.8, classify.Output);

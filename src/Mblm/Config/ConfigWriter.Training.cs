@@ -17,7 +17,6 @@ public static partial class ConfigWriter
     {
         config.Validate();
         var s = (settings ?? new ReferenceTrainingSettings()).Validate(config);
-        static string List(IReadOnlyList<int> xs) => "[" + string.Join(", ", xs.Select(x => x.ToString(CultureInfo.InvariantCulture))) + "]";
         static string Str(string x) => JsonSerializer.Serialize(x);
         static string I(long x) => x.ToString(CultureInfo.InvariantCulture);
         var sb = new StringBuilder();

@@ -14,7 +14,6 @@ public static partial class ConfigWriter
     public static string ToJson(MblmConfig config)
     {
         config.Validate();
-        static string List(IReadOnlyList<int> xs) => "[" + string.Join(", ", xs.Select(x => x.ToString(CultureInfo.InvariantCulture))) + "]";
         var sb = new StringBuilder();
         sb.Append("{\n");
         sb.Append($"  \"num_tokens\": {config.NumTokens},\n");
@@ -32,6 +31,9 @@ public static partial class ConfigWriter
         sb.Append("  ]\n}\n");
         return sb.ToString();
     }
+
+    /// <summary>An int list in flow style, <c>[1, 2, 3]</c>: the same text in JSON and YAML.</summary>
+    private static string List(IReadOnlyList<int> xs) => "[" + string.Join(", ", xs.Select(x => x.ToString(CultureInfo.InvariantCulture))) + "]";
 
     /// <summary>A block's fields as the inside of a JSON object: block_type, its fields (from <see cref="StageBlocks"/>), pos_emb_type.</summary>
     private static string BlockJson(StageBlockConfig block)

@@ -129,12 +129,6 @@ public static class LibTorchLocation
         return new LibTorchInfo(cpu, cuda, folder is null ? null : VersionOf(folder), source, problem);
     }
 
-    /// <summary>Throws <see cref="InvalidOperationException"/> when <see cref="Describe"/> reports a problem (a requested folder not used, a silent fallback).</summary>
-    public static void EnsureAsRequested()
-    {
-        if (Describe().Problem is { } p) throw new InvalidOperationException(p);
-    }
-
     private static bool SameFolder(string a, string b)
     {
         static string Real(string p)
