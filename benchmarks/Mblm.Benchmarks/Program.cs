@@ -5,6 +5,8 @@ using Mblm.Native;
 
 // Usage: dotnet run -c Release --project benchmarks/Mblm.Benchmarks -- <benchmark> [options]
 //   train-step [--config examples/configs/p1-2d-tt.yaml] [--batch 4] [--length 2048] [--steps 15] [--warmup 2]
+//   profile    [--config examples/configs/p1-2d-tt.yaml] [--batch 4] [--length 2048] [--steps 9] [--warmup 2]
+//              forward/backward time per model region of one training step (StepProfile), GEMM rates, fixed per-step cost
 //   compare    [--configs P1,P3,P2] [--gen 1024,8192] [--reps 3] [--steps 15] [--warmup 2] [--harness DIR] [--max-wait-s 300]
 //              ours and the Python reference (../shared/reference-harness) side by side, alternating fresh processes
 //   mamba      [--lengths 1024,4096,16384] [--reps 3]
@@ -34,6 +36,7 @@ switch (args.FirstOrDefault())
 {
     case "train-step": TrainStepBenchmark.Run(opts); break;
     case "compare": return CompareBenchmark.Run(opts);
+    case "profile": ProfileBenchmark.Run(opts); break;
     case "transfer": TransferBenchmark.Run(opts); break;
     case "mamba": MambaBenchmark.Run(opts); break;
     case "mamba-profile": MambaProfile.Run(opts); break;
@@ -44,7 +47,7 @@ switch (args.FirstOrDefault())
     case "fuzz": return FuzzCommand.Run(opts);
     case "soak": return SoakBenchmark.Run(opts);
     default:
-        Console.Error.WriteLine("benchmarks: train-step | compare | transfer | mamba | mamba-profile | generation | mlnet | long-context | contention | fuzz | soak (see Program.cs for options)");
+        Console.Error.WriteLine("benchmarks: train-step | profile | compare | transfer | mamba | mamba-profile | generation | mlnet | long-context | contention | fuzz | soak (see Program.cs for options)");
         return 2;
 }
 return 0;

@@ -47,8 +47,30 @@ public sealed class Attention : nn.Module
     {
         using var scope = NewDisposeScope();
         var (q, k, v) = Project(x, angles);
-        var o = nn.functional.scaled_dot_product_attention(q, k, v, p: training ? _dropout : 0.0, is_casual: _causal);
-        return Merge(o).MoveToOuterDisposeScope();
+        if (StepProfile.Active) (q, k, v) = (StepProfile.Mark(q, "attn.sdpa"), StepProfile.Mark(k, "attn.sdpa"), StepProfile.Mark(v, "attn.sdpa"));
+        var o = Attend(q, k, v, training ? _dropout : 0.0, _causal);
+        return Merge(StepProfile.Mark(o, "attn.out-proj")).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Rows at most this long attend through explicit batched matmuls (scores, mask, softmax, matmul) instead of libtorch's
+    /// fused CPU kernel, whose per-(row, head) blocking costs more than the arithmetic for the local stages' short rows
+    /// (P1's 9-position local rows: 23 vs 35 ms forward + backward per step; `benchmarks … profile`). Same result up to rounding.
+    /// </summary>
+    internal const long ExplicitAttentionMaxLength = 16;
+
+    /// <summary>Scaled dot-product attention of q, k, v (R, h, S, d_h) → (R, h, S, d_h); causal: position t sees ≤ t.</summary>
+    internal static Tensor Attend(Tensor q, Tensor k, Tensor v, double dropout, bool causal, long explicitMaxLength = ExplicitAttentionMaxLength)
+    {
+        long s = q.size(2);
+        if (s > explicitMaxLength || dropout > 0 || q.device.type != DeviceType.CPU)
+            return nn.functional.scaled_dot_product_attention(q, k, v, p: dropout, is_casual: causal);
+        using var scope = NewDisposeScope();
+        var scores = matmul(q, k.transpose(-2, -1)).mul_(1.0 / Math.Sqrt(q.size(-1)));
+        if (causal)
+            using (var future = ones(s, s, dtype: ScalarType.Bool, device: q.device).triu_(1))
+                scores = scores.masked_fill_(future, double.NegativeInfinity);
+        return matmul(scores.softmax(-1), v).MoveToOuterDisposeScope();
     }
 
     /// <summary>Empty KV cache for <paramref name="rows"/> rows, growing from <paramref name="capacity"/> positions.</summary>
@@ -70,18 +92,21 @@ public sealed class Attention : nn.Module
         return Merge(o).squeeze(1).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Normalised, projected, rotated heads: q, k, v each <c>(R, h, S, d_h)</c>.</summary>
+    /// <summary>Normalised, projected, rotated heads: q, k, v each <c>(R, h, S, d_h)</c> (views).</summary>
     internal (Tensor q, Tensor k, Tensor v) Project(Tensor x, RotaryAngles? angles)
     {
-        var h = _norm.forward(x);
-        var kv = _toKv.forward(h).chunk(2, -1);
-        Tensor q = SplitHeads(_toQ.forward(h)), k = SplitHeads(kv[0]), v = SplitHeads(kv[1]);
-        if (angles is not null)
-        {
-            q = RotaryEmbedding.Apply(q, angles);
-            k = RotaryEmbedding.Apply(k, angles);
-        }
-        return (q, k, v);
+        var h = StepProfile.Mark(_norm.forward(StepProfile.Mark(x, "attn.norm")), "attn.qkv-proj");
+        long rows = h.size(0), s = h.size(1), inner = _heads * _headDim;
+        // to_q and to_kv as one GEMM over the concatenated weights: (R, S, 3·inner) = [q | k | v].
+        Tensor qkv;
+        using (var w = cat(new[] { _toQ.weight!, _toKv.weight! }, 0)) qkv = nn.functional.linear(h, w);
+        // split (not slicing) so that backward joins the three gradients with one cat
+        var parts = qkv.split(new[] { 2 * inner, inner }, -1);
+        var qk = parts[0].view(rows, s, 2 * _heads, _headDim);                                         // (R, S, 2h, d_h)
+        if (angles is not null) qk = RotaryEmbedding.Apply(StepProfile.Mark(qk, "attn.rope"), angles); // q and k rotated at once
+        var qkHeads = qk.split(_heads, 2);
+        var v = parts[1].view(rows, s, _heads, _headDim);
+        return (qkHeads[0].transpose(1, 2), qkHeads[1].transpose(1, 2), v.transpose(1, 2));
     }
 
     /// <summary>(R, h, S, d_h) heads back to (R, S, D) through <c>to_out</c>.</summary>
@@ -91,9 +116,6 @@ public sealed class Attention : nn.Module
         var merged = heads.transpose(1, 2).reshape(heads.size(0), heads.size(2), _heads * _headDim);
         return _toOut.forward(merged);
     }
-
-    // (R, S, h·d_h) -> (R, h, S, d_h)
-    private Tensor SplitHeads(Tensor t) => t.view(t.size(0), t.size(1), _heads, _headDim).transpose(1, 2);
 }
 
 /// <summary>
@@ -125,9 +147,10 @@ public sealed class FeedForward : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = nn.functional.gelu(_up.forward(_norm.forward(x)));
+        var h = StepProfile.Mark(_norm.forward(StepProfile.Mark(x, "ffn.norm")), "ffn.up");
+        h = nn.functional.gelu(StepProfile.Mark(_up.forward(h), "ffn.gelu"));
         if (training && _dropout > 0) h = nn.functional.dropout(h, _dropout, training: true);
-        return _down.forward(h).MoveToOuterDisposeScope();
+        return _down.forward(StepProfile.Mark(h, "ffn.down")).MoveToOuterDisposeScope();
     }
 }
 

@@ -115,6 +115,8 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var (hidden, start) = HiddenStatesOf(ids);
+        if (StepProfile.Active) StepProfile.Prefix = "";
+        hidden = StepProfile.Mark(hidden, "head");
         return (_toLogits.forward(hidden).MoveToOuterDisposeScope(), _toLogits.forward(start).MoveToOuterDisposeScope());
     }
 
@@ -156,7 +158,7 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         ids = CheckIds(ids, nameof(ids));
         var (logits, start) = LogitsOf(ids);
-        var ce = TokenLosses(logits, start, ids, Config.PadTokenId);
+        var ce = TokenLosses(StepProfile.Mark(logits, "loss"), start, ids, Config.PadTokenId);
         var loss = ReduceLoss(ce, lossMask is null ? null : CheckMask(lossMask, ids));
         return (loss.MoveToOuterDisposeScope(), logits.MoveToOuterDisposeScope(), start.MoveToOuterDisposeScope());
     }
@@ -353,11 +355,16 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
         {
             using var scope = NewDisposeScope();
             var units = padded.view(-1, s == 0 ? k : Config.SeqLens[s], _unitBytes[s]);
+            if (StepProfile.Active)
+            {
+                StepProfile.Prefix = $"s{s}.";
+                if (context is null) StepProfile.Begin("input"); else context = StepProfile.Mark(context, "input");
+            }
             var x = StageRows(s, units, context);
             context?.Dispose(); // autograd keeps what backward needs; the handle itself can go now
             if (s == n - 1) return x.MoveToOuterDisposeScope();
             var h = RunStage(s, x);
-            context = Context(s + 1, h[.., ..^1, ..]).MoveToOuterDisposeScope(); // the last output feeds no unit
+            context = Context(s + 1, StepProfile.Mark(h[.., ..^1, ..], "next-stage-proj")).MoveToOuterDisposeScope(); // the last output feeds no unit
         }
     }
 

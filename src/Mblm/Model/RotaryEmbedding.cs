@@ -22,8 +22,9 @@ public sealed class RotaryEmbedding : nn.Module
     }
 
     /// <summary>
-    /// Cosines and sines for positions <c>offset .. offset+length-1</c>, each <c>(length, d_h)</c> (angles = cat(freqs, freqs));
-    /// computed once per stage call and shared by every layer.
+    /// Cosines and signed sines for positions <c>offset .. offset+length-1</c>, each <c>(length, 1, d_h)</c> to broadcast over
+    /// the heads of a <c>(…, S, heads, d_h)</c> tensor (angles = cat(freqs, freqs)); computed once per stage call and shared
+    /// by every layer.
     /// </summary>
     public RotaryAngles Angles(long length, long offset = 0)
     {
@@ -33,30 +34,33 @@ public sealed class RotaryEmbedding : nn.Module
         var invFreq = _invFreq.dtype == float32 ? _invFreq
             : 1.0 / pow(10000.0, arange(0, 2 * _invFreq.size(0), 2, dtype: float32, device: _invFreq.device) / (float)(2 * _invFreq.size(0)));
         var freqs = outer(positions, invFreq);
-        var angles = cat(new[] { freqs, freqs }, -1);
-        return new RotaryAngles(angles.cos().MoveToOuterDisposeScope(), angles.sin().MoveToOuterDisposeScope());
+        var sin = freqs.sin();
+        var cos = cat(new[] { freqs.cos(), freqs.cos() }, -1);
+        var signedSin = cat(new[] { -sin, sin }, -1); // rotate_half(x)·sin = roll(x, d_h/2)·[−sin₁ ; sin₂]
+        return new RotaryAngles(cos.unsqueeze(1).MoveToOuterDisposeScope(), signedSin.unsqueeze(1).MoveToOuterDisposeScope());
     }
 
-    /// <summary>Rotates <paramref name="t"/> <c>(…, S, d_h)</c> by the angles; float32 math, result in t's dtype.</summary>
+    /// <summary>
+    /// Rotates <paramref name="t"/> <c>(…, S, heads, d_h)</c> by the angles: <c>t·cos + roll(t, d_h/2)·signed sin</c>, which
+    /// equals <c>t·cos + rotate_half(t)·sin</c> (negation is exact); float32 math, result in t's dtype.
+    /// </summary>
     public static Tensor Apply(Tensor t, RotaryAngles angles)
     {
         using var scope = NewDisposeScope();
         var x = t.to_type(float32);
-        var halves = x.chunk(2, -1);
-        var rotated = cat(new[] { -halves[1], halves[0] }, -1);
-        var y = x * angles.Cos + rotated * angles.Sin;
+        var y = (x * angles.Cos).addcmul_(x.roll(x.size(-1) / 2, -1), angles.SignedSin, 1);
         return y.to_type(t.dtype).MoveToOuterDisposeScope();
     }
 }
 
-/// <summary>Cosines and sines of rotary angles, each (S, d_h).</summary>
-public sealed record RotaryAngles(Tensor Cos, Tensor Sin) : IDisposable
+/// <summary>Cosines and signed sines (<c>[−sin₁ ; sin₂]</c>) of rotary angles, each (S, 1, d_h).</summary>
+public sealed record RotaryAngles(Tensor Cos, Tensor SignedSin) : IDisposable
 {
     /// <inheritdoc />
     public void Dispose()
     {
         Cos.Dispose();
-        Sin.Dispose();
+        SignedSin.Dispose();
     }
 }
 

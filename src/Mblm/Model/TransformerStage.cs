@@ -46,7 +46,7 @@ public sealed class TransformerStage : StageModel
         var angles = _rotary?.Angles(x.size(1));
         foreach (var layer in _layers)
             x = layer.forward(x, angles);
-        return _norm.forward(x).MoveToOuterDisposeScope();
+        return _norm.forward(StepProfile.Mark(x, "final-norm")).MoveToOuterDisposeScope();
     }
 
     private NotSupportedException NotCausal() =>
@@ -158,8 +158,10 @@ public sealed class TransformerLayer : nn.Module
     public Tensor forward(Tensor x, RotaryAngles? angles)
     {
         using var scope = NewDisposeScope();
-        x = _attention.forward(_causal ? TransformerStage.TokenShift(x) : x, angles) + x;
-        x = _feedForward.forward(_causal ? TransformerStage.TokenShift(x) : x) + x;
+        x = StepProfile.Mark(x, "attn.shift");
+        x = StepProfile.Mark(_attention.forward(_causal ? TransformerStage.TokenShift(x) : x, angles), "attn.residual") + x;
+        x = StepProfile.Mark(x, "ffn.shift");
+        x = StepProfile.Mark(_feedForward.forward(_causal ? TransformerStage.TokenShift(x) : x), "ffn.residual") + x;
         return x.MoveToOuterDisposeScope();
     }
 }
