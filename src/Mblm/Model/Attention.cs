@@ -92,14 +92,20 @@ public sealed class Attention : nn.Module
         return Merge(o).squeeze(1).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Normalised, projected, rotated heads: q, k, v each <c>(R, h, S, d_h)</c> (views).</summary>
+    /// <summary>
+    /// Normalised, projected, rotated heads: q, k, v each <c>(R, h, S, d_h)</c> (views). The features of every q and k
+    /// head come in pair order (see <see cref="PairOrder"/>), so q·k — and with it every attention output — is the
+    /// reference's, while the rotation is one complex multiply.
+    /// </summary>
     internal (Tensor q, Tensor k, Tensor v) Project(Tensor x, RotaryAngles? angles)
     {
         var h = StepProfile.Mark(_norm.forward(StepProfile.Mark(x, "attn.norm")), "attn.qkv-proj");
         long rows = h.size(0), s = h.size(1), inner = _heads * _headDim;
-        // to_q and to_kv as one GEMM over the concatenated weights: (R, S, 3·inner) = [q | k | v].
+        // to_q and to_kv as one GEMM over the concatenated weights, q and k rows in pair order: (R, S, 3·inner) = [q | k | v].
         Tensor qkv;
-        using (var w = cat(new[] { _toQ.weight!, _toKv.weight! }, 0)) qkv = nn.functional.linear(h, w);
+        using (var order = tensor(PairOrder(), device: h.device))
+        using (var w = cat(new[] { _toQ.weight!, _toKv.weight! }, 0).index_select(0, order))
+            qkv = nn.functional.linear(h, w);
         // split (not slicing) so that backward joins the three gradients with one cat
         var parts = qkv.split(new[] { 2 * inner, inner }, -1);
         var qk = parts[0].view(rows, s, 2 * _heads, _headDim);                                         // (R, S, 2h, d_h)
@@ -107,6 +113,29 @@ public sealed class Attention : nn.Module
         var qkHeads = qk.split(_heads, 2);
         var v = parts[1].view(rows, s, _heads, _headDim);
         return (qkHeads[0].transpose(1, 2), qkHeads[1].transpose(1, 2), v.transpose(1, 2));
+    }
+
+    /// <summary>
+    /// Rows of [to_q; to_kv] in the order the projection computes them: within every q and k head, feature j of the
+    /// reference's half layout (rotated with feature j + d_h/2) moves to 2j and its partner to 2j+1, so each rotated pair
+    /// is adjacent (a complex number); v rows keep their order. q and k get the same order, so q·k is unchanged.
+    /// </summary>
+    private long[] PairOrder() => _pairOrder ??= BuildPairOrder(_heads, _headDim);
+
+    private long[]? _pairOrder;
+
+    private static long[] BuildPairOrder(long heads, long headDim)
+    {
+        long inner = heads * headDim, half = headDim / 2;
+        var order = new long[3 * inner];
+        for (long r = 0; r < 3 * inner; r++) order[r] = r;
+        for (long head = 0; head < 2 * heads; head++)
+            for (long j = 0; j < half; j++)
+            {
+                order[head * headDim + 2 * j] = head * headDim + j;
+                order[head * headDim + 2 * j + 1] = head * headDim + j + half;
+            }
+        return order;
     }
 
     /// <summary>(R, h, S, d_h) heads back to (R, S, D) through <c>to_out</c>.</summary>

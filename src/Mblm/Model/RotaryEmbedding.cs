@@ -22,9 +22,9 @@ public sealed class RotaryEmbedding : nn.Module
     }
 
     /// <summary>
-    /// Cosines and signed sines for positions <c>offset .. offset+length-1</c>, each <c>(length, 1, d_h)</c> to broadcast over
-    /// the heads of a <c>(…, S, heads, d_h)</c> tensor (angles = cat(freqs, freqs)); computed once per stage call and shared
-    /// by every layer.
+    /// The rotations <c>cos θ + i·sin θ</c> for positions <c>offset .. offset+length-1</c>, complex <c>(length, 1, d_h/2)</c>
+    /// to broadcast over the heads of a <c>(…, S, heads, d_h/2)</c> tensor of feature pairs; computed once per stage call
+    /// and shared by every layer.
     /// </summary>
     public RotaryAngles Angles(long length, long offset = 0)
     {
@@ -33,35 +33,32 @@ public sealed class RotaryEmbedding : nn.Module
         // A model cast to a low-precision dtype (bf16 training) must not round the frequencies: recompute them in fp32.
         var invFreq = _invFreq.dtype == float32 ? _invFreq
             : 1.0 / pow(10000.0, arange(0, 2 * _invFreq.size(0), 2, dtype: float32, device: _invFreq.device) / (float)(2 * _invFreq.size(0)));
-        var freqs = outer(positions, invFreq);
-        var sin = freqs.sin();
-        var cos = cat(new[] { freqs.cos(), freqs.cos() }, -1);
-        var signedSin = cat(new[] { -sin, sin }, -1); // rotate_half(x)·sin = roll(x, d_h/2)·[−sin₁ ; sin₂]
-        return new RotaryAngles(cos.unsqueeze(1).MoveToOuterDisposeScope(), signedSin.unsqueeze(1).MoveToOuterDisposeScope());
+        var freqs = outer(positions, invFreq);                                  // (S, d_h/2)
+        return new RotaryAngles(polar(ones_like(freqs), freqs).unsqueeze(1).MoveToOuterDisposeScope());
     }
 
     /// <summary>
-    /// Rotates <paramref name="t"/> <c>(…, S, heads, d_h)</c> by the angles: <c>t·cos + roll(t, d_h/2)·signed sin</c>, which
-    /// equals <c>t·cos + rotate_half(t)·sin</c> (negation is exact); float32 math, result in t's dtype.
+    /// Rotates <paramref name="t"/> <c>(…, S, heads, d_h)</c> whose head features are in pair order — (x_j, x_{j+d_h/2}) of
+    /// the reference's half layout at (2j, 2j+1) — as one complex multiply: the pair becomes
+    /// <c>(x_j cos − x_{j+d_h/2} sin, x_{j+d_h/2} cos + x_j sin)</c>, the reference's <c>t·cos + rotate_half(t)·sin</c>.
+    /// Float32 math, result in t's dtype.
     /// </summary>
     public static Tensor Apply(Tensor t, RotaryAngles angles)
     {
         using var scope = NewDisposeScope();
         var x = t.to_type(float32);
-        var y = (x * angles.Cos).addcmul_(x.roll(x.size(-1) / 2, -1), angles.SignedSin, 1);
+        var shape = x.shape;
+        var pairs = view_as_complex(x.view(shape[..^1].Append(shape[^1] / 2).Append(2L).ToArray()));
+        var y = view_as_real(pairs * angles.Rotation).view(shape);
         return y.to_type(t.dtype).MoveToOuterDisposeScope();
     }
 }
 
-/// <summary>Cosines and signed sines (<c>[−sin₁ ; sin₂]</c>) of rotary angles, each (S, 1, d_h).</summary>
-public sealed record RotaryAngles(Tensor Cos, Tensor SignedSin) : IDisposable
+/// <summary>Rotary rotations <c>cos θ + i·sin θ</c>, complex64 (S, 1, d_h/2).</summary>
+public sealed record RotaryAngles(Tensor Rotation) : IDisposable
 {
     /// <inheritdoc />
-    public void Dispose()
-    {
-        Cos.Dispose();
-        SignedSin.Dispose();
-    }
+    public void Dispose() => Rotation.Dispose();
 }
 
 /// <summary>
