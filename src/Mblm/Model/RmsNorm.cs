@@ -28,8 +28,10 @@ public sealed class ClampRmsNorm : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var rms = (linalg.vector_norm(x, 2, new long[] { -1 }, keepdim: true) * _scale).clamp_min(1e-8);
-        return (x / rms * G).MoveToOuterDisposeScope();
+        // x · (1 / rms): the reciprocal is taken on the (…, 1) tensor, so backward has one activation-sized product fewer
+        // than a division would need; the result differs from x / rms by at most one rounding.
+        var inv = (linalg.vector_norm(x, 2, new long[] { -1 }, keepdim: true) * _scale).clamp_min(1e-8).reciprocal();
+        return (x * inv * G).MoveToOuterDisposeScope();
     }
 }
 
