@@ -24,14 +24,15 @@ using Mblm.Native;
 //              text-pretrained LM → VQA answer classifier (and text classifier), with and without transfer, over seeds
 //   soak       [--predictions 10000] [--warmup 500]   RSS and live tensors over many predictions (SoakBenchmark.cs)
 TorchRuntime.EnsureLoadable();
-bool tuned = TorchRuntime.AllocatorTuningRequested && TorchRuntime.TuneAllocator();
+var tuning = TorchRuntime.RequestedAllocatorTuning;
+bool tuned = TorchRuntime.TuneAllocator(tuning);
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 var opts = Options.Parse(args.Skip(1).ToArray());
 if (args.FirstOrDefault() == "fuzz-worker") return FuzzCommand.Worker(opts);
 Console.WriteLine($"# {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, torch threads {TorchSharp.torch.get_num_threads()}, " +
                   $"load avg {File.ReadAllText("/proc/loadavg").Split(' ')[0]}, " +
-                  $"allocator tuning {(tuned ? "on" : "off")}, OpenMP defaults applied: {(TorchRuntime.AppliedThreadingDefaults.Count == 0 ? "none" : string.Join(" ", TorchRuntime.AppliedThreadingDefaults))}");
+                  $"allocator tuning {(tuned ? tuning.ToString() : "none")}, OpenMP defaults applied: {(TorchRuntime.AppliedThreadingDefaults.Count == 0 ? "none" : string.Join(" ", TorchRuntime.AppliedThreadingDefaults))}");
 switch (args.FirstOrDefault())
 {
     case "train-step": TrainStepBenchmark.Run(opts); break;

@@ -21,11 +21,17 @@ internal static class InfoCommand
         if (torch.VersionUntested)
             stdout.WriteLine($"libtorch: warning: TorchSharp's native glue was built for libtorch {LibTorchInfo.GlueBuiltFor}; {torch.Version} is untested (no C++ ABI promise across minor versions)");
         if (torch.Problem is { } problem) throw new InvalidInputException($"libtorch: {problem}");
+        string allocator = TorchRuntime.AppliedAllocatorTuning switch
+        {
+            AllocatorTuning.Bounded => "bounded", AllocatorTuning.KeepAll => "keep-all", _ => "none",
+        };
+        stdout.WriteLine($"allocator tuning: {allocator} (MBLM_MALLOC_TUNING: bounded by default, off or keep-all)");
         if (path is null)
         {
             stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
             {
                 ["libtorch"] = torch.CpuLibrary, ["libtorch_version"] = torch.Version, ["libtorch_source"] = torch.Source,
+                ["allocator_tuning"] = allocator,
             }));
             return 0;
         }

@@ -84,7 +84,10 @@ public static class Program
             // A libtorch folder asked for but not used is an error before any work, not a silent mix of versions.
             if (LibTorchLocation.RequestedDirectory is not null && command != "info" && LibTorchLocation.Describe().Problem is { } problem)
                 throw new InvalidInputException("libtorch: " + problem);
-            if (TorchRuntime.AllocatorTuningRequested) TorchRuntime.TuneAllocator();
+            AllocatorTuning tuning;
+            try { tuning = TorchRuntime.RequestedAllocatorTuning; }
+            catch (ArgumentException e) { throw new UsageException(e.Message); }
+            TorchRuntime.TuneAllocator(tuning);
             if (threads is int n)
             {
                 threadsBefore = TorchSharp.torch.get_num_threads();

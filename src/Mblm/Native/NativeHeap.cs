@@ -8,7 +8,7 @@ namespace Mblm.Native;
 /// pieces (the folded training loss at millions of bytes) left about 2 KB of free-but-held heap per byte (measured: an M3
 /// step at 1M bytes held 2.0 GB more RSS than after <c>malloc_trim</c>). <see cref="TrimIfSlackAbove"/> trims only when
 /// the free heap exceeds a bound, so short runs pay nothing. Nothing is changed process-wide (unlike
-/// <see cref="TorchRuntime.TuneAllocator"/>, whose choice to keep freed memory is respected: no trimming then).
+/// <see cref="TorchRuntime.TuneAllocator"/>'s keep-all mode, whose choice to keep freed memory is respected: no trimming then).
 /// No-op off glibc.
 /// </summary>
 internal static class NativeHeap
@@ -34,11 +34,11 @@ internal static class NativeHeap
 
     /// <summary>
     /// Calls <c>malloc_trim(0)</c> when the allocator holds more than <paramref name="bytes"/> free (and allocator tuning
-    /// is off). Returns true when it trimmed.
+    /// is not keep-all). Returns true when it trimmed.
     /// </summary>
     public static bool TrimIfSlackAbove(long bytes)
     {
-        if (TorchRuntime.AllocatorTuned) return false;
+        if (TorchRuntime.AllocatorKeepsAll) return false;
         long free = FreeHeldBytes();
         if (free <= bytes) return false;
         malloc_trim(0);
