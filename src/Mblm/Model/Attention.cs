@@ -63,7 +63,8 @@ public sealed class Attention : nn.Module
     internal static Tensor Attend(Tensor q, Tensor k, Tensor v, double dropout, bool causal, long explicitMaxLength = ExplicitAttentionMaxLength)
     {
         long s = q.size(2);
-        if (s > explicitMaxLength || dropout > 0 || q.device.type != DeviceType.CPU)
+        // fp32 on the CPU only: the fused kernel accumulates low-precision inputs in fp32, the explicit path would not
+        if (s > explicitMaxLength || dropout > 0 || q.device.type != DeviceType.CPU || q.dtype != ScalarType.Float32)
             return nn.functional.scaled_dot_product_attention(q, k, v, p: dropout, is_casual: causal);
         using var scope = NewDisposeScope();
         var scores = matmul(q, k.transpose(-2, -1)).mul_(1.0 / Math.Sqrt(q.size(-1)));

@@ -98,7 +98,7 @@ public sealed class TransformerStage : StageModel
             c.PreviousAttentionInput[i].copy_(x[.., -1, ..]);
             var (q, k, v) = layer.Attention.Project(TokenShift(x), angles);
             c.Kv[i].Write(k, v, 0);
-            x = layer.Attention.Merge(nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true)) + x;
+            x = layer.Attention.Merge(Attention.Attend(q, k, v, 0.0, causal: true)) + x;
             c.PreviousFeedForwardInput[i].copy_(x[.., -1, ..]);
             x = layer.FeedForward.forward(TokenShift(x)) + x;
         }
