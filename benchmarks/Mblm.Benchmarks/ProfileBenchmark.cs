@@ -86,6 +86,16 @@ internal static class ProfileBenchmark
             Console.WriteLine($"| {kind.Key} | {f:F1} | {b:F1} | {f + b:F1} | {(f + b) / profMs:P1} | {(g > 0 ? $"{g / 1e9:F2}" : "")} | " +
                               $"{(g > 0 ? $"{g / 1e9 / ((f + b) / 1000):F0}" : "")} |");
         }
+        Console.WriteLine();
+        Console.WriteLine("| stage | fwd ms | bwd ms | total ms | % | matmul GFLOP |");
+        Console.WriteLine("| --- | --- | --- | --- | --- | --- |");
+        foreach (var stage in regions.GroupBy(r => Order(r).Item1).OrderBy(g => g.Key))
+        {
+            double f = stage.Sum(r => Stats.Median(fwd.Select(d => d.GetValueOrDefault(r))));
+            double b = stage.Sum(r => Stats.Median(bwd.Select(d => d.GetValueOrDefault(r))));
+            double g = stage.Sum(r => flops.GetValueOrDefault(r));
+            Console.WriteLine($"| {(stage.Key == 99 ? "head and loss" : $"stage {stage.Key}")} | {f:F1} | {b:F1} | {f + b:F1} | {(f + b) / profMs:P1} | {g / 1e9:F2} |");
+        }
         double total = TrainStepBenchmark.StepFlops(config, batch, length);
         Console.WriteLine($"model matmul FLOPs per step {total / 1e9:F1} G → {total / 1e9 / (plainMs / 1000):F1} GFLOP/s on the plain step " +
                           $"= {total / 1e9 / (plainMs / 1000) / matmul:P1} of the 2048² matmul rate");
