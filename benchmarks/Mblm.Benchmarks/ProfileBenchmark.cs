@@ -15,14 +15,9 @@ internal static class ProfileBenchmark
 {
     public static void Run(Options o)
     {
-        string path = o.Str("config", "examples/configs/p1-2d-tt.yaml");
-        int batch = o.Int("batch", 4), length = o.Int("length", 2048), steps = o.Int("steps", 9), warmup = o.Int("warmup", 2);
-        var config = ConfigReader.LoadModel(path);
-        manual_seed(0);
-        var model = new MblmModel(config);
-        model.train();
-        var optimizer = optim.Adam(model.parameters(), lr: 1e-3, beta1: 0.9, beta2: 0.95);
-        var ids = randint(0, 256, new long[] { batch, length }, generator: new Generator(1234));
+        var (path, config, model, optimizer, ids) = TrainStepBenchmark.Setup(o);
+        long batch = ids.size(0), length = ids.size(1);
+        int steps = o.Int("steps", 9), warmup = o.Int("warmup", 2);
         var tiny = randint(0, 256, new long[] { 1, config.PatchSize }, generator: new Generator(1234));
 
         var plain = new List<double>(); var profiled = new List<double>(); var floor = new List<double>();
@@ -43,7 +38,7 @@ internal static class ProfileBenchmark
             fwd.Add(rec.ForwardMs); bwd.Add(rec.BackwardMs); phases.Add(ph);
         }
 
-        double matmul = MatmulGflops();
+        double matmul = TrainStepBenchmark.MatmulGflops();
         double plainMs = Stats.Median(plain), profMs = Stats.Median(profiled), floorMs = Stats.Median(floor);
         Console.WriteLine($"config {Path.GetFileNameWithoutExtension(path)}: {config.CountParameters():N0} params, batch {batch} x {length} bytes, " +
                           $"{steps} steps after {warmup} warm-up; medians");
@@ -149,13 +144,10 @@ internal static class ProfileBenchmark
     {
         var d = new Dictionary<string, double>();
         int n = c.NumStages;
-        long q = c.PatchSize, padded = (length + q - 1) / q * q;
         for (int s = 0; s < n; s++)
         {
-            long unit = c.SeqLens.Skip(s + 1).Aggregate(1L, (a, p) => a * p);
-            long units = batch * padded / unit;
-            long seq = s == 0 ? padded / unit : c.SeqLens[s];
-            long rows = units / seq, positions = units + rows, dim = c.HiddenDims[s];
+            var (unit, units, seq, rows, positions) = TrainStepBenchmark.StageShape(c, s, batch, length);
+            long dim = c.HiddenDims[s];
             if (c.Blocks[s] is TransformerBlockConfig t)
             {
                 long inner = t.AttnHeadDims * t.AttnNumHeads, layers = c.NumLayers[s];
@@ -168,17 +160,7 @@ internal static class ProfileBenchmark
             if (s < n - 1) d[$"s{s}.input"] = 3 * 2.0 * unit * c.HiddenDims[n - 1] * dim * units;   // patch embedder projection
             if (s < n - 1) d[$"s{s}.next-stage-proj"] = 3 * 2.0 * dim * c.SeqLens[s + 1] * c.HiddenDims[s + 1] * units;
         }
-        d["head"] = 3 * 2.0 * c.HiddenDims[n - 1] * c.NumTokens * batch * padded;
+        d["head"] = 3 * 2.0 * c.HiddenDims[n - 1] * c.NumTokens * batch * TrainStepBenchmark.Padded(c, length);
         return d;
-    }
-
-    private static double MatmulGflops()
-    {
-        using var scope = NewDisposeScope();
-        var a = randn(2048, 2048);
-        var b = randn(2048, 2048);
-        matmul(a, b);
-        var times = Enumerable.Range(0, 5).Select(_ => Stats.TimeMs(() => matmul(a, b).Dispose())).ToList();
-        return 2.0 * 2048 * 2048 * 2048 / (Stats.Median(times) / 1000) / 1e9;
     }
 }

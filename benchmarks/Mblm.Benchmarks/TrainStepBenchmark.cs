@@ -17,15 +17,9 @@ internal static class TrainStepBenchmark
 
     public static void Run(Options o)
     {
-        string path = o.Str("config", "examples/configs/p1-2d-tt.yaml");
-        int batch = o.Int("batch", 4), length = o.Int("length", 2048), steps = o.Int("steps", 15), warmup = o.Int("warmup", 2);
-        var config = ConfigReader.LoadModel(path);
-        manual_seed(0);
-        var model = new MblmModel(config);
-        model.train();
-        var optimizer = optim.Adam(model.parameters(), lr: 1e-3, beta1: 0.9, beta2: 0.95);
-        var gen = new Generator(1234);
-        var ids = randint(0, 256, new long[] { batch, length }, generator: gen);
+        var (path, config, model, optimizer, ids) = Setup(o);
+        long batch = ids.size(0), length = ids.size(1);
+        int steps = o.Int("steps", 15), warmup = o.Int("warmup", 2);
         var fwd = new List<double>(); var bwd = new List<double>(); var opt = new List<double>(); var total = new List<double>();
         var losses = new List<float>();
         double loadAtStart = Stats.LoadAverage();
@@ -73,15 +67,9 @@ internal static class TrainStepBenchmark
     {
         int n = c.NumStages;
         double forward = 0;
-        long q = c.PatchSize;
-        long padded = (length + q - 1) / q * q;
         for (int s = 0; s < n; s++)
         {
-            long unit = c.SeqLens.Skip(s + 1).Aggregate(1L, (a, p) => a * p);
-            long units = batch * padded / unit;                       // positions of stage s (without start tokens)
-            long seq = s == 0 ? padded / unit : c.SeqLens[s];
-            long rows = units / seq;
-            long positions = units + rows;                            // + one start token per row
+            var (unit, units, seq, rows, positions) = StageShape(c, s, batch, length);
             long dim = c.HiddenDims[s];
             long layerParams = c.Blocks[s].CountParameters(dim, c.NumLayers[s]);
             forward += 2.0 * layerParams * positions;
@@ -93,11 +81,46 @@ internal static class TrainStepBenchmark
                 forward += 2.0 * dim * c.SeqLens[s + 1] * c.HiddenDims[s + 1] * units;     // next-stage projection
             }
         }
-        forward += 2.0 * c.HiddenDims[n - 1] * c.NumTokens * batch * padded;                // LM head
+        forward += 2.0 * c.HiddenDims[n - 1] * c.NumTokens * batch * Padded(c, length);     // LM head
         return 3 * forward;
     }
 
-    private static double MatmulGflops()
+    /// <summary>The input length rounded up to whole top-level patches.</summary>
+    internal static long Padded(MblmConfig c, long length) => (length + c.PatchSize - 1) / c.PatchSize * c.PatchSize;
+
+    /// <summary>
+    /// Stage <paramref name="s"/>'s shape for a batch: bytes per unit, units (positions without start tokens), row length,
+    /// rows, and positions including one start token per row.
+    /// </summary>
+    internal static (long Unit, long Units, long Seq, long Rows, long Positions) StageShape(MblmConfig c, int s, long batch, long length)
+    {
+        long padded = Padded(c, length);
+        long unit = c.SeqLens.Skip(s + 1).Aggregate(1L, (a, p) => a * p);
+        long units = batch * padded / unit;
+        long seq = s == 0 ? padded / unit : c.SeqLens[s];
+        long rows = units / seq;
+        return (unit, units, seq, rows, units + rows);
+    }
+
+    /// <summary>
+    /// reference-perf.md §3's set-up: the config (<c>--config</c>, P1 by default), the model seeded with 0 in training mode,
+    /// Adam(1e-3, β 0.9/0.95), and uniform random bytes (<c>--batch</c> × <c>--length</c>, generator seed 1234).
+    /// </summary>
+    internal static (string Path, MblmConfig Config, MblmModel Model, optim.Optimizer Optimizer, Tensor Ids) Setup(Options o)
+    {
+        string path = o.Str("config", "examples/configs/p1-2d-tt.yaml");
+        int batch = o.Int("batch", 4), length = o.Int("length", 2048);
+        var config = ConfigReader.LoadModel(path);
+        manual_seed(0);
+        var model = new MblmModel(config);
+        model.train();
+        var optimizer = optim.Adam(model.parameters(), lr: 1e-3, beta1: 0.9, beta2: 0.95);
+        var ids = randint(0, 256, new long[] { batch, length }, generator: new Generator(1234));
+        return (path, config, model, optimizer, ids);
+    }
+
+    /// <summary>GFLOP/s of a 2048² fp32 matmul on this machine now (median of 5 after one warm-up).</summary>
+    internal static double MatmulGflops()
     {
         using var scope = NewDisposeScope();
         var a = randn(2048, 2048);
