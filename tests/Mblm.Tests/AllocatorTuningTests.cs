@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace Mblm.Tests;
 
 /// <summary>The <c>mblm</c> tool applies the allocator tuning MBLM_MALLOC_TUNING asks for (bounded by default) and refuses unknown values.</summary>
@@ -29,17 +27,6 @@ public sealed class AllocatorTuningTests
         Assert.IsFalse(stderr.Contains("   at "), "no stack trace");
     }
 
-    private static (int Code, string Stdout, string Stderr) Cli(string? tuning, params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Mblm.Cli.dll"));
-        foreach (string a in args) psi.ArgumentList.Add(a);
-        if (tuning is null) psi.Environment.Remove("MBLM_MALLOC_TUNING");
-        else psi.Environment["MBLM_MALLOC_TUNING"] = tuning;
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        string stderr = p.StandardError.ReadToEnd();
-        if (!p.WaitForExit(120_000)) { p.Kill(true); Assert.Fail($"mblm {string.Join(' ', args)} did not finish in 120 s"); }
-        return (p.ExitCode, stdout.Result, stderr);
-    }
+    private static (int Code, string Stdout, string Stderr) Cli(string? tuning, params string[] args) =>
+        CliTests.MblmProcess(AppContext.BaseDirectory, new Dictionary<string, string?> { ["MBLM_MALLOC_TUNING"] = tuning }, args);
 }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Mblm.Cli;
@@ -14,6 +15,26 @@ public sealed class CliTests
         var stderr = new StringWriter();
         int code = Program.Run(args, stdout, stderr);
         return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    /// <summary>
+    /// The tool in a fresh process (<c>dotnet APPDIR/Mblm.Cli.dll args</c>), for what is process-wide: libtorch loading,
+    /// allocator settings, loading a saved file from nothing. <paramref name="environment"/> sets variables; a null value
+    /// removes one. Fails the test after 120 s.
+    /// </summary>
+    internal static (int Code, string Out, string Err) MblmProcess(string appDir, IReadOnlyDictionary<string, string?> environment, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(Path.Combine(appDir, "Mblm.Cli.dll"));
+        foreach (string a in args) psi.ArgumentList.Add(a);
+        foreach (var (name, value) in environment)
+            if (value is null) psi.Environment.Remove(name);
+            else psi.Environment[name] = value;
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        string stderr = p.StandardError.ReadToEnd();
+        if (!p.WaitForExit(120_000)) { p.Kill(true); Assert.Fail($"mblm {string.Join(' ', args)} did not finish in 120 s"); }
+        return (p.ExitCode, stdout.Result, stderr);
     }
 
     private static string LastLine(string text) => text.TrimEnd().Split('\n').Last();

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using Mblm.Native;
 
@@ -117,17 +116,6 @@ public sealed class LibTorchLocationTests
         return dir;
     }
 
-    private static (int Code, string Stdout, string Stderr) Cli(string appDir, string libtorchDir, params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(Path.Combine(appDir, "Mblm.Cli.dll"));
-        foreach (string a in args) psi.ArgumentList.Add(a);
-        psi.Environment[LibTorchLocation.DirectoryVariable] = libtorchDir;
-        psi.Environment.Remove("LD_LIBRARY_PATH");
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        string stderr = p.StandardError.ReadToEnd();
-        if (!p.WaitForExit(120_000)) { p.Kill(true); Assert.Fail($"mblm {string.Join(' ', args)} did not finish in 120 s"); }
-        return (p.ExitCode, stdout.Result, stderr);
-    }
+    private static (int Code, string Stdout, string Stderr) Cli(string appDir, string libtorchDir, params string[] args) =>
+        CliTests.MblmProcess(appDir, new Dictionary<string, string?> { [LibTorchLocation.DirectoryVariable] = libtorchDir, ["LD_LIBRARY_PATH"] = null }, args);
 }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.IO.Compression;
 using System.Text.Json;
@@ -76,13 +75,9 @@ public sealed class MLNetPersistenceTests
 
             // A new process: the mblm tool loads the file and prints the same numbers.
             File.WriteAllLines(rowsFile, rows);
-            string cli = Path.Combine(AppContext.BaseDirectory, "Mblm.Cli.dll");
-            var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var a in new[] { cli, "predict", "--model", path, "--input-file", rowsFile }) psi.ArgumentList.Add(a);
-            using var proc = Process.Start(psi)!;
-            string stdout = proc.StandardOutput.ReadToEnd(), stderr = proc.StandardError.ReadToEnd();
-            proc.WaitForExit();
-            Assert.AreEqual(0, proc.ExitCode, stderr);
+            var (code, stdout, stderr) = CliTests.MblmProcess(AppContext.BaseDirectory, new Dictionary<string, string?>(),
+                "predict", "--model", path, "--input-file", rowsFile);
+            Assert.AreEqual(0, code, stderr);
             var lines = stdout.Trim().Split('\n');
             Assert.AreEqual(rows.Length, lines.Length, stdout);
             for (int i = 0; i < rows.Length; i++)
