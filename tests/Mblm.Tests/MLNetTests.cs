@@ -61,6 +61,20 @@ public sealed class MLNetTests
         ScoringBatchSize = 4,
     };
 
+    /// <summary>
+    /// A language-model pipeline over <see cref="Corpus"/> with <paramref name="config"/> (2 steps), saved to a new temp
+    /// file whose path is returned (the caller deletes it): a source for <c>TransferFrom</c>.
+    /// </summary>
+    internal static string SaveTinyLanguageModel(MblmConfig config)
+    {
+        var ml = new MLContext(seed: 1);
+        var text = Data(ml, Corpus);
+        string path = Path.Combine(Path.GetTempPath(), $"mblm-lm-{Guid.NewGuid():N}.zip");
+        using (var lm = ml.Mblm().LanguageModel(TinyOptions(0) with { ModelConfig = config, MaxSteps = 2 }).Fit(text))
+            ml.Mblm().SaveModel(lm, text.Schema, path);
+        return path;
+    }
+
     private static IDataView Data(MLContext ml, IEnumerable<string> rows) => ml.Data.LoadFromEnumerable(rows.Select(t => new TextRow { Text = t }).ToList());
 
     /// <summary>One model fitted once for the read-only tests.</summary>

@@ -268,13 +268,9 @@ public sealed class VisionTests
     [TestMethod]
     public void AnswerClassifier_TransfersFromASavedLanguageModel()
     {
-        var ml = new MLContext(seed: 1);
-        var text = ml.Data.LoadFromEnumerable(MLNetTests.Corpus.Select(t => new TextRow { Text = t }));
-        string path = Path.Combine(Path.GetTempPath(), $"mblm-lm-{Guid.NewGuid():N}.zip");
+        string path = MLNetTests.SaveTinyLanguageModel(TinyVqa with { NumTokens = 257 });
         try
         {
-            using (var lm = ml.Mblm().LanguageModel(MLNetTests.TinyOptions(0) with { ModelConfig = TinyVqa with { NumTokens = 257 }, MaxSteps = 2 }).Fit(text))
-                ml.Mblm().SaveModel(lm, text.Schema, path);
             var logs = new List<string>();
             var (ml2, train, _, pipeline) = Setup(TinyOptions with { TransferFrom = path, MaxSteps = 1 });
             ml2.Log += (_, e) => { lock (logs) logs.Add(e.Message); };
