@@ -4,6 +4,7 @@ using Mblm.Model;
 using Mblm.Training;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
 
 namespace Mblm.MLNet;
 
@@ -152,6 +153,37 @@ internal static class LabelColumn
         VBuffer<ReadOnlyMemory<char>> values = default;
         label.GetKeyValues(ref values);
         return values.DenseValues().Select(v => v.ToString()).ToArray();
+    }
+
+    /// <summary>
+    /// One training sample per row whose label is a known key (1..<paramref name="classCount"/>):
+    /// <paramref name="open"/> makes, for the cursor over <paramref name="columns"/>, the function from a row's key to its
+    /// sample. Rows without a label are skipped and counted in a warning (<paramref name="what"/> names the trainer); no
+    /// labeled row at all is an error naming the label column. Also returns the longest sample and its row.
+    /// </summary>
+    public static (List<ByteSample> Samples, long Longest, long LongestRow) ReadSamples(IDataView input, DataViewSchema.Column[] columns,
+        DataViewSchema.Column label, int classCount, Func<DataViewRowCursor, Func<uint, ByteSample>> open, IChannel ch, string what)
+    {
+        var samples = new List<ByteSample>();
+        long unlabeled = 0, longest = 0, longestRow = 0, row = -1;
+        using (var cursor = input.GetRowCursor(columns))
+        {
+            var sampleOf = open(cursor);
+            var labelGetter = cursor.GetGetter<uint>(label);
+            uint key = 0;
+            while (cursor.MoveNext())
+            {
+                row++;
+                labelGetter(ref key);
+                if (key == 0 || key > classCount) { unlabeled++; continue; }
+                var sample = sampleOf(key);
+                if (sample.Ids.Length > longest) (longest, longestRow) = (sample.Ids.Length, row);
+                samples.Add(sample);
+            }
+        }
+        if (samples.Count == 0) throw new ArgumentException($"no training rows with a label in column '{label.Name}'", nameof(input));
+        if (unlabeled > 0) ch.Warning(MessageSensitivity.None, $"{what}: {unlabeled} rows without a label were skipped");
+        return (samples, longest, longestRow);
     }
 
     private sealed class Outputs

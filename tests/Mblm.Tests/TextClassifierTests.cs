@@ -184,6 +184,23 @@ public sealed class TextClassifierTests
     }
 
     [TestMethod]
+    public void RowsWithoutALabel_AreSkippedWithAWarning_AndNoLabelledRowAtAllIsAnError()
+    {
+        var ml = new MLContext(seed: 1);
+        var logs = new List<string>();
+        ml.Log += (_, e) => { lock (logs) logs.Add(e.Message); };
+        var labelled = Rows(16, seed: 3);
+        var keys = ml.Transforms.Conversion.MapValueToKey("Label", "Kind").Fit(ml.Data.LoadFromEnumerable(labelled));
+        // rows whose Kind the key map has never seen get key 0: no label
+        var unknown = labelled.Take(3).Select(r => new LabelledText { Text = r.Text, Kind = "unheard-of" }).ToArray();
+        var trainer = ml.MulticlassClassification.Trainers.MblmTextClassifier(TinyOptions with { MaxSteps = 1 });
+        using (var model = (IDisposable)trainer.Fit(keys.Transform(ml.Data.LoadFromEnumerable(labelled.Concat(unknown)))))
+            Assert.IsTrue(logs.Any(l => l.Contains("MBLM text: 3 rows without a label were skipped")), string.Join("\n", logs.Where(l => l.Contains("MBLM"))));
+        var e = Assert.ThrowsExactly<ArgumentException>(() => trainer.Fit(keys.Transform(ml.Data.LoadFromEnumerable(unknown))));
+        StringAssert.Contains(e.Message, "no training rows with a label in column 'Label'");
+    }
+
+    [TestMethod]
     public void TransfersFromASavedLanguageModel()
     {
         var ml = new MLContext(seed: 1);

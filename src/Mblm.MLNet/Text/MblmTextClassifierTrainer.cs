@@ -132,29 +132,18 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
         var label = LabelColumn.Check(input.Schema, o.LabelColumnName);
         var classes = LabelColumn.KeyValues(label);
         var segments = classes.Select(c => VqaLayout.Answer(VqaLayout.Utf8(c))).ToArray();
-        var samples = new List<ByteSample>();
         var rows = new List<(byte[] Text, long[] Class)>();
-        long unlabeled = 0, longest = 0, longestRow = 0, row = -1, tokens = 0;
-        using (var cursor = input.GetRowCursor(new[] { text, label }))
+        var (samples, longest, longestRow) = LabelColumn.ReadSamples(input, new[] { text, label }, label, classes.Length, cursor =>
         {
             var read = ByteColumn.Reader(cursor, text);
-            var labelGetter = cursor.GetGetter<uint>(label);
-            uint key = 0;
-            while (cursor.MoveNext())
+            return key =>
             {
-                row++;
-                labelGetter(ref key);
-                if (key == 0 || key > classes.Length) { unlabeled++; continue; }
                 var bytes = read();
-                var sample = TextClassifierLayout.Sample(bytes, segments[key - 1], o.Alignment, (float)o.TextLossWeight);
                 rows.Add((bytes, segments[key - 1]));
-                if (sample.Ids.Length > longest) (longest, longestRow) = (sample.Ids.Length, row);
-                tokens += sample.Ids.Length;
-                samples.Add(sample);
-            }
-        }
-        if (samples.Count == 0) throw new ArgumentException($"no training rows with a label in column '{o.LabelColumnName}'", nameof(input));
-        if (unlabeled > 0) ch.Warning(MessageSensitivity.None, $"MBLM text: {unlabeled} rows without a label were skipped");
+                return TextClassifierLayout.Sample(bytes, segments[key - 1], o.Alignment, (float)o.TextLossWeight);
+            };
+        }, ch, "MBLM text");
+        long tokens = samples.Sum(s => (long)s.Ids.Length);
         ISampleSource train = o.RandomSpans
             ? new RandomSpanSource(rows, samples, r => TextClassifierLayout.Sample(r.Text, r.Class, o.Alignment, (float)o.TextLossWeight), Seed)
             : new ListSource(samples);

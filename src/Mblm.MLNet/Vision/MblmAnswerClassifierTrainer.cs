@@ -107,26 +107,16 @@ public sealed class MblmAnswerClassifierTrainer : MblmTrainerBase<MblmAnswerClas
         var (image, question, label) = VqaColumns.Check(input.Schema, o);
         var answers = LabelColumn.KeyValues(label);
         var reader = new VqaRowReader(o.ImageOptions);
-        var samples = new List<ByteSample>();
-        long unlabeled = 0, longest = 0, longestRow = 0, row = -1;
-        using (var cursor = input.GetRowCursor(new[] { image, question, label }))
+        var (samples, longest, longestRow) = LabelColumn.ReadSamples(input, new[] { image, question, label }, label, answers.Length, cursor =>
         {
             var read = reader.Reader(cursor, image, question);
-            var labelGetter = cursor.GetGetter<uint>(label);
-            uint key = 0;
-            while (cursor.MoveNext())
+            return key =>
             {
-                row++;
-                labelGetter(ref key);
-                if (key == 0 || key > answers.Length) { unlabeled++; continue; }
                 var (q, img) = read();
                 var (ids, mask) = VqaLayout.Sample(q, img, VqaLayout.Utf8(answers[key - 1]));
-                if (ids.Length > longest) (longest, longestRow) = (ids.Length, row);
-                samples.Add(new ByteSample(ids, mask));
-            }
-        }
-        if (samples.Count == 0) throw new ArgumentException($"no training rows with a label in column '{o.LabelColumnName}'", nameof(input));
-        if (unlabeled > 0) ch.Warning(MessageSensitivity.None, $"MBLM VQA: {unlabeled} rows without a label were skipped");
+                return new ByteSample(ids, mask);
+            };
+        }, ch, "MBLM VQA");
         return new AnswerTrainingSet(new ListSource(samples), samples.Sum(s => (long)s.Ids.Length),
             $"{samples.Count} samples (longest {longest} tokens), {answers.Length} answers", answers)
         {
