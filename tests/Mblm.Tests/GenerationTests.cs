@@ -18,6 +18,7 @@ public sealed class GenerationTests
         ["2 stages T,T", Cfg([16, 8], [10, 4], [T(), T()])],
         ["2 stages S,T", Cfg([16, 8], [10, 4], [S(), T()])],
         ["2 stages T,S", Cfg([16, 8], [10, 4], [T(), S()])],
+        ["2 stages T,T without rotary", Cfg([16, 8], [10, 4], [T(rot: false), T(rot: false)])],
         ["2 stages S,S rope", Cfg([16, 8], [10, 4], [S(pos: PosEmbType.Rope), S(pos: PosEmbType.Fixed)])],
         ["3 stages T,T,T", Cfg([24, 16, 8], [5, 3, 2], [T(), T(pos: PosEmbType.Rope), T()], layers: [2, 1, 1])],
         ["3 stages S,T,S", Cfg([24, 16, 8], [5, 3, 2], [S(), T(), S()], layers: [1, 2, 1])],
