@@ -45,7 +45,7 @@ public sealed class CliTests
     [DataRow("v3_s2")]
     public void Forward_ReproducesGoldenCase(string caseName)
     {
-        string dir = TestData.Shared("golden", caseName);
+        string dir = TestData.Golden(caseName);
         string logitsOut = Path.Combine(Path.GetTempPath(), $"mblm-cli-{Guid.NewGuid():N}.bin");
         try
         {
@@ -81,7 +81,7 @@ public sealed class CliTests
     [DataRow("clevr_7mi_360m_1d_s_ft.yaml", 356_980_000L)]
     public void Info_ReportsReferenceParameterCounts(string file, long approx)
     {
-        var (code, output, err) = Mblm("info", "--config", TestData.Shared("reference", "configs", file));
+        var (code, output, err) = Mblm("info", "--config", TestData.ReferenceConfig(file));
         Assert.AreEqual(0, code, err);
         using var json = JsonDocument.Parse(LastLine(output));
         long count = json.RootElement.GetProperty("parameters").GetInt64();

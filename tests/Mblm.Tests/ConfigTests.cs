@@ -13,7 +13,7 @@ public sealed class ConfigTests
     [DataRow("clevr_7mi_360m_1d_s_ft.yaml", 0L, 1, "mamba2")]
     public void ShippedReferenceConfigs_LoadUnchanged(string file, long exactParams, int stages, string blockTypes)
     {
-        var loaded = ConfigReader.LoadFile(TestData.Shared("reference", "configs", file));
+        var loaded = ConfigReader.LoadFile(TestData.ReferenceConfig(file));
         Assert.AreEqual(stages, loaded.Model.NumStages);
         Assert.AreEqual(blockTypes, string.Join(",", loaded.Model.Blocks.Select(b => b.BlockType)));
         Assert.IsNotNull(loaded.InputSeqLen);
@@ -29,14 +29,14 @@ public sealed class ConfigTests
     [DataRow("clevr_7mi_360m_1d_s_ft.yaml", 356.98)]
     public void ShippedReferenceConfigs_ParameterCountsAsComputedInMblmMd(string file, double millions)
     {
-        var model = ConfigReader.LoadModel(TestData.Shared("reference", "configs", file));
+        var model = ConfigReader.LoadModel(TestData.ReferenceConfig(file));
         Assert.AreEqual(millions, Math.Round(model.CountParameters() / 1e6, 2), 1e-9);
     }
 
     [TestMethod]
     public void TrainingYaml_UnderscoredAnd64BitIntegers()
     {
-        var file = ConfigReader.LoadFile(TestData.Shared("reference", "configs", "pg19_200bb_360m_3d_stt.yaml"));
+        var file = ConfigReader.LoadFile(TestData.ReferenceConfig("pg19_200bb_360m_3d_stt.yaml"));
         Assert.AreEqual(1_048_576L, file.InputSeqLen);
         Assert.AreEqual(200_000_000_000L, file.Train!.TargetElements);
         Assert.AreEqual(48, file.Train.GradientAccumulateEvery);

@@ -22,7 +22,7 @@ public sealed class ExternalTests
     public void GoldenForward_OnCuda_EqualsTheReference(string caseName)
     {
         Assert.IsTrue(cuda.is_available(), "CUDA is not available: this test needs a GPU (category gpu)");
-        string dir = TestData.Shared("golden", caseName);
+        string dir = TestData.Golden(caseName);
         using var scope = NewDisposeScope();
         var model = new MblmModel(ConfigReader.LoadModel(Path.Combine(dir, "config.json")));
         ModelWeights.Load(model, Path.Combine(dir, "weights.safetensors"));

@@ -56,7 +56,7 @@ public sealed class GenerationTests
     [DataRow("v3_s2")]
     public void GoldenGreedyContinuation_Matches(string caseName)
     {
-        string dir = Shared("golden", caseName);
+        string dir = TestData.Golden(caseName);
         using var scope = NewDisposeScope();
         var model = new MblmModel(ConfigReader.LoadModel(Path.Combine(dir, "config.json")));
         ModelWeights.Load(model, Path.Combine(dir, "weights.safetensors"));

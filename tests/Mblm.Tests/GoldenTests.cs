@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 
 namespace Mblm.Tests;
 
-/// <summary>The reference-generated golden cases in ../shared/golden (tolerances from its README).</summary>
+/// <summary>The reference-generated golden cases committed under Golden/reference (tolerances from the golden set's notes).</summary>
 [TestClass]
 public sealed class GoldenTests
 {
@@ -17,7 +17,7 @@ public sealed class GoldenTests
     [DataRow("v3_s2")]
     public void Golden_MatchesReference(string caseName)
     {
-        string dir = TestData.Shared("golden", caseName);
+        string dir = TestData.Golden(caseName);
         var config = ConfigReader.LoadModel(Path.Combine(dir, "config.json"));
         using var expected = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")));
         var exp = expected.RootElement;

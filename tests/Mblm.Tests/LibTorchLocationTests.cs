@@ -55,7 +55,7 @@ public sealed class LibTorchLocationTests
     [TestMethod]
     public void Forward_OnTheOutsideLibTorch_ReproducesTheGoldenLoss()
     {
-        string dir = TestData.Shared("golden", "v1_t2");
+        string dir = TestData.Golden("v1_t2");
         var (code, stdout, stderr) = Cli(_app, _libtorch, "forward", "--config", Path.Combine(dir, "config.json"),
             "--weights", Path.Combine(dir, "weights.safetensors"), "--input", Path.Combine(dir, "input.json"));
         Assert.AreEqual(0, code, stderr);

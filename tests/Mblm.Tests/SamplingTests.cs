@@ -110,7 +110,7 @@ public sealed class SamplingTests
     [TestMethod]
     public void CliGenerate_PromptIdsToIdsOut_ReproducesGoldenGreedy()
     {
-        string dir = Shared("golden", "v1_t2");
+        string dir = TestData.Golden("v1_t2");
         using var expected = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")));
         var greedy = expected.RootElement.GetProperty("greedy");
         int n = greedy.GetProperty("prompt_len").GetInt32();

@@ -7,12 +7,13 @@ using static TorchSharp.torch;
 
 namespace Mblm.Tests;
 
-/// <summary>Locates the repository and the read-only ../shared folder (golden vectors, reference configs).</summary>
+/// <summary>Locates the repository and the test data committed with it (reference golden vectors and configs).</summary>
 internal static class TestData
 {
     public static string RepoRoot { get; } = FindRepoRoot();
 
-    /// <summary>../shared beside the checkout, or $MBLM_SHARED; null when absent.</summary>
+    /// <summary>../shared beside the checkout, or $MBLM_SHARED; null when absent. Only the opt-in
+    /// <c>reference-harness</c> tests need it: every other test reads data committed under <c>tests/Mblm.Tests/Golden</c>.</summary>
     public static string? SharedDir
     {
         get
@@ -23,16 +24,15 @@ internal static class TestData
         }
     }
 
-    /// <summary>A folder under ../shared, or an inconclusive test result with a clear message.</summary>
-    public static string Shared(params string[] parts)
-    {
-        string? shared = SharedDir;
-        if (shared is null)
-            Assert.Inconclusive($"../shared is not present beside the checkout ({Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared"))}); set MBLM_SHARED to run tests that read golden vectors or reference configs");
-        string path = Path.Combine(new[] { shared! }.Concat(parts).ToArray());
-        if (!File.Exists(path) && !Directory.Exists(path)) Assert.Inconclusive($"{path} is not present");
-        return path;
-    }
+    /// <summary>A case folder of the reference's golden vectors (<c>Golden/reference/{name}</c>, copied next to the test assembly).</summary>
+    public static string Golden(string caseName) => Existing(Path.Combine(AppContext.BaseDirectory, "Golden", "reference", caseName));
+
+    /// <summary>One of the reference's five shipped training configs (<c>Golden/reference-configs/{file}</c>).</summary>
+    public static string ReferenceConfig(string file) => Existing(Path.Combine(AppContext.BaseDirectory, "Golden", "reference-configs", file));
+
+    private static string Existing(string path) =>
+        File.Exists(path) || Directory.Exists(path) ? path
+            : throw new FileNotFoundException($"committed test data is missing: {path} (tests/Mblm.Tests/Golden is copied to the test output by the build)", path);
 
     private static string FindRepoRoot()
     {
