@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using Mblm.Config;
 using Mblm.MLNet;
+using Mblm.MLNet.LanguageModel;
 using Mblm.Model;
 using Mblm.Training;
 using Microsoft.ML;

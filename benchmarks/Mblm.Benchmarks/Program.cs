@@ -16,10 +16,6 @@ using Mblm.Native;
 //   long-context [--context 1048576] [--stages 1|2|3] [--chunks 4,8|none] [--breakdown]   (memory per phase: MemoryPhases.cs)
 //   contention [--steps 6] [--warmup 2] [--reps 2] [--competitors N] [--extra "GOMP_SPINCOUNT=1000;OMP_WAIT_POLICY=ACTIVE"]
 //              (P1 step quiet vs with N busy-loop processes, per OpenMP setting, fresh processes)
-//   fuzz       [--seed 1] [--per-format 1000] [--timeout-s 30] [--budget 1G] [--formats safetensors,config-json,config-yaml,pipeline,checkpoint]
-//              [--cli] [--cli-path PATH] [--from I --count K] [--jobs N] [--batch 100] [--kill-rss 8G] [--seeds DIR] [--work DIR] [--keep] [--verbose]
-//              seeded mutations of every loader's input, run in child processes (FuzzCommand.cs); exit 1 on any crash, hang,
-//              other exception or over-budget attempt. One attempt: --formats F --seed S --from I --count 1 (prints details).
 //   transfer   [--seeds 3] [--pretrain-steps 600] [--scenes 400] [--epochs 4] [--shared ../shared] [--keep-lm LM.zip]
 //              text-pretrained LM → VQA answer classifier (and text classifier), with and without transfer, over seeds
 //   soak       [--predictions 10000] [--warmup 500]   RSS and live tensors over many predictions (SoakBenchmark.cs)
@@ -29,7 +25,6 @@ bool tuned = TorchRuntime.TuneAllocator(tuning);
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 var opts = Options.Parse(args.Skip(1).ToArray());
-if (args.FirstOrDefault() == "fuzz-worker") return FuzzCommand.Worker(opts);
 Console.WriteLine($"# {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, torch threads {TorchSharp.torch.get_num_threads()}, " +
                   $"load avg {File.ReadAllText("/proc/loadavg").Split(' ')[0]}, " +
                   $"allocator tuning {(tuned ? tuning.ToString() : "none")}, OpenMP defaults applied: {(TorchRuntime.AppliedThreadingDefaults.Count == 0 ? "none" : string.Join(" ", TorchRuntime.AppliedThreadingDefaults))}");
@@ -45,36 +40,15 @@ switch (args.FirstOrDefault())
     case "generation": GenerationBenchmark.Run(opts); break;
     case "mlnet": MLNetBenchmark.Run(opts); break;
     case "contention": ContentionBenchmark.Run(opts); break;
-    case "fuzz": return FuzzCommand.Run(opts);
     case "soak": return SoakBenchmark.Run(opts);
     default:
-        Console.Error.WriteLine("benchmarks: train-step | profile | compare | transfer | mamba | mamba-profile | generation | mlnet | long-context | contention | fuzz | soak (see Program.cs for options)");
+        Console.Error.WriteLine("benchmarks: train-step | profile | compare | transfer | mamba | mamba-profile | generation | mlnet | long-context | contention | soak (see Program.cs for options)");
         return 2;
 }
 return 0;
 
 namespace Mblm.Benchmarks
 {
-    internal sealed class Options(Dictionary<string, string> values)
-    {
-        // `--name value` pairs; a flag followed by another flag (or by nothing) is a switch, `--cli`.
-        public static Options Parse(string[] args)
-        {
-            var d = new Dictionary<string, string>();
-            for (int i = 0; i < args.Length; i++)
-            {
-                string key = args[i].TrimStart('-');
-                d[key] = i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal) ? args[++i] : "true";
-            }
-            return new Options(d);
-        }
-        public bool Has(string k) => values.ContainsKey(k);
-        public string Str(string k, string fallback) => values.TryGetValue(k, out var v) ? v : fallback;
-        public int Int(string k, int fallback) => values.TryGetValue(k, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
-        public long Long(string k, long fallback) => values.TryGetValue(k, out var v) ? long.Parse(v.Replace("_", ""), CultureInfo.InvariantCulture) : fallback;
-        public long[] Longs(string k, string fallback) => Str(k, fallback).Split(',').Select(s => long.Parse(s, CultureInfo.InvariantCulture)).ToArray();
-    }
-
     internal static class Stats
     {
         public static double Median(IEnumerable<double> xs)

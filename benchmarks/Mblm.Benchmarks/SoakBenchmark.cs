@@ -1,6 +1,7 @@
 using System.Diagnostics;
-using Mblm.Benchmarks.Fuzz;
+using Mblm.Fuzz.Core;
 using Mblm.MLNet;
+using Mblm.MLNet.LanguageModel;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 

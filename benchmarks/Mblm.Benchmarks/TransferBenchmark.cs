@@ -3,6 +3,7 @@ using System.Text;
 using Mblm.Config;
 using Mblm.Examples;
 using Mblm.MLNet;
+using Mblm.MLNet.LanguageModel;
 using Mblm.MLNet.Vision;
 using Microsoft.ML;
 

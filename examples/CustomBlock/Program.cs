@@ -8,6 +8,7 @@ using System.Reflection;
 using CustomBlock;
 using Mblm.Config;
 using Mblm.MLNet;
+using Mblm.MLNet.LanguageModel;
 using Microsoft.ML;
 
 var flags = args.Select((a, i) => (a, i)).Where(p => p.a.StartsWith("--")).ToDictionary(p => p.a[2..], p => p.i + 1 < args.Length ? args[p.i + 1] : "");

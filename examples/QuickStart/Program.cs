@@ -12,6 +12,7 @@ using System.Text;
 using Mblm.Generation;
 using Mblm.Examples;
 using Mblm.MLNet;
+using Mblm.MLNet.LanguageModel;
 using Mblm.Training;
 using Microsoft.ML;
 

@@ -16,6 +16,8 @@ using System.Diagnostics;
 using System.Globalization;
 using Mblm.Config;
 using Mblm.MLNet;
+using Mblm.MLNet.LanguageModel;
+using Mblm.MLNet.Text;
 using Microsoft.ML;
 using TextClassification;
 

@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using Mblm.MLNet;
+using Mblm.MLNet.LanguageModel;
+using Mblm.MLNet.Text;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 

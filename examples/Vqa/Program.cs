@@ -12,6 +12,7 @@ using System.Globalization;
 using System.Text;
 using Mblm.Config;
 using Mblm.MLNet;
+using Mblm.MLNet.LanguageModel;
 using Mblm.Examples;
 using Mblm.MLNet.Vision;
 using Microsoft.ML;

@@ -36,7 +36,7 @@ internal static class ExportCommand
         outDir = CliPaths.OutputDirectory("out", outDir);
 
         var file = CliModel.LoadFile(configPath);
-        var fromFile = ReferenceTrainingSettings.From(file);
+        var fromFile = file.Train ?? new ReferenceTrainingSettings { InputSeqLen = file.InputSeqLen };
         var settings = fromFile with
         {
             InputSeqLen = inputSeqLen ?? fromFile.InputSeqLen,

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Mblm.MLNet;
+using Mblm.MLNet.LanguageModel;
 
 namespace Mblm.Cli;
 

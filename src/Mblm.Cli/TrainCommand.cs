@@ -49,7 +49,7 @@ internal static class TrainCommand
         int windowLength = window ?? EvalCommand.WindowOf(file);
         int batchSize = batch ?? (int)Math.Min(t?.BatchSize ?? d.BatchSize, int.MaxValue);
         int accum = accumulate ?? (int)Math.Min(t?.GradientAccumulateEvery ?? d.GradientAccumulation, int.MaxValue);
-        long totalSteps = steps ?? StepsFromTarget(t, batchSize, accum, windowLength)
+        long totalSteps = steps ?? t?.OptimizerSteps(batchSize, accum, windowLength)
             ?? throw new UsageException("--steps is required (or a training YAML with train.target_elements)");
 
         var options = d with
@@ -109,15 +109,6 @@ internal static class TrainCommand
             trainData.Dispose();
             validation?.Dispose();
         }
-    }
-
-    // The reference counts training length in elements: bytes ("sequence") or samples ("batch").
-    private static long? StepsFromTarget(TrainSection? t, int batch, int accum, int window)
-    {
-        if (t?.TargetElements is not long target) return null;
-        long perBatch = t.TargetElementsStrategy == "batch" ? batch : (long)batch * window;
-        long batches = (target + perBatch - 1) / perBatch;
-        return Math.Max(1, batches / accum);
     }
 }
 

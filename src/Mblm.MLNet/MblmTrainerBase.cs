@@ -137,19 +137,25 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
 
     /// <summary>
     /// Hook, called after <see cref="Prepare"/>: the model a Fit trains. Default: <see cref="MblmTrainingOptions.ModelConfig"/>
-    /// when set, else the options' base preset (<c>DefaultModelConfig</c>) sized to <see cref="TrainingSet.LongestSample"/>
-    /// within the estimator's cap (<c>AutoContextLimit</c>) by <see cref="ContextSizing.For"/>, logged in one line. A new
-    /// estimator gets this by giving its options a base preset and a cap; it overrides the hook only to size more than the
-    /// context.
+    /// when set, else the options' base preset (<c>DefaultModelConfig</c>) sized by <see cref="ContextSizing.For"/> to
+    /// the longest sample (<see cref="TrainingSet.LongestSample"/>) times the options' headroom, at least their minimum,
+    /// at most their cap (<c>AutoContextLimit</c>; a longer sample keeps its length, and <see cref="ForContext"/> names it),
+    /// logged in one line. A new estimator gets this by giving its options a base preset and a cap; it overrides the hook
+    /// only to size more than the context.
     /// </summary>
     private protected virtual MblmConfig ModelConfigFor(TrainingSet data, IChannel ch)
     {
         var o = TrainerOptions;
         if (o.ModelConfig is { } set) return set;
-        var config = ContextSizing.For(data.LongestSample, o.DefaultModelConfig, o.AutoContextLimit);
+        long longest = data.LongestSample;
+        long wanted = longest > o.AutoContextLimit ? longest
+            : Math.Min(Math.Max(o.AutoContextHeadroom * longest, o.AutoContextMinimum), o.AutoContextLimit);
+        var config = ContextSizing.For(wanted, o.DefaultModelConfig, o.AutoContextLimit);
+        string rule = (o.AutoContextHeadroom > 1 ? $"{o.AutoContextHeadroom} times that, " : "")
+                      + (o.AutoContextMinimum > 0 ? $"at least {o.AutoContextMinimum}, " : "") + $"at most {o.AutoContextLimit}";
         ch.Info(MessageSensitivity.None, $"{_logPrefix}: ModelConfig not set: sized to the data: context {config.MaxContext} tokens " +
-                $"(seq_lens [{string.Join(", ", config.SeqLens)}], patches of {config.PatchSize}) for the longest sample of {data.LongestSample} tokens " +
-                $"(at most {o.AutoContextLimit}), {config.CountParameters():N0} parameters");
+                $"(seq_lens [{string.Join(", ", config.SeqLens)}], patches of {config.PatchSize}) for the longest sample of {longest} tokens " +
+                $"({rule}), {config.CountParameters():N0} parameters");
         return config;
     }
 

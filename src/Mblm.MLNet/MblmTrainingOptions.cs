@@ -38,6 +38,10 @@ public abstract record MblmTrainingOptions
     internal abstract MblmConfig DefaultModelConfig { get; }
     /// <summary>Largest context (tokens) the estimator sizes a model to when <see cref="ModelConfig"/> is null.</summary>
     internal abstract long AutoContextLimit { get; }
+    /// <summary>Room for longer rows at prediction when the model is sized to the data: the context is this many times the longest training sample (default 1).</summary>
+    internal virtual int AutoContextHeadroom => 1;
+    /// <summary>Smallest context (tokens) the estimator sizes a model to when <see cref="ModelConfig"/> is null (default 0: no floor).</summary>
+    internal virtual long AutoContextMinimum => 0;
     /// <summary><see cref="ModelConfig"/>, or <see cref="DefaultModelConfig"/> when it is null: everything but the context is known before Fit.</summary>
     internal MblmConfig ModelShape => ModelConfig ?? DefaultModelConfig;
     /// <summary>Passes over the training samples.</summary>

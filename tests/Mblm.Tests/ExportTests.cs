@@ -190,6 +190,58 @@ public sealed class ExportTests
     }
 
     [TestMethod]
+    public void TrainingSettings_WrittenAndReadBack_AreOneEqualValue()
+    {
+        // One type both ways: what the writer writes, the reader reads back as an equal record (every train and io key).
+        var model = ConfigReader.LoadModel(Fixture("config.json"));
+        var settings = new ReferenceTrainingSettings
+        {
+            InputSeqLen = 20, TargetElements = 123_456_789, TargetElementsStrategy = "batch", BatchSize = 3, LearningRate = 2e-5,
+            GradientAccumulateEvery = 4, WarmupStepsPerc = 0.25, GradientClipping = 0.5, ShuffleTrain = true, ShuffleEval = true,
+            MaxEvalSteps = 7, NameModel = "run-9", OutputDir = "out", DatasetDir = "/data/x", DatasetId = "clevr",
+            NumModelsToSave = 2, ValidateAmount = 5, LogTrainLossAmount = 9,
+        };
+        Assert.AreEqual(settings, ConfigReader.Parse(ConfigWriter.ToTrainingYaml(model, settings)).Train);
+        Assert.AreEqual(new ReferenceTrainingSettings { InputSeqLen = model.MaxContext },
+            ConfigReader.Parse(ConfigWriter.ToTrainingYaml(model)).Train, "defaults round-trip too");
+    }
+
+    [TestMethod]
+    [DataRow("target_elements")]
+    [DataRow("batch_size")]
+    [DataRow("learning_rate")]
+    [DataRow("gradient_accumulate_every")]
+    public void TrainSection_WithoutAKeyTheReferenceRequires_IsAConfigErrorNamingIt(string key)
+    {
+        var model = ConfigReader.LoadModel(Fixture("config.json"));
+        string yaml = string.Join("\n", ConfigWriter.ToTrainingYaml(model).Split('\n').Where(l => !l.StartsWith($"  {key}:", StringComparison.Ordinal)));
+        var e = Assert.ThrowsExactly<ConfigException>(() => ConfigReader.Parse(yaml));
+        Assert.AreEqual("train." + key, e.Key);
+        StringAssert.Contains(e.Message, "required");
+    }
+
+    [TestMethod]
+    public void TargetElements_GiveOptimizerSteps_ByTheReferenceRule()
+    {
+        // sequence: a batch counts batch × sample bytes; batch: it counts samples. ceil, then per accumulated step, at least 1.
+        var s = new ReferenceTrainingSettings { TargetElements = 100_000 };
+        Assert.AreEqual(13L, s.OptimizerSteps(batchSize: 8, gradientAccumulation: 1, sampleLength: 1000)); // ceil(100000 / 8000)
+        Assert.AreEqual(6L, s.OptimizerSteps(8, 2, 1000));
+        Assert.AreEqual(1L, s.OptimizerSteps(8, 64, 1000));
+        Assert.AreEqual(12_500L, (s with { TargetElementsStrategy = "batch" }).OptimizerSteps(8, 1, 1000));
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => s.OptimizerSteps(0, 1, 1000));
+    }
+
+    [TestMethod]
+    public void IoValueThatIsNotACount_IsAConfigErrorNamingIt()
+    {
+        var model = ConfigReader.LoadModel(Fixture("config.json"));
+        string yaml = ConfigWriter.ToTrainingYaml(model).Replace("  validate_amount: 10\n", "  validate_amount: ten\n");
+        var e = Assert.ThrowsExactly<ConfigException>(() => ConfigReader.Parse(yaml));
+        Assert.AreEqual("io.validate_amount", e.Key);
+    }
+
+    [TestMethod]
     public void FittedLanguageModel_ExportReference_WritesWeightsThatLoadBackEqual()
     {
         string dir = TempDir();

@@ -1,11 +1,11 @@
 using System.Diagnostics;
-using Mblm.Benchmarks.Fuzz;
+using Mblm.Fuzz.Core;
 
 namespace Mblm.Tests;
 
 /// <summary>
-/// The fast slice of the fuzz harness (<c>benchmarks/Mblm.Benchmarks -- fuzz</c>, whose mutators are compiled in here from
-/// benchmarks/Mblm.Benchmarks/Fuzz): the first <see cref="PerFormat"/> mutations of seed <see cref="Seed"/> of each format,
+/// The fast slice of the fuzzer (<c>tools/Mblm.Fuzz</c>, whose mutators are compiled in here from
+/// tools/Mblm.Fuzz/Core): the first <see cref="PerFormat"/> mutations of seed <see cref="Seed"/> of each format,
 /// run in this process through the public loaders with a 1 GiB memory budget. Every attempt must load or fail with a
 /// documented, typed error (<see cref="FuzzFormats.IsClean"/>), within 30 s, without raising the process's peak RSS by
 /// more than the budget plus 512 MiB. Failures list each attempt with its exception, its mutation and the command that

@@ -1,12 +1,11 @@
 using Mblm.Config;
-using Mblm.MLNet.Vision;
 using Mblm.Model;
 using Mblm.Training;
 using Microsoft.ML;
 using Microsoft.ML.Runtime;
 using Microsoft.ML.SearchSpace;
 
-namespace Mblm.MLNet;
+namespace Mblm.MLNet.Text;
 
 /// <summary>
 /// Tokenizer-free text classification: an MBLM reads the row's bytes (a text column, UTF-8, or a byte vector) and learns,
@@ -52,6 +51,8 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
 
         internal override MblmConfig DefaultModelConfig => BaseModelConfig;
         internal override long AutoContextLimit => MaxAutoContext;
+        internal override int AutoContextHeadroom => 2;
+        internal override long AutoContextMinimum => MinAutoContext;
 
         /// <summary>The label: a key column with text key values, the class names (use <c>MapValueToKey</c>).</summary>
         public string LabelColumnName { get; init; } = "Label";
@@ -158,23 +159,6 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
     private protected override void InitializeModel(MblmModel model, IChannel ch)
     {
         if (TrainerOptions.TransferFrom is { } from) ch.Info(MessageSensitivity.None, $"MBLM text: transferred {Transfer.Load(model, from)}");
-    }
-
-    /// <summary>
-    /// ModelConfig null: <see cref="BaseModelConfig"/> with a context of twice the longest sample (at least
-    /// <see cref="Options.MinAutoContext"/>, at most <see cref="Options.MaxAutoContext"/>), so rows somewhat longer than the
-    /// training rows can still be classified; logged in one line.
-    /// </summary>
-    private protected override MblmConfig ModelConfigFor(TrainingSet data, IChannel ch)
-    {
-        var o = TrainerOptions;
-        if (o.ModelConfig is { } set) return set;
-        long wanted = Math.Max(2 * data.LongestSample, Options.MinAutoContext);
-        var config = ContextSizing.For(data.LongestSample > o.AutoContextLimit ? data.LongestSample : Math.Min(wanted, o.AutoContextLimit), o.DefaultModelConfig, o.AutoContextLimit);
-        ch.Info(MessageSensitivity.None, $"MBLM text: ModelConfig not set: sized to the data: context {config.MaxContext} tokens " +
-                $"(seq_lens [{string.Join(", ", config.SeqLens)}], patches of {config.PatchSize}) for the longest sample of {data.LongestSample} tokens " +
-                $"(twice that, at least {Options.MinAutoContext}, at most {o.AutoContextLimit}), {config.CountParameters():N0} parameters");
-        return config;
     }
 
     private protected override MblmTextClassifierTransformer CreateTransformer(Options options, MblmModel model, TrainingSummary summary, TrainingSet data) =>

@@ -3,7 +3,7 @@ using Mblm.Model;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 
-namespace Mblm.MLNet;
+namespace Mblm.MLNet.Text;
 
 /// <summary>
 /// A trained MBLM text classifier: adds <c>Score</c> (Vector&lt;Single, K&gt;: probabilities over the K classes, slot names =

@@ -1,6 +1,5 @@
-using Mblm.MLNet.Vision;
 
-namespace Mblm.MLNet;
+namespace Mblm.MLNet.Text;
 
 /// <summary>
 /// The text classifier's sequence: [SOT] text bytes [EOM], then the class as a text segment [SOT] label [EOM] — the answer

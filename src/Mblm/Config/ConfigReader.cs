@@ -97,8 +97,8 @@ public static partial class ConfigReader
             long? inputSeqLen = parKeys.TryGetValue("input_seq_len", out var isl) ? Long(isl, "params.input_seq_len") : null;
             if (inputSeqLen is not null && inputSeqLen <= 0) throw new ConfigException("params.input_seq_len", "must be a positive integer");
             var model = ReadModel(parKeys, "params.", allowed: ["input_seq_len"]);
-            TrainSection? train = top.TryGetValue("train", out var t) ? ReadTrain(AsMapping(t, "train")) : null;
             var io = top.TryGetValue("io", out var ioNode) ? Flatten(AsMapping(ioNode, "io")) : new Dictionary<string, string?>();
+            var train = top.TryGetValue("train", out var t) ? ReadTrain(AsMapping(t, "train"), io, inputSeqLen) : null;
             return new MblmConfigFile(model, inputSeqLen, train, io);
         }
         return new MblmConfigFile(ReadModel(top, "", allowed: []), null, null, new Dictionary<string, string?>());
@@ -183,27 +183,46 @@ public static partial class ConfigReader
         return StageBlocks.Create(configType, pos, values);
     }
 
-    private static TrainSection ReadTrain(YamlMappingNode node)
+    // The train section (the reference's CoreTrainConfig: target_elements, batch_size, learning_rate and
+    // gradient_accumulate_every are required there, so here too) with the io section's typed values and input_seq_len.
+    private static ReferenceTrainingSettings ReadTrain(YamlMappingNode node, IReadOnlyDictionary<string, string?> io, long? inputSeqLen)
     {
         var k = Keys(node, "train.");
         string[] known = ["target_elements", "target_elements_strategy", "warmup_steps_perc", "batch_size", "shuffle_train", "shuffle_eval",
             "max_eval_steps", "learning_rate", "gradient_clipping", "gradient_accumulate_every"];
         foreach (string key in k.Keys)
             if (!known.Contains(key)) throw new ConfigException("train." + key, $"is not a train key (expected one of {string.Join(", ", known)})");
-        T? O<T>(string key, Func<YamlNode, string, T> read) where T : struct =>
-            k.TryGetValue(key, out var v) && !IsNull(v) ? read(v, "train." + key) : null;
-        return new TrainSection
+        T Required<T>(string key, Func<YamlNode, string, T> read) =>
+            k.TryGetValue(key, out var v) && !IsNull(v) ? read(v, "train." + key)
+                : throw new ConfigException("train." + key, "is required in a train section (as in the reference's CoreTrainConfig)");
+        T Optional<T>(string key, Func<YamlNode, string, T> read, T fallback) =>
+            k.TryGetValue(key, out var v) && !IsNull(v) ? read(v, "train." + key) : fallback;
+        string Io(string key, string fallback) => io.TryGetValue(key, out var v) && !string.IsNullOrEmpty(v) ? v : fallback;
+        int IoInt(string key, int fallback) =>
+            !io.TryGetValue(key, out var v) || string.IsNullOrEmpty(v) ? fallback
+                : int.TryParse(v.Replace("_", ""), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int x) ? x
+                : throw new ConfigException("io." + key, $"must be a non-negative integer, got '{v}'");
+        var d = new ReferenceTrainingSettings();
+        return new ReferenceTrainingSettings
         {
-            TargetElements = O("target_elements", Long),
-            TargetElementsStrategy = k.TryGetValue("target_elements_strategy", out var s) && !IsNull(s) ? Str(s, "train.target_elements_strategy") : null,
-            WarmupStepsPerc = O("warmup_steps_perc", Double),
-            BatchSize = O("batch_size", Int),
-            ShuffleTrain = O("shuffle_train", Bool),
-            ShuffleEval = O("shuffle_eval", Bool),
-            MaxEvalSteps = O("max_eval_steps", Long),
-            LearningRate = O("learning_rate", Double),
-            GradientClipping = O("gradient_clipping", Double),
-            GradientAccumulateEvery = O("gradient_accumulate_every", Int),
+            InputSeqLen = inputSeqLen,
+            TargetElements = Required("target_elements", Long),
+            TargetElementsStrategy = Optional("target_elements_strategy", Str, d.TargetElementsStrategy),
+            WarmupStepsPerc = Optional("warmup_steps_perc", Double, d.WarmupStepsPerc),
+            BatchSize = Required("batch_size", Int),
+            ShuffleTrain = Optional("shuffle_train", Bool, d.ShuffleTrain),
+            ShuffleEval = Optional("shuffle_eval", Bool, d.ShuffleEval),
+            MaxEvalSteps = Optional<long?>("max_eval_steps", (n, p) => Long(n, p), null),
+            LearningRate = Required("learning_rate", Double),
+            GradientClipping = Optional<double?>("gradient_clipping", (n, p) => Double(n, p), null),
+            GradientAccumulateEvery = Required("gradient_accumulate_every", Int),
+            NameModel = Io("name_model", d.NameModel),
+            OutputDir = Io("output_dir", d.OutputDir),
+            DatasetDir = Io("dataset_dir", d.DatasetDir),
+            DatasetId = Io("dataset_id", d.DatasetId),
+            NumModelsToSave = IoInt("num_models_to_save", d.NumModelsToSave),
+            ValidateAmount = IoInt("validate_amount", d.ValidateAmount),
+            LogTrainLossAmount = IoInt("log_train_loss_amount", d.LogTrainLossAmount),
         };
     }
 
@@ -335,31 +354,6 @@ public static partial class ConfigReader
 /// <summary>A parsed config file: the model, and for reference training files their other sections.</summary>
 /// <param name="Model">The validated model config.</param>
 /// <param name="InputSeqLen"><c>params.input_seq_len</c> when the file is a training file.</param>
-/// <param name="Train">The <c>train</c> section, if any.</param>
+/// <param name="Train">The <c>train</c> section with the <c>io</c> section's typed values and <c>input_seq_len</c>; null when the file has no <c>train</c> section.</param>
 /// <param name="Io">The <c>io</c> section's scalar values (paths are placeholders in the shipped files).</param>
-public sealed record MblmConfigFile(MblmConfig Model, long? InputSeqLen, TrainSection? Train, IReadOnlyDictionary<string, string?> Io);
-
-/// <summary>The reference's <c>train</c> section (<c>CoreTrainConfig</c>); null members were absent from the file.</summary>
-public sealed record TrainSection
-{
-    /// <summary><c>target_elements</c>: bytes to train on in total.</summary>
-    public long? TargetElements { get; init; }
-    /// <summary><c>target_elements_strategy</c>: how target_elements is counted (the reference's strategy name).</summary>
-    public string? TargetElementsStrategy { get; init; }
-    /// <summary><c>warmup_steps_perc</c>: fraction of steps spent warming up.</summary>
-    public double? WarmupStepsPerc { get; init; }
-    /// <summary><c>batch_size</c>: samples per step.</summary>
-    public int? BatchSize { get; init; }
-    /// <summary><c>shuffle_train</c>: shuffle the training windows.</summary>
-    public bool? ShuffleTrain { get; init; }
-    /// <summary><c>shuffle_eval</c>: shuffle the evaluation windows.</summary>
-    public bool? ShuffleEval { get; init; }
-    /// <summary><c>max_eval_steps</c>: cap on evaluation batches.</summary>
-    public long? MaxEvalSteps { get; init; }
-    /// <summary><c>learning_rate</c>: peak learning rate.</summary>
-    public double? LearningRate { get; init; }
-    /// <summary><c>gradient_clipping</c>: gradient-norm clip.</summary>
-    public double? GradientClipping { get; init; }
-    /// <summary><c>gradient_accumulate_every</c>: micro-batches per optimiser step.</summary>
-    public int? GradientAccumulateEvery { get; init; }
-}
+public sealed record MblmConfigFile(MblmConfig Model, long? InputSeqLen, ReferenceTrainingSettings? Train, IReadOnlyDictionary<string, string?> Io);

@@ -40,6 +40,9 @@ public static partial class ConfigWriter
         sb.Append($"  gradient_accumulate_every: {s.GradientAccumulateEvery}\n");
         sb.Append($"  warmup_steps_perc: {YamlFloat(s.WarmupStepsPerc)}\n");
         sb.Append($"  gradient_clipping: {(s.GradientClipping is double g ? YamlFloat(g) : "null")}\n");
+        sb.Append($"  shuffle_train: {(s.ShuffleTrain ? "true" : "false")}\n");
+        sb.Append($"  shuffle_eval: {(s.ShuffleEval ? "true" : "false")}\n");
+        sb.Append($"  max_eval_steps: {(s.MaxEvalSteps is long m ? I(m) : "null")}\n");
         sb.Append("io:\n");
         sb.Append($"  name_model: {Str(s.NameModel)}\n");
         sb.Append($"  output_dir: {Str(s.OutputDir)}\n");

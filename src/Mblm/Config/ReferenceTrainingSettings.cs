@@ -1,8 +1,10 @@
 namespace Mblm.Config;
 
 /// <summary>
-/// The non-model sections of a reference training YAML (<c>mblm.train.mblm.TrainEntryConfig</c>): what
-/// <see cref="ConfigWriter.ToTrainingYaml"/> writes under <c>params.input_seq_len</c>, <c>train</c> and <c>io</c>. Every
+/// The non-model sections of a reference training YAML (<c>mblm.train.mblm.TrainEntryConfig</c>), the one type for both
+/// directions: <see cref="ConfigReader"/> reads <c>params.input_seq_len</c>, <c>train</c> and <c>io</c> into it
+/// (<see cref="MblmConfigFile.Train"/>) and <see cref="ConfigWriter.ToTrainingYaml"/> writes it; <see cref="OptimizerSteps"/>
+/// is the reference's rule for how long <c>target_elements</c> trains. Every
 /// property has a default, so that the reference's config class accepts the file as written; set the dataset paths and
 /// sizes for a real run.
 /// </summary>
@@ -31,6 +33,15 @@ public sealed record ReferenceTrainingSettings
 
     /// <summary><c>train.gradient_clipping</c>: the gradient norm bound, or null for none (default).</summary>
     public double? GradientClipping { get; init; }
+
+    /// <summary><c>train.shuffle_train</c>: shuffle the training samples. Default false.</summary>
+    public bool ShuffleTrain { get; init; }
+
+    /// <summary><c>train.shuffle_eval</c>: shuffle the validation samples. Default false.</summary>
+    public bool ShuffleEval { get; init; }
+
+    /// <summary><c>train.max_eval_steps</c>: a cap on validation batches, or null for the whole validation set (default).</summary>
+    public long? MaxEvalSteps { get; init; }
 
     /// <summary><c>io.name_model</c>: the run's name (checkpoint file names). Default <c>mblm</c>.</summary>
     public string NameModel { get; init; } = "mblm";
@@ -61,34 +72,19 @@ public sealed record ReferenceTrainingSettings
     public string? ResumeCheckpointFile { get; init; }
 
     /// <summary>
-    /// Settings taken from a parsed training file's <c>train</c> and <c>io</c> sections and <c>params.input_seq_len</c>
-    /// where present, defaults elsewhere.
+    /// Optimizer steps that train on <see cref="TargetElements"/> elements, the reference's rule: batches =
+    /// ceil(target / elements per batch), where a batch counts <paramref name="batchSize"/> elements under the <c>batch</c>
+    /// strategy and <paramref name="batchSize"/> × <paramref name="sampleLength"/> bytes under <c>sequence</c>; steps =
+    /// batches / <paramref name="gradientAccumulation"/>, at least 1.
     /// </summary>
-    public static ReferenceTrainingSettings From(MblmConfigFile file)
+    public long OptimizerSteps(int batchSize, int gradientAccumulation, long sampleLength)
     {
-        var d = new ReferenceTrainingSettings();
-        var t = file.Train;
-        string Io(string key, string fallback) => file.Io.TryGetValue(key, out var v) && !string.IsNullOrEmpty(v) ? v : fallback;
-        int IoInt(string key, int fallback) =>
-            file.Io.TryGetValue(key, out var v) && int.TryParse(v?.Replace("_", ""), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int x) ? x : fallback;
-        return d with
-        {
-            InputSeqLen = file.InputSeqLen,
-            TargetElements = t?.TargetElements ?? d.TargetElements,
-            TargetElementsStrategy = t?.TargetElementsStrategy ?? d.TargetElementsStrategy,
-            BatchSize = t?.BatchSize ?? d.BatchSize,
-            LearningRate = t?.LearningRate ?? d.LearningRate,
-            GradientAccumulateEvery = t?.GradientAccumulateEvery ?? d.GradientAccumulateEvery,
-            WarmupStepsPerc = t?.WarmupStepsPerc ?? d.WarmupStepsPerc,
-            GradientClipping = t?.GradientClipping ?? d.GradientClipping,
-            NameModel = Io("name_model", d.NameModel),
-            OutputDir = Io("output_dir", d.OutputDir),
-            DatasetDir = Io("dataset_dir", d.DatasetDir),
-            DatasetId = Io("dataset_id", d.DatasetId),
-            NumModelsToSave = IoInt("num_models_to_save", d.NumModelsToSave),
-            ValidateAmount = IoInt("validate_amount", d.ValidateAmount),
-            LogTrainLossAmount = IoInt("log_train_loss_amount", d.LogTrainLossAmount),
-        };
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(gradientAccumulation, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(sampleLength, 1L);
+        long perBatch = TargetElementsStrategy == "batch" ? batchSize : checked(batchSize * sampleLength);
+        long batches = TargetElements / perBatch + (TargetElements % perBatch == 0 ? 0 : 1);
+        return Math.Max(1, batches / gradientAccumulation);
     }
 
     /// <summary>Checks the rules the reference's config classes and trainer impose; errors name the YAML key.</summary>
@@ -105,6 +101,7 @@ public sealed record ReferenceTrainingSettings
         if (GradientAccumulateEvery < 1) throw new ConfigException("train.gradient_accumulate_every", $"must be positive, got {GradientAccumulateEvery}");
         if (!(WarmupStepsPerc >= 0 && WarmupStepsPerc <= 1)) throw new ConfigException("train.warmup_steps_perc", $"must be in [0, 1], got {WarmupStepsPerc}");
         if (GradientClipping is double c && !(c > 0 && double.IsFinite(c))) throw new ConfigException("train.gradient_clipping", $"must be a positive number or null, got {c}");
+        if (MaxEvalSteps is long m && m < 1) throw new ConfigException("train.max_eval_steps", $"must be positive or null, got {m}");
         foreach (var (key, value) in new[] { ("io.name_model", NameModel), ("io.output_dir", OutputDir), ("io.dataset_dir", DatasetDir), ("io.dataset_id", DatasetId) })
             if (string.IsNullOrWhiteSpace(value)) throw new ConfigException(key, "must not be empty");
         if (NumModelsToSave < 1) throw new ConfigException("io.num_models_to_save", $"must be positive, got {NumModelsToSave}");

@@ -375,8 +375,8 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     {
         var stage = _stages[s];
         if (s == 0 || CheckpointChunksNow is not { } chunks) return stage.forward(x);
-        var pieces = x.chunk(chunks[s - 1], 0).Select(piece => CheckpointFunction.Run(stage, piece, _hasDropout)).ToArray();
-        return pieces.Length == 1 ? pieces[0] : cat(pieces, 0);
+        long rows = x.size(0), pieceRows = (rows + chunks[s - 1] - 1) / chunks[s - 1]; // torch.chunk's chunk size
+        return PiecewiseCheckpoint.Run((piece, _, _) => stage.forward(piece!), x, 0, Math.Max(1, pieceRows), _hasDropout);
     }
 
     // The config's checkpoint chunks when they apply now (training mode with gradients), else null.

@@ -5,7 +5,9 @@ using static TorchSharp.torch;
 namespace Mblm.Model;
 
 /// <summary>
-/// Activation checkpointing of a function that is separable along one axis, computed piece by piece: for every split
+/// The one activation checkpointing of the model (libtorch's C++ API has no <c>torch.utils.checkpoint</c>): the reference's
+/// <c>train_checkpoint_chunks</c> (a stage's rows in <c>torch.chunk</c> pieces) and the long-context piece-wise path both run
+/// through it. It checkpoints a function that is separable along one axis, computed piece by piece: for every split
 /// <c>[a, b)</c> of that axis, <c>f(input[a:b], constants[a:b], a) = f(input, constants, 0)[a:b]</c> (rows of a stage are
 /// independent sequences; the units of a patch embedder are independent). The forward runs the pieces in order without
 /// recording a graph and keeps only the input and the constants; backward recomputes one piece at a time with grad and

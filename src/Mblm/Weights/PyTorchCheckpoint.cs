@@ -105,14 +105,9 @@ public static class PyTorchCheckpoint
         if (entry.Length > MaxPickleBytes)
             throw new MblmFormatException(name, entry.FullName, $"is {Limits.FormatBytes(entry.Length)}; a state dict's pickle is at most {Limits.FormatBytes(MaxPickleBytes)}");
         var bytes = new byte[entry.Length];
-        try
-        {
-            using var s = entry.Open();
-            int n = SafeTensors.ReadAtMost(s, bytes);
-            if (n < bytes.Length || s.ReadByte() >= 0)
-                throw new MblmFormatException(name, entry.FullName, $"does not hold the {bytes.Length} bytes its zip directory claims");
-        }
-        catch (InvalidDataException e) { throw new MblmFormatException(name, entry.FullName, $"cannot be decompressed: {e.Message}", e); }
+        using var s = OpenChecked(entry, name);
+        SafeTensors.ReadAtMost(s, bytes);
+        s.Finish();
         return bytes;
     }
 
@@ -254,12 +249,15 @@ public static class PyTorchCheckpoint
 
     private static void ReadStorage(ZipArchiveEntry entry, Tensor storage, string name)
     {
-        try
-        {
-            using var s = entry.Open();
-            SafeTensors.ReadInto(s, storage, entry.Length, name, entry.FullName);
-            if (s.ReadByte() >= 0) throw new MblmFormatException(name, entry.FullName, $"holds more than the {entry.Length} bytes its zip directory claims");
-        }
+        using var s = OpenChecked(entry, name);
+        SafeTensors.ReadInto(s, storage, entry.Length, name, entry.FullName);
+        s.Finish();
+    }
+
+    // An entry read never past the length the zip directory declares, and checked to hold exactly that (CheckedEntryStream).
+    private static CheckedEntryStream OpenChecked(ZipArchiveEntry entry, string name)
+    {
+        try { return new CheckedEntryStream(entry.Open(), entry.Length, name, entry.FullName, expectedSha256: null); }
         catch (InvalidDataException e) { throw new MblmFormatException(name, entry.FullName, $"cannot be decompressed: {e.Message}", e); }
     }
 

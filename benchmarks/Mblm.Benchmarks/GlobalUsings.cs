@@ -1,0 +1,2 @@
+// The option parser shared with the fuzzer (tools/Shared).
+global using Mblm.Tooling;
