@@ -174,6 +174,32 @@ public sealed class HardeningTests
 [TestClass]
 public sealed class FuzzRegressionTests
 {
+    // Fuzz seed 4242, config-yaml attempts #112 and #238: complex keys reached a cast inside the reader
+    // (InvalidCastException) instead of a ConfigException. Every section, and the top level, is checked.
+    [TestMethod]
+    [DataRow("top", "? [a, b]\n: 1\n")]
+    [DataRow("top", "[a, b]: 1\n")]
+    [DataRow("io", "io:\n  ? complex\n  : 1\n  [a, b]: 2\n")]
+    [DataRow("io", "io:\n  [a, b]: 2\n")]
+    [DataRow("io", "io:\n  {x: 1}: 2\n")]
+    [DataRow("io", "io:\n  ? [a, b]\n  : 2\n")]
+    [DataRow("train", "train:\n  [a, b]: 2\n")]
+    [DataRow("params", "  [a, b]: 2\n")]
+    public void ComplexYamlKeys_AreConfigErrors(string where, string addition)
+    {
+        string paramsBlock = "params:\n" + string.Join("\n", ConfigTests.Minimal.Split('\n').Select(l => "  " + l)) + "\n";
+        string text = where == "params" ? paramsBlock + addition : where == "top" ? addition + paramsBlock : paramsBlock + addition;
+        var e = Assert.ThrowsExactly<ConfigException>(() => ConfigReader.Parse(text), text);
+        StringAssert.Contains(e.Message, "scalar", e.Message);
+    }
+
+    [TestMethod]
+    public void DuplicateIoKeys_AreConfigErrors()
+    {
+        string text = "params:\n" + string.Join("\n", ConfigTests.Minimal.Split('\n').Select(l => "  " + l)) + "\nio:\n  name_model: a\n  'name_model': b\n";
+        Assert.ThrowsExactly<ConfigException>(() => ConfigReader.Parse(text));
+    }
+
     [TestMethod]
     [DataRow("io = [1, 2")]
     [DataRow("io = {")]

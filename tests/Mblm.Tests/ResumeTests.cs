@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Mblm.Config;
 using Mblm.Model;
 using Mblm.Training;
+using Mblm.Weights;
 using static Mblm.Tests.TestData;
 using static TorchSharp.torch;
 
@@ -141,6 +142,10 @@ public sealed class ResumeTests
     [DataRow("rng.bin", "link-to-device")]
     [DataRow("optimizer.safetensors", "scramble-and-rehash")]
     [DataRow("weights.safetensors", "scramble-and-rehash")]
+    [DataRow("weights.safetensors", "nan-and-rehash")]
+    [DataRow("weights.safetensors", "inf-and-rehash")]
+    [DataRow("weights.safetensors", "f64-and-rehash")]
+    [DataRow("optimizer.safetensors", "nan-and-rehash")]
     public void DamagedNewestCheckpoint_FallsBackToThePreviousOne_AndEndsBitIdentical(string file, string damage)
     {
         string path = DataFile(), dirA = NewDir(), dirB = NewDir();
@@ -167,10 +172,26 @@ public sealed class ResumeTests
             byte[] bytes = File.ReadAllBytes(target);
             if (damage == "flip") { bytes[bytes.Length / 2] ^= 0x40; File.WriteAllBytes(target, bytes); }
             else if (damage == "link-to-device") { File.Delete(target); File.CreateSymbolicLink(target, "/dev/zero"); }
-            else if (damage == "scramble-and-rehash")
+            else if (damage.EndsWith("and-rehash", StringComparison.Ordinal))
             {
                 // Damage that the recorded size and SHA-256 cannot catch (they are updated to match): the reader must.
-                for (int i = 8; i < Math.Min(bytes.Length, 200); i += 3) bytes[i] ^= 0x5A;
+                // Fuzz seed 4242: non-finite values and F64 tensors once resumed and then stopped on non-finite losses.
+                if (damage == "scramble-and-rehash")
+                    for (int i = 8; i < Math.Min(bytes.Length, 200); i += 3) bytes[i] ^= 0x5A;
+                else
+                {
+                    var tensors = SafeTensors.Load(target).ToDictionary(kv => kv.Key, kv => kv.Value);
+                    string name = tensors.Keys.Where(k => tensors[k].is_floating_point()).OrderBy(k => k, StringComparer.Ordinal).Last();
+                    var t = tensors[name];
+                    tensors[name] = damage switch
+                    {
+                        "nan-and-rehash" => t.clone().index_fill_(0, TorchSharp.torch.tensor(new long[] { 0 }), double.NaN),
+                        "inf-and-rehash" => t.clone().index_fill_(0, TorchSharp.torch.tensor(new long[] { 0 }), double.PositiveInfinity),
+                        _ => t.to(TorchSharp.torch.ScalarType.Float64),
+                    };
+                    SafeTensors.Save(tensors, target);
+                    bytes = File.ReadAllBytes(target);
+                }
                 File.WriteAllBytes(target, bytes);
                 string trainer = Path.Combine(newest, "trainer.json");
                 var meta = JsonNode.Parse(File.ReadAllText(trainer))!.AsObject();

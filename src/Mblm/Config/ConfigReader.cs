@@ -304,7 +304,8 @@ public static partial class ConfigReader
         var d = new Dictionary<string, string?>();
         foreach (var (k, v) in map.Children)
         {
-            string key = ((YamlScalarNode)k).Value ?? "";
+            string key = k is YamlScalarNode scalar ? scalar.Value ?? "" : throw new ConfigException("io.?", "keys must be scalars (a sequence or mapping was used as a key)");
+            if (d.ContainsKey(key)) throw new ConfigException("io." + key, "appears twice");
             if (v is YamlScalarNode s) { d[key] = s.Value; continue; }
             var sb = new System.Text.StringBuilder();
             if (!Render(v, sb, 0)) throw new ConfigException("io." + key, $"renders to more than {MaxRenderedValue:N0} characters (YAML aliases expand when read back)");

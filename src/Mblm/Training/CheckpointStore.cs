@@ -153,6 +153,7 @@ public static class CheckpointStore
             string optimizerPath = Path.Combine(folder, OptimizerFile);
             if (!File.Exists(optimizerPath) && File.Exists(Path.Combine(folder, "optimizer.bin")))
                 throw new MblmFormatException(folder, "optimizer.bin", "holds optimiser state in TorchSharp's unchecked binary format (checkpoints of an older version): it is not read; train afresh or from the weights (--init)");
+            RequireWrittenByTheTrainer(tensors, model, weightsPath);
             OptimizerStateFile.Load(optimizer, model.parameters().ToList(), optimizerPath);
             ModelWeights.Load(model, tensors, weightsPath); // checks every name and shape before copying anything
             using var rng = tensor(rngBytes);
@@ -163,6 +164,28 @@ public static class CheckpointStore
             foreach (var t in tensors.Values) t.Dispose();
         }
         return (step, new DataPosition((int)epoch, index));
+    }
+
+    // The trainer writes each weight in the model's own dtype, and only finite values (non-finite losses are skipped, never
+    // stepped on). A tensor of another dtype, or one holding NaN or ±Inf, is damage (its hashes may have been updated to
+    // match): refused here, so the resume takes the previous checkpoint instead of training on into non-finite losses.
+    private static void RequireWrittenByTheTrainer(IReadOnlyDictionary<string, Tensor> tensors, MblmModel model, string path)
+    {
+        var state = model.state_dict();
+        foreach (var (name, value) in tensors)
+        {
+            if (state.TryGetValue(name, out var target) && value.dtype != target.dtype)
+                throw new MblmFormatException(path, name, $"is stored as {value.dtype}; the trainer writes the model's {target.dtype}");
+            RequireFinite(value, path, name);
+        }
+    }
+
+    /// <summary>Throws <see cref="MblmFormatException"/> naming the tensor when a floating-point tensor holds NaN or ±Inf.</summary>
+    internal static void RequireFinite(Tensor value, string path, string name)
+    {
+        if (!value.is_floating_point()) return;
+        using var finite = isfinite(value).all();
+        if (!finite.item<bool>()) throw new MblmFormatException(path, name, "holds NaN or infinite values: a checkpoint the trainer wrote holds only finite ones");
     }
 
     // A small file's bytes, refusing more than `max` (a link to a device or an endless file must not fill the memory).
