@@ -45,6 +45,19 @@ public sealed class FuzzSliceTests
     }
 
     [TestMethod]
+    public void MakingAMutatedPipeline_WithTensorsDeclaredHuge_StaysBounded()
+    {
+        // Fuzz seed 4242, pipeline attempt #868: the harness itself hung making the input (3 tensors of 1 TiB declared
+        // inside a zip entry, which cannot be a hole). Entries now declare at most what a zip bomb inflates to.
+        string dir = Path.Combine(_work, "pipeline-4242-868");
+        var clock = Stopwatch.StartNew();
+        var attempt = FuzzFormats.Prepare(_context!, "pipeline", 4242, 868, dir);
+        Assert.IsTrue(clock.Elapsed < TimeSpan.FromSeconds(60), $"making the input took {clock.Elapsed}: {attempt.Mutation}");
+        StringAssert.Contains(attempt.Mutation, "declared as F32");
+        Assert.IsTrue(new FileInfo(attempt.Path).Length < 64L << 20, $"{new FileInfo(attempt.Path).Length:N0} bytes");
+    }
+
+    [TestMethod]
     [DataRow("safetensors")]
     [DataRow("config-json")]
     [DataRow("config-yaml")]

@@ -59,7 +59,13 @@ internal sealed class MutationLog
 {
     private readonly List<string> _steps = [];
 
-    public void Add(string step) => _steps.Add(step.Length > 300 ? step[..300] + "…" : step);
+    private static readonly bool Echo = Environment.GetEnvironmentVariable("MBLM_FUZZ_TRACE") == "1";
+
+    public void Add(string step)
+    {
+        _steps.Add(step.Length > 300 ? step[..300] + "…" : step);
+        if (Echo) Console.Error.WriteLine("mutation: " + _steps[^1]); // MBLM_FUZZ_TRACE=1: each step as it is taken
+    }
 
     public override string ToString() => _steps.Count == 0 ? "(none)" : string.Join("; ", _steps);
 }

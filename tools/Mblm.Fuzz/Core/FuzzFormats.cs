@@ -468,6 +468,9 @@ internal static class FuzzFormats
     private static FileImage PthContent(ZipEntrySpec e, FuzzRng rng, MutationLog log) =>
         e.Content.HasLargeRuns ? e.Content : FileImage.Of(ByteMutator.Mutate(e.Content.ToArray(), rng, log, $"model.pth:{e.Name}"));
 
+    // The most an entry of a mutated zip may inflate to: the largest zip bomb's (3.75 GiB).
+    private const long MaxInflatedEntryBytes = 15L << 28;
+
     private static FileImage PipelineContent(ZipEntrySpec e, FuzzRng rng, MutationLog log)
     {
         if (e.Content.HasLargeRuns) { log.Add($"pipeline.zip: '{e.Name}' left as is (already inflated)"); return e.Content; }
@@ -480,7 +483,7 @@ internal static class FuzzFormats
             if (e.Name.EndsWith("stage.json", StringComparison.Ordinal))
                 return FileImage.Of(JsonMutator.Mutate(Encoding.UTF8.GetString(bytes), rng, log, what, StageValue, p => StageValue(new FuzzRng(0), p + "!probe") is not null));
             if (e.Name.EndsWith("model.json", StringComparison.Ordinal)) return FileImage.Of(JsonMutator.Mutate(Encoding.UTF8.GetString(bytes), rng, log, what, ConfigValue));
-            if (e.Name.EndsWith(".safetensors", StringComparison.Ordinal)) return SafeTensorsMutator.Mutate(bytes, rng, log, what);
+            if (e.Name.EndsWith(".safetensors", StringComparison.Ordinal)) return SafeTensorsMutator.Mutate(bytes, rng, log, what, MaxInflatedEntryBytes);
             if (e.Name.EndsWith(".zip", StringComparison.Ordinal)) return ZipMutator.MutateInner(bytes, rng, log, what);
         }
         catch (Exception ex) when (ex is JsonException or InvalidOperationException or ArgumentException or FormatException or IndexOutOfRangeException)
