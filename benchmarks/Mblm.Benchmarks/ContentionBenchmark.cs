@@ -57,7 +57,8 @@ internal static class ContentionBenchmark
             var psi = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
             string self = typeof(ContentionBenchmark).Assembly.Location;
             if (!Path.GetFileName(Environment.ProcessPath!).StartsWith("Mblm.Benchmarks", StringComparison.Ordinal)) psi.ArgumentList.Add(self);
-            foreach (string a in new[] { "train-step", "--config", config, "--steps", steps.ToString(CultureInfo.InvariantCulture), "--warmup", warmup.ToString(CultureInfo.InvariantCulture), "--no-mfu", "1" })
+            foreach (string a in new[] { "train-step", "--config", config, "--steps", steps.ToString(CultureInfo.InvariantCulture), "--warmup",
+                warmup.ToString(CultureInfo.InvariantCulture), "--no-mfu", "1" })
                 psi.ArgumentList.Add(a);
             foreach (var (k, v) in env)
                 if (v is null) psi.Environment.Remove(k); else psi.Environment[k] = v;

@@ -45,11 +45,13 @@ internal static class GenerationBenchmark
         if (which.Contains('t'))
             models.Add(("t", "G2 (T,T)", new MblmConfig { NumTokens = 257, PadTokenId = 256, HiddenDims = [256, 128], NumLayers = [4, 2], SeqLens = [8192, 8], Blocks = [t, tLocal] }.Validate()));
         if (which.Contains('s'))
-            models.Add(("s", "G2-S (Mamba2,T)", new MblmConfig { NumTokens = 257, PadTokenId = 256, HiddenDims = [256, 128], NumLayers = [4, 2], SeqLens = [1 << 17, 8], Blocks = [m, tLocal] }.Validate()));
+            models.Add(("s", "G2-S (Mamba2,T)", new MblmConfig { NumTokens = 257, PadTokenId = 256, HiddenDims = [256, 128], NumLayers = [4, 2], SeqLens = [1 << 17, 8], Blocks = [m,
+                tLocal] }.Validate()));
         Console.WriteLine($"Greedy generation of {newBytes} bytes after prompts from {textPath}. Medians of 3 calls. " +
                           $"cached ms/byte: each new byte after the prefill; end to end: (prefill + {newBytes} bytes) / {newBytes}; " +
                           "recompute: a full forward per byte (the reference's method), warmed up first");
-        Console.WriteLine("| model | prompt bytes | prefill s | cached ms/byte | end to end ms/byte | recompute ms/byte | recompute / end to end | reference on another machine, ms/byte (end to end) |");
+        Console.WriteLine("| model | prompt bytes | prefill s | cached ms/byte | end to end ms/byte | recompute ms/byte | recompute / end to end | reference on another machine, ms/byte " +
+            "(end to end) |");
         Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- |");
         foreach (var (key, name, config) in models)
         {

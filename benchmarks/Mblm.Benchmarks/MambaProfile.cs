@@ -20,7 +20,8 @@ internal static class MambaProfile
         }
         T("in_proj", () => lin.forward(u));
         T("conv1d module", () => conv.forward(xbc.transpose(1, 2))[.., .., ..(int)l].transpose(1, 2));
-        T("conv shifted", () => { var p = nn.functional.pad(xbc, new long[]{0,0,3,0}); var w = conv.weight!.squeeze(1); Tensor y = conv.bias!; for (int k=0;k<4;k++) y = y + p[.., k..(int)(k+l), ..] * w[.., k]; return y; });
+        T("conv shifted", () => { var p = nn.functional.pad(xbc, new long[]{0,0,3,0}); var w = conv.weight!.squeeze(1); Tensor y = conv.bias!; for (int k=0;k<4;k++) y = y + p[..,
+            k..(int)(k+l), ..] * w[.., k]; return y; });
         T("silu", () => nn.functional.silu(xbc));
         T("softplus", () => nn.functional.softplus(xbc));
         var norm = new EpsRmsNorm(512);

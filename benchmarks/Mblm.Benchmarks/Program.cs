@@ -27,7 +27,8 @@ CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 var opts = Options.Parse(args.Skip(1).ToArray());
 Console.WriteLine($"# {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, torch threads {TorchSharp.torch.get_num_threads()}, " +
                   $"load avg {File.ReadAllText("/proc/loadavg").Split(' ')[0]}, " +
-                  $"allocator tuning {(tuned ? tuning.ToString() : "none")}, OpenMP defaults applied: {(TorchRuntime.AppliedThreadingDefaults.Count == 0 ? "none" : string.Join(" ", TorchRuntime.AppliedThreadingDefaults))}");
+                  $"allocator tuning {(tuned ? tuning.ToString() : "none")}, OpenMP defaults applied: " +
+                      $"{(TorchRuntime.AppliedThreadingDefaults.Count == 0 ? "none" : string.Join(" ", TorchRuntime.AppliedThreadingDefaults))}");
 switch (args.FirstOrDefault())
 {
     case "train-step": TrainStepBenchmark.Run(opts); break;

@@ -98,7 +98,8 @@ internal static class SoakBenchmark
         }
 
         Console.WriteLine();
-        Console.WriteLine("| phase | predictions | seconds | ms / prediction | RSS after warm-up MiB | RSS at end MiB | RSS change | live tensors, this thread (warm-up → end) | Tensor.TotalCount (warm-up → end; end before GC) | result |");
+        Console.WriteLine("| phase | predictions | seconds | ms / prediction | RSS after warm-up MiB | RSS at end MiB | RSS change | live tensors, this thread (warm-up → end) | " +
+            "Tensor.TotalCount (warm-up → end; end before GC) | result |");
         Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |");
         bool ok = true;
         foreach (var r in results)

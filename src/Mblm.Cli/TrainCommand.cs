@@ -76,7 +76,8 @@ internal static class TrainCommand
             if (trainData.Count(0) == 0)
                 throw new InvalidInputException($"--data '{dataPath}' holds {trainData.Length} training bytes: fewer than one window of {windowLength} bytes");
             if (validation is not null && validation.Count(0) == 0)
-                throw new InvalidInputException($"{(valPath is not null ? $"--val '{valPath}'" : $"the --val-fraction {valFraction} tail of '{dataPath}'")} holds {validation.Length} bytes: fewer than one window of {windowLength} bytes");
+                throw new InvalidInputException($"{(valPath is not null ? $"--val '{valPath}'" : $"the --val-fraction {valFraction} tail of '{dataPath}'")} holds {validation.Length} " +
+                    $"bytes: fewer than one window of {windowLength} bytes");
 
             manual_seed(options.Seed);
             var model = CliModel.Load(config, init, device);

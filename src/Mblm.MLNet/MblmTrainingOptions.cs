@@ -94,7 +94,8 @@ public abstract record MblmTrainingOptions
 
     /// <summary>
     /// Checks every option — those set in code when an estimator is created, and those read from a pipeline file when it is
-    /// loaded (a broken rule there is an <see cref="MblmFormatException"/> naming the file, the entry and the option); throws <see cref="ArgumentOutOfRangeException"/> whose parameter name is the option and whose
+    /// loaded (a broken rule there is an <see cref="MblmFormatException"/> naming the file, the entry and the option); throws <see cref="ArgumentOutOfRangeException"/>
+    /// whose parameter name is the option and whose
     /// message reads "Owner.Options.Name rule (got value)".
     /// </summary>
     internal void Check()

@@ -48,7 +48,8 @@ internal static class ZipDirectory
             if (entries > (ulong)maxEntries)
                 throw new MblmFormatException(file, entry, $"claims {entries:N0} zip entries; at most {maxEntries:N0} are read");
             if (size > MaxDirectoryBytes)
-                throw new MblmFormatException(file, entry, $"claims a {Limits.FormatBytes((long)Math.Min(size, long.MaxValue))} zip directory; at most {Limits.FormatBytes(MaxDirectoryBytes)} is read");
+                throw new MblmFormatException(file, entry,
+                    $"claims a {Limits.FormatBytes((long)Math.Min(size, long.MaxValue))} zip directory; at most {Limits.FormatBytes(MaxDirectoryBytes)} is read");
         }
         finally
         {

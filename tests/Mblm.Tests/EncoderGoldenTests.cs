@@ -192,7 +192,8 @@ public sealed class EncoderGoldenTests
         var causal = config.Mblm with
         {
             Blocks = config.Mblm.Blocks.Select(b => b is TransformerEncoderBlockConfig e
-                ? new TransformerBlockConfig { PosEmbType = e.PosEmbType, AttnHeadDims = e.AttnHeadDims, AttnNumHeads = e.AttnNumHeads, AttnUseRotEmbs = e.AttnUseRotEmbs, FfMultiplier = e.FfMultiplier }
+                ? new TransformerBlockConfig { PosEmbType = e.PosEmbType, AttnHeadDims = e.AttnHeadDims, AttnNumHeads = e.AttnNumHeads, AttnUseRotEmbs = e.AttnUseRotEmbs,
+                    FfMultiplier = e.FfMultiplier }
                 : b).ToArray(),
         };
         var decoderKeys = new MblmModel(causal).state_dict().Keys.Select(k => "mblm." + k).Order(StringComparer.Ordinal).ToArray();

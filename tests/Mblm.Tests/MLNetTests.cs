@@ -47,7 +47,8 @@ public sealed class MLNetTests
     internal static readonly MblmConfig Tiny = TestData.Cfg([32, 16], [16, 4], [TestData.T(heads: 2, headDim: 8, pos: PosEmbType.None), TestData.T(heads: 2, headDim: 8)]);
 
     internal static readonly string[] Corpus = Enumerable.Range(0, 40).Select(i =>
-        $"Row {i}: the quick brown fox jumps over the lazy dog while {i % 7} cats sleep." + (i % 5 == 0 ? " Ünïcödé ✓ and a much longer tail that needs more than one window of sixty-four bytes to score." : "")).ToArray();
+        $"Row {i}: the quick brown fox jumps over the lazy dog while {i % 7} cats sleep."
+            + (i % 5 == 0 ? " Ünïcödé ✓ and a much longer tail that needs more than one window of sixty-four bytes to score." : "")).ToArray();
 
     private static MblmLanguageModelTransformer? _shared;
 

@@ -478,7 +478,8 @@ public sealed class PipelineHardeningTests
 
         // A stage.json of another kind of stage, either way round.
         e = Refused(Edited(LmFixture, es => es["stages/001/stage.json"] = vqa["stages/001/stage.json"]), "stages/001/stage.json");
-        StringAssert.Contains(e.Message, "lacks 'inputColumnName', 'bitsPerByteColumnName', 'featuresColumnName', 'completionColumnName', 'maxNewBytes', 'sampling', which the stage.json of every language-model stage has");
+        StringAssert.Contains(e.Message,
+            "lacks 'inputColumnName', 'bitsPerByteColumnName', 'featuresColumnName', 'completionColumnName', 'maxNewBytes', 'sampling', which the stage.json of every language-model stage has");
         e = Refused(EditedJson(LmFixture, Manifest, m => m["stages"]![1]!["kind"] = "answer-classifier"), "stages/001/stage.json");
         StringAssert.Contains(e.Message, "which the stage.json of every answer-classifier stage has");
 

@@ -24,7 +24,8 @@ public sealed class TextPrediction
     public string PredictedKind { get; set; } = "";
 }
 
-/// <summary>The MBLM text classifier: ML.NET's multiclass workflow (Evaluate, CrossValidate, MapKeyToValue, PredictionEngine, SaveModel/LoadModel), byte-vector input, transfer and its errors.</summary>
+/// <summary>The MBLM text classifier: ML.NET's multiclass workflow (Evaluate, CrossValidate, MapKeyToValue, PredictionEngine, SaveModel/LoadModel), byte-vector input,
+/// transfer and its errors.</summary>
 [TestClass]
 public sealed class TextClassifierTests
 {

@@ -68,7 +68,8 @@ internal static class FuzzCommand
                 {
                     Emit(new { e = "phase", i, phase = "cli " + name });
                     var c = RunCli(cli, args, budget, timeout, cliCopy.AttemptDir);
-                    Emit(new { e = "cli", i, command = name, outcome = c.Outcome.ToString(), type = c.Type, message = c.Message, mutation = cliCopy.Mutation, seconds = Math.Round(c.Seconds, 3), rssMiB = c.RssMiB, detail = c.Detail });
+                    Emit(new { e = "cli", i, command = name, outcome = c.Outcome.ToString(), type = c.Type, message = c.Message, mutation = cliCopy.Mutation,
+                        seconds = Math.Round(c.Seconds, 3), rssMiB = c.RssMiB, detail = c.Detail });
                 }
             }
             ProcessMemory.Release(); // what preparing the mutated file took must not count as the loader's peak
@@ -154,7 +155,8 @@ internal static class FuzzCommand
         }
         if (exit == 3) // the CLI's "internal error": an unexpected exception, caught and reported
             return new CliResult(Outcome.Other, "exit 3 (internal error)", at >= 0 ? errLines[at] : errLines.LastOrDefault() ?? "(no message)", seconds, rss, tail);
-        string? crashLine = errLines.FirstOrDefault(l => l.Contains("Unhandled exception", StringComparison.Ordinal) || l.Contains("what():", StringComparison.Ordinal) || l.Contains("Stack overflow", StringComparison.Ordinal))
+        string? crashLine = errLines.FirstOrDefault(l => l.Contains("Unhandled exception", StringComparison.Ordinal) || l.Contains("what():", StringComparison.Ordinal)
+            || l.Contains("Stack overflow", StringComparison.Ordinal))
                             ?? errLines.LastOrDefault(l => !l.StartsWith("   at ", StringComparison.Ordinal));
         return new CliResult(Outcome.Crash, DescribeExit(exit, err), crashLine, seconds, rss, tail);
     }
@@ -163,7 +165,8 @@ internal static class FuzzCommand
 
     private static string DescribeExit(int exit, string stderr)
     {
-        string what = exit > 128 && exit < 160 ? $"exit {exit} (signal {exit - 128}{(exit - 128) switch { 6 => " SIGABRT", 9 => " SIGKILL", 11 => " SIGSEGV", 7 => " SIGBUS", _ => "" }})" : $"exit {exit}";
+        string what = exit > 128
+            && exit < 160 ? $"exit {exit} (signal {exit - 128}{(exit - 128) switch { 6 => " SIGABRT", 9 => " SIGKILL", 11 => " SIGSEGV", 7 => " SIGBUS", _ => "" }})" : $"exit {exit}";
         if (stderr.Contains("Stack overflow", StringComparison.Ordinal)) what += ", stack overflow";
         if (stderr.Contains("Out of memory", StringComparison.Ordinal) || stderr.Contains("OutOfMemory", StringComparison.Ordinal)) what += ", out of memory";
         return what;
@@ -180,7 +183,8 @@ internal static class FuzzCommand
         public readonly List<Record> Failures = [];
     }
 
-    private sealed record Record(string Format, string Runner, long Index, string Outcome, string? Type, string? Message, string? Mutation, double Seconds, double RssMiB, string? Detail, string? Note = null);
+    private sealed record Record(string Format, string Runner, long Index, string Outcome, string? Type, string? Message, string? Mutation, double Seconds, double RssMiB, string? Detail,
+        string? Note = null);
 
     private sealed class Settings
     {
@@ -399,7 +403,8 @@ internal static class FuzzCommand
                         case "done":
                         {
                             long i = m.GetProperty("i").GetInt64();
-                            Add(s, rows, records, new Record(format, "in-process", i, Str("outcome")!, Str("type"), Str("message"), Str("mutation"), Num("seconds"), Math.Max(Num("rssMiB"), phaseRss), Str("detail"), Str("note")));
+                            Add(s, rows, records, new Record(format, "in-process", i, Str("outcome")!, Str("type"), Str("message"), Str("mutation"), Num("seconds"),
+                                Math.Max(Num("rssMiB"), phaseRss), Str("detail"), Str("note")));
                             next = i + 1;
                             phase = "idle";
                             phaseClock.Restart();
@@ -408,7 +413,8 @@ internal static class FuzzCommand
                         case "cli":
                         {
                             long i = m.GetProperty("i").GetInt64();
-                            Add(s, rows, records, new Record(format, "cli " + Str("command"), i, Str("outcome")!, Str("type"), Str("message"), Str("mutation"), Num("seconds"), Num("rssMiB"), Str("detail")));
+                            Add(s, rows, records, new Record(format, "cli " + Str("command"), i, Str("outcome")!, Str("type"), Str("message"), Str("mutation"), Num("seconds"),
+                                Num("rssMiB"), Str("detail")));
                             phase = "idle";
                             phaseClock.Restart();
                             break;
@@ -505,12 +511,14 @@ internal static class FuzzCommand
     private static bool Report(Settings s, string[] formats, ConcurrentDictionary<(string, string), Row> rows, ConcurrentQueue<Record> records, TimeSpan elapsed)
     {
         var ordered = rows.Values.OrderBy(r => Array.IndexOf(formats, r.Format)).ThenBy(r => r.Runner == "in-process" ? "" : r.Runner).ToList();
-        Console.WriteLine($"\n## Fuzz results (seed {s.Seed}, attempts [{s.From}, {s.From + s.Count}) per format, {elapsed:hh\\:mm\\:ss}, budget {Limits.FormatBytes(s.Budget)}, violation above {Limits.FormatBytes(s.Budget + OverheadBytes)})\n");
+        Console.WriteLine($"\n## Fuzz results (seed {s.Seed}, attempts [{s.From}, {s.From + s.Count}) per format, {elapsed:hh\\:mm\\:ss}, budget {Limits.FormatBytes(s.Budget)}, " +
+            $"violation above {Limits.FormatBytes(s.Budget + OverheadBytes)})\n");
         bool anyHarness = ordered.Any(r => r.Harness > 0);
         Console.WriteLine("| format | runner | attempts | ok | clean typed errors | other exceptions | crashes | hangs | peak RSS MiB (max) | over budget |" + (anyHarness ? " harness errors |" : ""));
         Console.WriteLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (anyHarness ? " ---: |" : ""));
         foreach (var r in ordered)
-            Console.WriteLine($"| {r.Format} | {r.Runner} | {r.Attempts} | {r.Ok} | {r.Clean} | {r.Other} | {r.Crash} | {r.Hang} | {r.PeakMiB:F0} | {r.OverBudget} |" + (anyHarness ? $" {r.Harness} |" : ""));
+            Console.WriteLine($"| {r.Format} | {r.Runner} | {r.Attempts} | {r.Ok} | {r.Clean} | {r.Other} | {r.Crash} | {r.Hang} | {r.PeakMiB:F0} | {r.OverBudget} |"
+                + (anyHarness ? $" {r.Harness} |" : ""));
 
         bool failed = ordered.Any(r => r.Other + r.Crash + r.Hang + r.OverBudget > 0);
         // Attempts that loaded after the library skipped something (a resume passing over damaged checkpoints): the warning
@@ -527,7 +535,8 @@ internal static class FuzzCommand
             var failures = r.Failures.OrderBy(f => f.Index).ToList();
             Console.WriteLine($"\n### {r.Format} / {r.Runner}: {failures.Count} failing attempts");
             Console.WriteLine("by kind (outcome, type, message with numbers and paths elided):");
-            foreach (var g in failures.GroupBy(f => $"{f.Outcome}{(f.RssMiB * (1 << 20) > s.Budget + OverheadBytes ? " + over budget" : "")} | {f.Type} | {Normalize(f.Message)}").OrderByDescending(g => g.Count()))
+            foreach (var g in failures.GroupBy(f
+                => $"{f.Outcome}{(f.RssMiB * (1 << 20) > s.Budget + OverheadBytes ? " + over budget" : "")} | {f.Type} | {Normalize(f.Message)}").OrderByDescending(g => g.Count()))
                 Console.WriteLine($"  {g.Count(),5} × {g.Key}  (first: #{g.First().Index}, e.g. {string.Join(", ", g.Take(5).Select(x => "#" + x.Index))})");
             Console.WriteLine("first few:");
             foreach (var f in failures.Take(5))
@@ -537,7 +546,8 @@ internal static class FuzzCommand
                 Console.WriteLine($"      reproduce: {FuzzFormats.Reproduce(f.Format, s.Seed, f.Index, f.Runner != "in-process")}");
             }
         }
-        Console.WriteLine(failed ? "\nFAIL: crashes, hangs, other exceptions or over-budget attempts (see above)" : "\nPASS: every attempt loaded or failed with a documented, typed error within the budget");
+        Console.WriteLine(failed ? "\nFAIL: crashes, hangs, other exceptions or over-budget attempts (see above)" : "\nPASS: every attempt loaded or failed with a documented, typed " +
+            "error within the budget");
         return failed;
     }
 

@@ -5,7 +5,8 @@ using static TorchSharp.torch;
 
 namespace Mblm.MLNet.Hosting;
 
-/// <summary>The device ML.NET's context asks for: CUDA device <see cref="MLContext.GpuDeviceId"/> when set and available, else the CPU (or an error when <see cref="MLContext.FallbackToCpu"/> is false).</summary>
+/// <summary>The device ML.NET's context asks for: CUDA device <see cref="MLContext.GpuDeviceId"/> when set and available, else the CPU (or an error when <see
+/// cref="MLContext.FallbackToCpu"/> is false).</summary>
 internal static class DeviceChoice
 {
     public static Device For(IHostEnvironment environment)

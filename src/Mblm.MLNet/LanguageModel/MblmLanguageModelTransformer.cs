@@ -13,7 +13,8 @@ namespace Mblm.MLNet.LanguageModel;
 /// <summary>
 /// A trained MBLM as an ML.NET transformer: adds bits per byte, a feature vector and (optionally) a completion for the
 /// input column of every row. Batch <see cref="MblmTransformerBase{TOptions}.Transform"/> scores rows
-/// <see cref="MblmTrainingOptions.ScoringBatchSize"/> at a time; <see cref="MblmTransformerBase{TOptions}.GetRowToRowMapper"/> (used by PredictionEngine) scores one row at a time. Safe to use from several
+/// <see cref="MblmTrainingOptions.ScoringBatchSize"/> at a time; <see cref="MblmTransformerBase{TOptions}.GetRowToRowMapper"/> (used by PredictionEngine) scores one row
+/// at a time. Safe to use from several
 /// threads (calls into the model are serialised). Save it with <c>mlContext.Mblm().SaveModel</c>; <c>mlContext.Model.Save</c>
 /// cannot store third-party weights and throws <see cref="NotSupportedException"/>.
 /// </summary>

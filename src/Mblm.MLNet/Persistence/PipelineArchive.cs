@@ -186,7 +186,8 @@ internal sealed partial class PipelineReader : IDisposable
             foreach (var (name, hash) in sums)
             {
                 if (name == entry) throw Error(entry, "lists a checksum of itself");
-                if (hash is null || !Sha256Hex().IsMatch(hash)) throw Error(entry, $"has checksum '{PipelineArchive.Shown(hash)}' for '{PipelineArchive.Shown(name)}'; expected 64 lower-case hex digits");
+                if (hash is null || !Sha256Hex().IsMatch(hash)) throw Error(entry,
+                    $"has checksum '{PipelineArchive.Shown(hash)}' for '{PipelineArchive.Shown(name)}'; expected 64 lower-case hex digits");
                 if (!_entries.ContainsKey(name)) throw Error(PipelineArchive.Shown(name), "is listed in the manifest's checksums but missing from the file");
             }
         }

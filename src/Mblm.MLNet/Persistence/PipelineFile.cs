@@ -179,7 +179,8 @@ internal static class PipelineFile
             throw new NotSupportedException($"a pipeline stage cannot be saved by ML.NET ({string.Join(" -> ", ((IEnumerable<ITransformer>)chain).Select(t => t.GetType().Name))}): {e.Message}", e);
         }
         if (buffer.Length > MaxMlNetBytes)
-            throw new NotSupportedException($"ML.NET saves the transforms of {entry} in {Limits.FormatBytes(buffer.Length)}; a pipeline file holds at most {Limits.FormatBytes(MaxMlNetBytes)} per ML.NET model");
+            throw new NotSupportedException($"ML.NET saves the transforms of {entry} in {Limits.FormatBytes(buffer.Length)}; a pipeline file holds at most " +
+                $"{Limits.FormatBytes(MaxMlNetBytes)} per ML.NET model");
         buffer.Position = 0;
         writer.Write(entry, CompressionLevel.Optimal, buffer.CopyTo);
     }

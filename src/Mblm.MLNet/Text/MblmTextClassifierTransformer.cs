@@ -83,7 +83,8 @@ public sealed class MblmTextClassifierTransformer : MblmTransformerBase<MblmText
             long tokens = TextClassifierLayout.PromptLength(texts[i].Length, Options.Alignment) + _classes.LongestSegment;
             if (tokens > context)
                 throw new InvalidDataException($"a row of column '{Options.TextColumnName}' has {texts[i].Length} bytes; with the longest class it takes {tokens} tokens, " +
-                    $"more than the model's context of {context} (MblmTextClassifierTrainer.Options.ModelConfig, or when it is null the context sized to the training rows: use a config with a longer context, or shorten the texts)");
+                    $"more than the model's context of {context} (MblmTextClassifierTrainer.Options.ModelConfig, or when it is null the context sized to the training rows: use a config " +
+                        $"with a longer context, or shorten the texts)");
             prompts[i] = TextClassifierLayout.Prompt(texts[i], Options.Alignment);
         }
         if (prompts.Length == 0) return [];

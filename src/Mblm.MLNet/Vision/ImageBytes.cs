@@ -163,7 +163,8 @@ public static class ImageBytes
         };
     }
 
-    /// <summary>The size <see cref="ImageByteOptions.MaxPixels"/> gives a <paramref name="width"/>×<paramref name="height"/> image (unchanged when it has no more pixels, or the limit is null).</summary>
+    /// <summary>The size <see cref="ImageByteOptions.MaxPixels"/> gives a <paramref name="width"/>×<paramref name="height"/> image (unchanged when it has no more
+    /// pixels, or the limit is null).</summary>
     public static (int Width, int Height) Bounded(int width, int height, int? maxPixels)
     {
         if (maxPixels is not int max || (long)width * height <= max) return (width, height);

@@ -82,7 +82,8 @@ public sealed class MblmAnswerClassifierTrainer : MblmTrainerBase<MblmAnswerClas
             CheckColumns([(nameof(ImageColumnName), ImageColumnName), (nameof(QuestionColumnName), QuestionColumnName), (nameof(LabelColumnName), LabelColumnName)],
                 [(nameof(ScoreColumnName), ScoreColumnName), (nameof(PredictedLabelColumnName), PredictedLabelColumnName)]);
             Check(ModelShape.NumTokens >= VqaLayout.NumTokens && ModelShape.PadTokenId == VqaLayout.Pad, nameof(ModelConfig),
-                $"needs num_tokens >= {VqaLayout.NumTokens} and pad_token_id {VqaLayout.Pad} (bytes, pad, end of modality, start of text, start of image); got {ModelShape.NumTokens} and {ModelShape.PadTokenId}");
+                $"needs num_tokens >= {VqaLayout.NumTokens} and pad_token_id {VqaLayout.Pad} (bytes, pad, end of modality, start of text, start of image); got {ModelShape.NumTokens} and " +
+                    $"{ModelShape.PadTokenId}");
             Check(TransferFrom is null || File.Exists(TransferFrom), nameof(TransferFrom), $"names a file that does not exist ('{TransferFrom}')");
             _ = ImageOptions;
         }
@@ -121,7 +122,8 @@ public sealed class MblmAnswerClassifierTrainer : MblmTrainerBase<MblmAnswerClas
             $"{samples.Count} samples (longest {longest} tokens), {answers.Length} answers", answers)
         {
             LongestSample = longest, LongestRow = longestRow,
-            TooLongHint = "make images smaller (Options.Image: ResizeWidth/ResizeHeight, Levels, or ImageEncoding Jpeg) or set ModelConfig to a config with a longer context (more seq_lens[0] patches)",
+            TooLongHint = "make images smaller (Options.Image: ResizeWidth/ResizeHeight, Levels, or ImageEncoding Jpeg) or set ModelConfig to a config with a longer context (more " +
+                "seq_lens[0] patches)",
         };
     }
 

@@ -29,7 +29,8 @@ internal static class VqaColumns
         bool imageOk = image.ItemType is Microsoft.ML.Transforms.Image.ImageDataViewType || image.Kind != SchemaShape.Column.VectorKind.Scalar && image.ItemType == NumberDataViewType.Byte;
         if (!imageOk) throw SchemaChecks.Mismatch("image", o.ImageColumnName, "Image (MLImage) or Vector<Byte> (image file bytes)", image.ItemType.ToString()!);
         var question = Find("question", o.QuestionColumnName);
-        if (question.Kind != SchemaShape.Column.VectorKind.Scalar || question.ItemType is not TextDataViewType) throw SchemaChecks.Mismatch("question", o.QuestionColumnName, "Text", question.ItemType.ToString()!);
+        if (question.Kind != SchemaShape.Column.VectorKind.Scalar || question.ItemType is not TextDataViewType) throw SchemaChecks.Mismatch("question", o.QuestionColumnName, "Text",
+            question.ItemType.ToString()!);
         LabelColumn.Check(shape, o.LabelColumnName);
     }
 }

@@ -10,7 +10,7 @@ namespace Mblm.Model;
 /// <c>to_out</c>, half-split RoPE on q and k, scale <c>d_h^-½</c>, fused scaled-dot-product attention.
 /// State: <c>norm.g</c>, <c>to_q.weight</c> (inner, D), <c>to_kv.weight</c> (2·inner, D), <c>to_out.weight</c> (D, inner).
 /// </summary>
-public sealed class Attention : nn.Module
+internal sealed class Attention : nn.Module
 {
     private readonly ClampRmsNorm _norm;
     private readonly Linear _toQ, _toKv, _toOut;
@@ -43,6 +43,7 @@ public sealed class Attention : nn.Module
     public bool IsCausal => _causal;
 
     /// <summary>Attention over <paramref name="x"/> <c>(R, S, D)</c> (causal unless built otherwise); <paramref name="angles"/> for S positions, or null.</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Style", "IDE1006", Justification = "TorchSharp's module convention: forward")]
     public Tensor forward(Tensor x, RotaryAngles? angles)
     {
         using var scope = NewDisposeScope();
@@ -168,7 +169,7 @@ public sealed class Attention : nn.Module
 /// MEGABYTE feed-forward: <c>0</c> RMSNorm, <c>1</c> Linear(D, m·D), GELU (exact), dropout, <c>4</c> Linear(m·D, D).
 /// State: <c>0.g</c>, <c>1.weight</c>, <c>1.bias</c>, <c>4.weight</c>, <c>4.bias</c>.
 /// </summary>
-public sealed class FeedForward : nn.Module<Tensor, Tensor>
+internal sealed class FeedForward : nn.Module<Tensor, Tensor>
 {
     private readonly ClampRmsNorm _norm;
     private readonly Linear _up, _down;
@@ -201,7 +202,7 @@ public sealed class FeedForward : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>Keys and values of past positions (R, h, capacity, d_h), doubled in capacity when full.</summary>
-public sealed class KvCache : IDisposable
+internal sealed class KvCache : IDisposable
 {
     private Tensor _k, _v;
 

@@ -12,7 +12,7 @@ namespace Mblm.Model;
 /// State: <c>in_proj.weight</c> (2·d_inner + 2N + H, D), <c>conv1d.weight</c> (d_inner + 2N, 1, d_conv), <c>conv1d.bias</c>,
 /// <c>dt_bias</c>, <c>A_log</c>, <c>D</c> (H), <c>norm.weight</c> (d_inner), <c>out_proj.weight</c> (D, d_inner).
 /// </summary>
-public sealed class Mamba2Layer : nn.Module<Tensor, Tensor>
+internal sealed class Mamba2Layer : nn.Module<Tensor, Tensor>
 {
     /// <summary>Default chunk length of the chunked scan.</summary>
     public const int DefaultChunkSize = 64;
@@ -20,9 +20,9 @@ public sealed class Mamba2Layer : nn.Module<Tensor, Tensor>
     private readonly Linear _inProj, _outProj;
     private readonly Conv1d _conv;
     // Looked up by name at use: Module.to(device/dtype) replaces parameters, so cached references would go stale.
-    private Parameter _dtBias => get_parameter("dt_bias")!;
-    private Parameter _aLog => get_parameter("A_log")!;
-    private Parameter _d => get_parameter("D")!;
+    private Parameter DtBias => get_parameter("dt_bias")!;
+    private Parameter ALog => get_parameter("A_log")!;
+    private Parameter DSkip => get_parameter("D")!;
     private readonly EpsRmsNorm _gatedNorm;
     private readonly long _inner, _heads, _headDim, _state, _convWidth;
 
@@ -86,8 +86,8 @@ public sealed class Mamba2Layer : nn.Module<Tensor, Tensor>
         var xbc = nn.functional.silu(CausalConv(xbcRaw));
         var parts = xbc.split(new[] { _inner, _state, _state }, -1);
         var x = parts[0].view(rows, length, _heads, _headDim);
-        var dt = nn.functional.softplus(dtRaw + _dtBias);                       // (R, L, H)
-        var a = -_aLog.exp();                                                   // (H)
+        var dt = nn.functional.softplus(dtRaw + DtBias);                       // (R, L, H)
+        var a = -ALog.exp();                                                   // (H)
         var y = Mamba2Scan.Run(ScanMode, x, dt, a, parts[1], parts[2], ChunkSize);
         if (finalState is not null)
         {
@@ -101,7 +101,7 @@ public sealed class Mamba2Layer : nn.Module<Tensor, Tensor>
             var weighted = (x * toEnd.unsqueeze(-1)).permute(0, 2, 3, 1);                            // (R, H, p, L)
             finalState.Ssm.copy_(matmul(weighted, parts[1].unsqueeze(1)));                          // (R, H, p, N)
         }
-        y = y + x * _d.view(1, 1, _heads, 1);
+        y = y + x * DSkip.view(1, 1, _heads, 1);
         return _outProj.forward(Gate(y.reshape(rows, length, _inner), z)).MoveToOuterDisposeScope();
     }
 
@@ -122,11 +122,11 @@ public sealed class Mamba2Layer : nn.Module<Tensor, Tensor>
         var convOut = (window * _conv.weight!.squeeze(1)).sum(-1) + _conv.bias!;
         var parts = nn.functional.silu(convOut).split(new[] { _inner, _state, _state }, -1);
         var x = parts[0].view(rows, _heads, _headDim);
-        var dt = nn.functional.softplus(dtRaw + _dtBias);                       // (R, H)
-        var decay = (dt * -_aLog.exp()).exp().view(rows, _heads, 1, 1);
+        var dt = nn.functional.softplus(dtRaw + DtBias);                       // (R, H)
+        var decay = (dt * -ALog.exp()).exp().view(rows, _heads, 1, 1);
         var input = (x * dt.unsqueeze(-1)).unsqueeze(-1) * parts[1].view(rows, 1, 1, _state);
         state.Ssm.copy_(state.Ssm * decay + input);
-        var y = matmul(state.Ssm, parts[2].view(rows, 1, _state, 1)).squeeze(-1) + x * _d.view(1, _heads, 1);
+        var y = matmul(state.Ssm, parts[2].view(rows, 1, _state, 1)).squeeze(-1) + x * DSkip.view(1, _heads, 1);
         return _outProj.forward(Gate(y.reshape(rows, _inner), z)).MoveToOuterDisposeScope();
     }
 

@@ -16,7 +16,7 @@ public enum Mamba2ScanMode
 /// per head h, <c>S_t = exp(Δ_t·A_h)·S_{t-1} + Δ_t·x_t ⊗ B_t</c> (S is headdim × N, S_0 = 0) and <c>y_t = S_t·C_t</c>
 /// (the D skip is added by the caller). Shapes: x (b, l, h, p), dt = Δ (b, l, h), A (h), B and C (b, l, n) → y (b, l, h, p).
 /// </summary>
-public static class Mamba2Scan
+internal static class Mamba2Scan
 {
     /// <summary>Evaluates the scan with the chosen method.</summary>
     public static Tensor Run(Mamba2ScanMode mode, Tensor x, Tensor dt, Tensor a, Tensor b, Tensor c, int chunkSize) =>

@@ -102,12 +102,12 @@ public sealed class Mamba2Stage : StageModel
 }
 
 /// <summary>One residual block: <c>norm</c> (RMSNorm, eps 1e-5) and <c>mixer</c> (<see cref="Mamba2Layer"/>).</summary>
-public sealed class Mamba2Block : nn.Module
+internal sealed class Mamba2Block : nn.Module
 {
     private readonly EpsRmsNorm _norm;
 
     /// <summary>The block's pre-norm.</summary>
-    public EpsRmsNorm Norm => _norm;
+    internal EpsRmsNorm Norm => _norm;
 
     /// <summary>The Mamba2 mixer of this block.</summary>
     public Mamba2Layer Mixer { get; }
@@ -124,6 +124,7 @@ public sealed class Mamba2Block : nn.Module
     }
 
     /// <summary><c>r = h + r</c> (r = h for the first block), <c>h = mixer(norm(r))</c>; returns (h, r).</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Style", "IDE1006", Justification = "TorchSharp's module convention: forward")]
     public (Tensor Hidden, Tensor Residual) forward(Tensor h, Tensor? residual)
     {
         var r = residual is null ? h : h + residual;
@@ -139,7 +140,7 @@ public sealed class Mamba2Block : nn.Module
 }
 
 /// <summary>Decoding state of a Mamba2 stage: each layer's conv window and SSM state.</summary>
-public sealed class Mamba2Cache : StageCache
+internal sealed class Mamba2Cache : StageCache
 {
     internal Mamba2State[] Layers { get; }
 

@@ -406,7 +406,8 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     {
         if (ids.dim() != 2) throw new ArgumentException($"{name} must have shape (batch, length), got [{string.Join(", ", ids.shape)}]", name);
         if (ids.size(1) == 0) throw new ArgumentException($"{name} must hold at least one id per row (length 0); generation from nothing uses the start-token path", name);
-        if (ids.dtype is not (ScalarType.Int64 or ScalarType.Int32 or ScalarType.Int16 or ScalarType.Int8 or ScalarType.Byte)) throw new ArgumentException($"{name} must be an integer tensor, got {ids.dtype}", name);
+        if (ids.dtype is not (ScalarType.Int64 or ScalarType.Int32 or ScalarType.Int16 or ScalarType.Int8 or ScalarType.Byte)) throw new ArgumentException($"{name} must be an integer " +
+            $"tensor, got {ids.dtype}", name);
         // One host synchronisation for both bounds.
         var bounds = stack(new[] { ids.min().to_type(int64), ids.max().to_type(int64) }).cpu().data<long>().ToArray();
         long min = bounds[0], max = bounds[1];

@@ -8,7 +8,7 @@ namespace Mblm.Model;
 /// MEGABYTE's RMSNorm: <c>x / clamp(‖x‖₂·D^-½, min = 1e-8) · g</c> (the eps clamps the RMS; it is not added under the root).
 /// State: <c>g</c> (D).
 /// </summary>
-public sealed class ClampRmsNorm : nn.Module<Tensor, Tensor>
+internal sealed class ClampRmsNorm : nn.Module<Tensor, Tensor>
 {
     // Parameters are looked up by name at use: Module.to(device/dtype) replaces them, so cached references would go stale.
     private Parameter G => get_parameter("g")!;
@@ -38,7 +38,7 @@ public sealed class ClampRmsNorm : nn.Module<Tensor, Tensor>
 /// <summary>
 /// The RMSNorm of mamba-ssm: <c>x · rsqrt(mean(x²) + eps) · weight</c> (eps 1e-5). State: <c>weight</c> (D).
 /// </summary>
-public sealed class EpsRmsNorm : nn.Module<Tensor, Tensor>
+internal sealed class EpsRmsNorm : nn.Module<Tensor, Tensor>
 {
     // Parameters are looked up by name at use: Module.to(device/dtype) replaces them, so cached references would go stale.
     private Parameter Weight => get_parameter("weight")!;

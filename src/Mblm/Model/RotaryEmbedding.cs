@@ -8,9 +8,9 @@ namespace Mblm.Model;
 /// <c>rotate_half(x) = cat(-x₂, x₁)</c>, computed in float32. Positions count from 0 including the stage's start token.
 /// State: buffer <c>inv_freq</c> (d_h/2) <c>= 1 / 10000^(arange(0, d_h, 2) / d_h)</c>.
 /// </summary>
-public sealed class RotaryEmbedding : nn.Module
+internal sealed class RotaryEmbedding : nn.Module
 {
-    private Tensor _invFreq => get_buffer("inv_freq")!; // by name: Module.to() replaces buffers
+    private Tensor InvFreq => get_buffer("inv_freq")!; // by name: Module.to() replaces buffers
 
     /// <summary>Names are registered explicitly (docs/state-dict.md); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
@@ -29,10 +29,10 @@ public sealed class RotaryEmbedding : nn.Module
     public RotaryAngles Angles(long length, long offset = 0)
     {
         using var scope = NewDisposeScope();
-        var positions = arange(offset, offset + length, dtype: float32, device: _invFreq.device);
+        var positions = arange(offset, offset + length, dtype: float32, device: InvFreq.device);
         // A model cast to a low-precision dtype (bf16 training) must not round the frequencies: recompute them in fp32.
-        var invFreq = _invFreq.dtype == float32 ? _invFreq
-            : 1.0 / pow(10000.0, arange(0, 2 * _invFreq.size(0), 2, dtype: float32, device: _invFreq.device) / (float)(2 * _invFreq.size(0)));
+        var invFreq = InvFreq.dtype == float32 ? InvFreq
+            : 1.0 / pow(10000.0, arange(0, 2 * InvFreq.size(0), 2, dtype: float32, device: InvFreq.device) / (float)(2 * InvFreq.size(0)));
         var freqs = outer(positions, invFreq);                                  // (S, d_h/2)
         return new RotaryAngles(polar(ones_like(freqs), freqs).unsqueeze(1).MoveToOuterDisposeScope());
     }
@@ -55,7 +55,7 @@ public sealed class RotaryEmbedding : nn.Module
 }
 
 /// <summary>Rotary rotations <c>cos θ + i·sin θ</c>, complex64 (S, 1, d_h/2).</summary>
-public sealed record RotaryAngles(Tensor Rotation) : IDisposable
+internal sealed record RotaryAngles(Tensor Rotation) : IDisposable
 {
     /// <inheritdoc />
     public void Dispose() => Rotation.Dispose();
@@ -80,6 +80,7 @@ internal sealed class InterleavedRope : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) => forward(x, 0);
 
     /// <summary>The same for positions starting at <paramref name="firstPosition"/> (incremental decoding).</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Style", "IDE1006", Justification = "TorchSharp's module convention: forward")]
     public Tensor forward(Tensor x, long firstPosition)
     {
         using var scope = NewDisposeScope();

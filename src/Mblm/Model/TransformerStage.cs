@@ -130,17 +130,17 @@ public sealed class TransformerStage : StageModel
 /// One Transformer layer: <c>0</c> = <see cref="Attention"/>, <c>1</c> = <see cref="FeedForward"/>; causal layers
 /// token-shift each sublayer's input and mask attention, non-causal (encoder) layers do neither.
 /// </summary>
-public sealed class TransformerLayer : nn.Module
+internal sealed class TransformerLayer : nn.Module
 {
     private readonly Attention _attention;
     private readonly FeedForward _feedForward;
     private readonly bool _causal;
 
     /// <summary>The attention sublayer.</summary>
-    public Attention Attention => _attention;
+    internal Attention Attention => _attention;
 
     /// <summary>The feed-forward sublayer.</summary>
-    public FeedForward FeedForward => _feedForward;
+    internal FeedForward FeedForward => _feedForward;
 
     /// <summary>Names are registered explicitly (docs/state-dict.md); field names must not leak into the state dict.</summary>
     protected override void RegisterComponents() { }
@@ -155,6 +155,7 @@ public sealed class TransformerLayer : nn.Module
     }
 
     /// <summary>Pre-norm residual attention then feed-forward, each on the token-shifted input (causal layers) or the input.</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Style", "IDE1006", Justification = "TorchSharp's module convention: forward")]
     public Tensor forward(Tensor x, RotaryAngles? angles)
     {
         using var scope = NewDisposeScope();
@@ -167,7 +168,7 @@ public sealed class TransformerLayer : nn.Module
 }
 
 /// <summary>Decoding state of a Transformer stage: per layer the KV cache and the previous sublayer inputs (token shift).</summary>
-public sealed class TransformerCache : StageCache
+internal sealed class TransformerCache : StageCache
 {
     internal KvCache[] Kv { get; }
     internal Tensor[] PreviousAttentionInput { get; }

@@ -152,7 +152,8 @@ public static class CheckpointStore
                     throw new MblmFormatException(Path.Combine(folder, RngFile), null, $"holds {rngBytes.Length} bytes, a generator state has {current.NumberOfElements}");
             string optimizerPath = Path.Combine(folder, OptimizerFile);
             if (!File.Exists(optimizerPath) && File.Exists(Path.Combine(folder, "optimizer.bin")))
-                throw new MblmFormatException(folder, "optimizer.bin", "holds optimiser state in TorchSharp's unchecked binary format (checkpoints of an older version): it is not read; train afresh or from the weights (--init)");
+                throw new MblmFormatException(folder, "optimizer.bin",
+                    "holds optimiser state in TorchSharp's unchecked binary format (checkpoints of an older version): it is not read; train afresh or from the weights (--init)");
             RequireWrittenByTheTrainer(tensors, model, weightsPath);
             OptimizerStateFile.Load(optimizer, model.parameters().ToList(), optimizerPath);
             ModelWeights.Load(model, tensors, weightsPath); // checks every name and shape before copying anything

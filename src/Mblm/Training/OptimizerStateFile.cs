@@ -63,7 +63,8 @@ internal static class OptimizerStateFile
                     }
                     expected.Add(name);
                     if (!t.shape.SequenceEqual(parameters[i].shape) || !t.is_floating_point())
-                        throw new MblmFormatException(path, name, $"has shape [{string.Join(", ", t.shape)}] {t.dtype}; parameter {i} is [{string.Join(", ", parameters[i].shape)}] {parameters[i].dtype}");
+                        throw new MblmFormatException(path, name,
+                            $"has shape [{string.Join(", ", t.shape)}] {t.dtype}; parameter {i} is [{string.Join(", ", parameters[i].shape)}] {parameters[i].dtype}");
                     CheckpointStore.RequireFinite(t, path, name);
                 }
             }

@@ -64,7 +64,8 @@ public sealed record TrainerOptions
         if (!(LearningRate > 0) || !double.IsFinite(LearningRate)) throw new ArgumentException($"LearningRate must be positive and finite, got {LearningRate}", nameof(LearningRate));
         if (GradientAccumulation <= 0) throw new ArgumentException("GradientAccumulation must be positive", nameof(GradientAccumulation));
         if (WarmupFraction is < 0 or >= 1) throw new ArgumentException("WarmupFraction must be in [0, 1)", nameof(WarmupFraction));
-        if (GradientClipping is double clip && !(clip > 0 && double.IsFinite(clip))) throw new ArgumentException($"GradientClipping must be positive and finite, or null; got {clip}", nameof(GradientClipping));
+        if (GradientClipping is double clip && !(clip > 0 && double.IsFinite(clip))) throw new ArgumentException($"GradientClipping must be positive and finite, or null; got {clip}",
+            nameof(GradientClipping));
         if (Threads is < 1 or > 1024) throw new ArgumentException($"Threads must be in [1, 1024] or null, got {Threads}", nameof(Threads));
         if (CheckpointEvery < 0 || ValidateEvery < 0) throw new ArgumentException("CheckpointEvery and ValidateEvery must be >= 0");
         return this;

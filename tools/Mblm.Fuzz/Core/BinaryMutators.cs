@@ -407,8 +407,10 @@ internal static class ZipMutator
                 {
                     switch (rng.Int(5))
                     {
-                        case 0: e.SizeOverride = rng.Pick(new long[] { 0, 1, 100, uint.MaxValue, (long)int.MaxValue + 1 }); log.Add($"{what}: entry '{e.Name}' declares uncompressed size {e.SizeOverride}"); break;
-                        case 1: e.CompressedSizeOverride = rng.Pick(new long[] { 0, 1, uint.MaxValue, 1 << 20 }); log.Add($"{what}: entry '{e.Name}' declares compressed size {e.CompressedSizeOverride}"); break;
+                        case 0: e.SizeOverride = rng.Pick(new long[] { 0, 1, 100, uint.MaxValue, (long)int.MaxValue
+                            + 1 }); log.Add($"{what}: entry '{e.Name}' declares uncompressed size {e.SizeOverride}"); break;
+                        case 1: e.CompressedSizeOverride = rng.Pick(new long[] { 0, 1, uint.MaxValue,
+                            1 << 20 }); log.Add($"{what}: entry '{e.Name}' declares compressed size {e.CompressedSizeOverride}"); break;
                         case 2: e.CrcOverride = (uint)rng.Next(); log.Add($"{what}: entry '{e.Name}' has a wrong CRC"); break;
                         case 3: e.Method = rng.Pick(new ushort[] { 1, 9, 12, 14, 99, 0xFFFF }); log.Add($"{what}: entry '{e.Name}' declares compression method {e.Method}"); break;
                         default: e.Flags = rng.Pick(new ushort[] { 1, 8, 0x40, 0xFFFF }); log.Add($"{what}: entry '{e.Name}' has flags 0x{e.Flags:X}"); break;
@@ -420,8 +422,10 @@ internal static class ZipMutator
                     switch (rng.Int(4))
                     {
                         case 0: tweaks.EntryCount = rng.Pick(new[] { 0, 1, entries.Count + 1, ushort.MaxValue }); log.Add($"{what}: end record claims {tweaks.EntryCount} entries"); break;
-                        case 1: tweaks.CentralOffsetDelta = rng.Pick(new long[] { -1, 1, -100, 1 << 20, -(1L << 40) }); log.Add($"{what}: central directory offset moved by {tweaks.CentralOffsetDelta}"); break;
-                        case 2: tweaks.Comment = Encoding.ASCII.GetBytes(new string('c', rng.Pick(new[] { 10, ushort.MaxValue }))); log.Add($"{what}: archive comment of {tweaks.Comment.Length} bytes"); break;
+                        case 1: tweaks.CentralOffsetDelta = rng.Pick(new long[] { -1, 1, -100, 1 << 20,
+                            -(1L << 40) }); log.Add($"{what}: central directory offset moved by {tweaks.CentralOffsetDelta}"); break;
+                        case 2: tweaks.Comment = Encoding.ASCII.GetBytes(new string('c', rng.Pick(new[] { 10,
+                            ushort.MaxValue }))); log.Add($"{what}: archive comment of {tweaks.Comment.Length} bytes"); break;
                         default: tweaks.TruncateEnd = 1 + rng.Int(21); log.Add($"{what}: end record cut by {tweaks.TruncateEnd} bytes"); break;
                     }
                     break;

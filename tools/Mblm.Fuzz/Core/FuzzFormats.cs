@@ -95,7 +95,8 @@ internal sealed class FuzzSeeds
                 ("block", new YSeq(
                 [
                     new YMap([("block_type", S("mamba2")), ("d_state", S("8")), ("d_conv", S("4")), ("expand", S("2")), ("headdim", S("8")), ("pos_emb_type", S("null"))]),
-                    new YMap([("attn_head_dims", S("8")), ("attn_num_heads", S("2")), ("attn_use_rot_embs", S("true")), ("attn_dropout", S("0")), ("use_flash_attn", S("true")), ("pos_emb_type", S("fixed"))]),
+                    new YMap([("attn_head_dims", S("8")), ("attn_num_heads", S("2")), ("attn_use_rot_embs", S("true")), ("attn_dropout", S("0")), ("use_flash_attn", S("true")),
+                        ("pos_emb_type", S("fixed"))]),
                 ], flow: false)),
             ])),
             ("train", new YMap(
@@ -435,7 +436,8 @@ internal static class FuzzFormats
         if (path.EndsWith("/format", StringComparison.Ordinal)) return JsonSerializer.Serialize(rng.Pick(new[] { "mblm-mlnet-pipeline ", "MBLM-MLNET-PIPELINE", "", "mblm-mlnet-pipeline\u0000" }));
         if (path.EndsWith("/kind", StringComparison.Ordinal)) return JsonSerializer.Serialize(rng.Pick(new[] { "mlnet", "language-model", "answer-classifier", "Language-Model", "", "../mlnet" }));
         if (path.EndsWith("/folder", StringComparison.Ordinal))
-            return JsonSerializer.Serialize(rng.Pick(new[] { "../", "/", "", "stages/000", "stages/000/../../", "stages/999/", "stages/001/", "stages/000/", "/etc/", "C:\\", "stages\\000\\", new string('x', 100_000) }));
+            return JsonSerializer.Serialize(rng.Pick(new[] { "../", "/", "", "stages/000", "stages/000/../../", "stages/999/", "stages/001/", "stages/000/", "/etc/", "C:\\",
+                "stages\\000\\", new string('x', 100_000) }));
         if (path.EndsWith("/stages", StringComparison.Ordinal))
             return rng.Pick(new[] { "[]", "null", "[null]", "{}", "[" + string.Join(",", Enumerable.Repeat("{\"kind\": \"mlnet\", \"folder\": \"stages/000/\"}", 10_000)) + "]" });
         return null;
@@ -597,7 +599,8 @@ internal static class FuzzFormats
             // Half the time the damage is made consistent: trainer.json records the new size and SHA-256, as a hostile
             // checkpoint would, so that the file's own reader is reached rather than the integrity check.
             string record = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(file)!, "trainer.json");
-            if (File.Exists(record) && new FileInfo(file).Length < (256L << 20) && rng.Chance(0.5) && System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(record)) is System.Text.Json.Nodes.JsonObject meta
+            if (File.Exists(record) && new FileInfo(file).Length < (256L << 20) && rng.Chance(0.5)
+                && System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(record)) is System.Text.Json.Nodes.JsonObject meta
                 && meta["files"] is System.Text.Json.Nodes.JsonObject files)
             {
                 var data = File.ReadAllBytes(file);
