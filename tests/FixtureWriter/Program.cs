@@ -1,5 +1,5 @@
 // Writes small pipeline files, saved with mlContext.Mblm().SaveModel, and the outputs they give for a few fixed input rows.
-// The test Fixture_pipelines_saved_by_format_version_1_still_load (tests/Mblm.Tests/FixtureTests.cs) loads each file
+// The test Fixture_pipelines_saved_by_format_version_1_still_load (tests/Mblm.Tests/MLNet/FixtureTests.cs) loads each file
 // through the public API and checks the outputs, so files written by an older Mblm.MLNet keep loading.
 //
 //   dotnet run --project tests/FixtureWriter -- tests/Mblm.Tests/Fixtures

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-// Shared by the fuzzer (tools/Mblm.Fuzz) and the CI slice (tests/Mblm.Tests/FuzzSliceTests.cs),
+// Shared by the fuzzer (tools/Mblm.Fuzz) and the CI slice (tests/Mblm.Tests/Hardening/FuzzSliceTests.cs),
 // which links every file of this folder (Core/). Nothing here knows about child processes.
 namespace Mblm.Fuzz.Core;
 
