@@ -14,8 +14,8 @@ using Mblm.Native;
 //   generation [--contexts 1024,8192,32768,65536] [--bytes 16] [--recompute-max 8192] [--text FILE]
 //   mlnet      [--steps 60] [--reps 2] [--rows 256] [--kib 256] [--data FILE] [--scoring-only]   (ML.NET Fit overhead; Transform rows/s by ScoringBatchSize)
 //   long-context [--context 1048576] [--stages 1|2|3] [--chunks 4,8|none] [--breakdown]   (memory per phase: MemoryPhases.cs)
-//   contention [--steps 6] [--warmup 2] [--reps 2] [--competitors N] [--extra "GOMP_SPINCOUNT=1000;OMP_WAIT_POLICY=ACTIVE"]
-//              (P1 step quiet vs with N busy-loop processes, per OpenMP setting, fresh processes)
+//   contention [--steps 6] [--warmup 2] [--reps 5] [--competitors N] [--workloads train,score] [--extra "GOMP_SPINCOUNT=1000;OMP_WAIT_POLICY=ACTIVE"]
+//              (P1 training step and batched scoring, quiet vs with N busy-loop processes, per OpenMP setting, fresh processes)
 //   transfer   [--seeds 3] [--pretrain-steps 600] [--scenes 400] [--epochs 4] [--shared ../shared] [--keep-lm LM.zip]
 //              text-pretrained LM → VQA answer classifier (and text classifier), with and without transfer, over seeds
 //   soak       [--predictions 10000] [--warmup 500]   RSS and live tensors over many predictions (SoakBenchmark.cs)

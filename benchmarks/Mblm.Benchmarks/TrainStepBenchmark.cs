@@ -20,6 +20,9 @@ internal static class TrainStepBenchmark
         var (path, config, model, optimizer, ids) = Setup(o);
         long batch = ids.size(0), length = ids.size(1);
         int steps = o.Int("steps", 15), warmup = o.Int("warmup", 2);
+        // --forward-only 1: batched scoring instead of a training step (eval mode, no grad: the loss forward only).
+        bool scoring = o.Int("forward-only", 0) == 1;
+        if (scoring) model.eval();
         var fwd = new List<double>(); var bwd = new List<double>(); var opt = new List<double>(); var total = new List<double>();
         var losses = new List<float>();
         double loadAtStart = Stats.LoadAverage();
@@ -30,13 +33,23 @@ internal static class TrainStepBenchmark
             if (s == warmup) { cpu0 = Process.GetCurrentProcess().TotalProcessorTime; wall.Start(); }
             using var scope = NewDisposeScope();
             var sw = Stopwatch.StartNew();
-            optimizer.zero_grad();
-            var loss = model.Loss(ids);
-            double tf = sw.Elapsed.TotalMilliseconds;
-            loss.backward();
-            double tb = sw.Elapsed.TotalMilliseconds;
-            optimizer.step();
-            double tt = sw.Elapsed.TotalMilliseconds;
+            Tensor loss;
+            double tf, tb, tt;
+            if (scoring)
+            {
+                using (no_grad()) loss = model.Loss(ids);
+                tf = tb = tt = sw.Elapsed.TotalMilliseconds;
+            }
+            else
+            {
+                optimizer.zero_grad();
+                loss = model.Loss(ids);
+                tf = sw.Elapsed.TotalMilliseconds;
+                loss.backward();
+                tb = sw.Elapsed.TotalMilliseconds;
+                optimizer.step();
+                tt = sw.Elapsed.TotalMilliseconds;
+            }
             losses.Add(loss.item<float>());
             if (s >= warmup) { fwd.Add(tf); bwd.Add(tb - tf); opt.Add(tt - tb); total.Add(tt); }
         }

@@ -26,12 +26,14 @@ internal static class InfoCommand
             AllocatorTuning.Bounded => "bounded", AllocatorTuning.KeepAll => "keep-all", _ => "none",
         };
         stdout.WriteLine($"allocator tuning: {allocator} (MBLM_MALLOC_TUNING: bounded by default, off or keep-all)");
+        string threading = TorchRuntime.AppliedThreadingDefaults.Count > 0 ? string.Join(" ", TorchRuntime.AppliedThreadingDefaults) : "libtorch";
+        stdout.WriteLine($"threading: {threading}: {TorchRuntime.ThreadingDecision} (MBLM_THREADING_DEFAULTS: auto by default, shared or off)");
         if (path is null)
         {
             stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
             {
                 ["libtorch"] = torch.CpuLibrary, ["libtorch_version"] = torch.Version, ["libtorch_source"] = torch.Source,
-                ["allocator_tuning"] = allocator,
+                ["allocator_tuning"] = allocator, ["threading"] = threading,
             }));
             return 0;
         }

@@ -88,6 +88,7 @@ public static class Program
             try { tuning = TorchRuntime.RequestedAllocatorTuning; }
             catch (ArgumentException e) { throw new UsageException(e.Message); }
             TorchRuntime.TuneAllocator(tuning);
+            if (TorchRuntime.ThreadingProblem is { } threading) throw new UsageException(threading);
             if (threads is int n)
             {
                 threadsBefore = TorchSharp.torch.get_num_threads();

@@ -32,10 +32,11 @@ public static class TorchRuntime
     }
 
     /// <summary>
-    /// The OpenMP settings this library puts in the process environment before libtorch loads (its OpenMP runtime reads
-    /// them once, when it loads), each only where the user has not set that variable: OpenMP threads that wait for work
-    /// yield the core after a short spin instead of spinning for long, so training degrades gracefully when other processes
-    /// take the cores (see benchmarks' <c>contention</c>). <c>MBLM_THREADING_DEFAULTS=0</c> turns this off.
+    /// The OpenMP settings for a shared machine: OpenMP threads that wait for work yield the core after a short spin instead
+    /// of spinning for long, so training degrades gracefully when other processes take the cores (benchmarks'
+    /// <c>contention</c>). They cost a machine the process has to itself 20-30 % per training step (threads sleep between
+    /// the many short parallel regions), so they are applied only where the machine is shared (see
+    /// <see cref="ThreadingDecision"/>), each only where the user has not set that variable.
     /// </summary>
     public static IReadOnlyDictionary<string, string> ThreadingDefaults { get; } = new Dictionary<string, string>
     {
@@ -45,13 +46,44 @@ public static class TorchRuntime
     /// <summary>The variables <see cref="ApplyThreadingDefaults"/> set in this process (the user's own settings are kept).</summary>
     public static IReadOnlyList<string> AppliedThreadingDefaults { get; private set; } = [];
 
+    /// <summary>
+    /// Why <see cref="ThreadingDefaults"/> were applied or not, decided once, before libtorch loads (its OpenMP runtime
+    /// reads them then): by <c>MBLM_THREADING_DEFAULTS</c> — <c>auto</c> (unset), <c>shared</c> (always apply) or
+    /// <c>0</c>/<c>off</c> (libtorch's own defaults) — and under <c>auto</c> by what the machine shows: a CPU quota of the
+    /// process's cgroup below the CPUs it may run on, or other processes keeping at least half a core busy over 100 ms
+    /// (<c>/proc/stat</c>, less this process's own time). Contention that starts later is not seen: set <c>shared</c> on
+    /// machines that are shared.
+    /// </summary>
+    public static string ThreadingDecision { get; private set; } = "not decided (not Linux)";
+
+    /// <summary>An unknown <c>MBLM_THREADING_DEFAULTS</c> value (then <c>auto</c> is used), for tools to report; else null.</summary>
+    public static string? ThreadingProblem { get; private set; }
+
     private static int _threading;
 
     // .NET's Environment.SetEnvironmentVariable does not reach the native environment on Linux: libc's setenv does.
     private static void ApplyThreadingDefaults()
     {
         if (Interlocked.Exchange(ref _threading, 1) == 1 || !OperatingSystem.IsLinux()) return;
-        if (Environment.GetEnvironmentVariable("MBLM_THREADING_DEFAULTS") == "0") return;
+        string mode = Environment.GetEnvironmentVariable("MBLM_THREADING_DEFAULTS")?.Trim().ToLowerInvariant() ?? "auto";
+        bool apply;
+        switch (mode)
+        {
+            case "0" or "off" or "none" or "libtorch":
+                ThreadingDecision = $"libtorch's defaults (MBLM_THREADING_DEFAULTS={mode})";
+                return;
+            case "1" or "shared" or "on":
+                apply = true;
+                ThreadingDecision = $"shared-machine settings (MBLM_THREADING_DEFAULTS={mode})";
+                break;
+            default:
+                if (mode != "auto") ThreadingProblem = $"MBLM_THREADING_DEFAULTS must be auto, shared (1) or off (0), got '{mode}'";
+                string? why = MachineLooksShared();
+                apply = why is not null;
+                ThreadingDecision = apply ? $"shared-machine settings (auto: {why})" : "libtorch's defaults (auto: no other load seen at start)";
+                break;
+        }
+        if (!apply) return;
         var applied = new List<string>();
         try
         {
@@ -68,6 +100,55 @@ public static class TorchRuntime
         }
         AppliedThreadingDefaults = applied;
     }
+
+    /// <summary>Why the machine looks shared, or null when it does not (or cannot be read).</summary>
+    internal static string? MachineLooksShared(int windowMs = 100)
+    {
+        try
+        {
+            int cpus = Environment.ProcessorCount; // the affinity mask and the cgroup quota, rounded up, whichever is less
+            int allowed = AffinityCount() ?? cpus;
+            if (cpus < allowed) return $"a CPU quota of {cpus} for {allowed} CPUs";
+            var (total0, idle0) = ReadProcStat();
+            var self0 = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            Thread.Sleep(windowMs);
+            var (total1, idle1) = ReadProcStat();
+            double self = (System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime - self0).TotalSeconds;
+            double elapsed = clock.Elapsed.TotalSeconds;
+            long dt = total1 - total0;
+            if (dt <= 0 || elapsed <= 0) return null;
+            int online = Math.Max(1, (int)Math.Round(dt / (elapsed * ClockTicksPerSecond)));
+            double busyCores = (double)(dt - (idle1 - idle0)) / dt * online - self / elapsed;
+            return busyCores >= 0.5 ? $"other processes kept {busyCores:F1} cores busy at start" : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or InvalidOperationException)
+        {
+            return null;
+        }
+    }
+
+    private const double ClockTicksPerSecond = 100; // USER_HZ on Linux
+
+    // Sum of the aggregate "cpu" line of /proc/stat, and its idle + iowait ticks.
+    private static (long Total, long Idle) ReadProcStat()
+    {
+        string line = File.ReadLines("/proc/stat").First(l => l.StartsWith("cpu ", StringComparison.Ordinal));
+        var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1).Take(8)
+            .Select(x => long.Parse(x, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        return (f.Sum(), f[3] + (f.Length > 4 ? f[4] : 0));
+    }
+
+    // CPUs in this process's affinity mask (sched_getaffinity), or null when it cannot be read.
+    private static int? AffinityCount()
+    {
+        var mask = new ulong[16];
+        try { return sched_getaffinity(0, (nint)(mask.Length * sizeof(ulong)), mask) == 0 ? mask.Sum(m => System.Numerics.BitOperations.PopCount(m)) : null; }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return null; }
+    }
+
+    [DllImport("libc", EntryPoint = "sched_getaffinity")]
+    private static extern int sched_getaffinity(int pid, nint size, [Out] ulong[] mask);
 
     [DllImport("libc", EntryPoint = "setenv")]
     private static extern int setenv([MarshalAs(UnmanagedType.LPUTF8Str)] string name, [MarshalAs(UnmanagedType.LPUTF8Str)] string value, int overwrite);
