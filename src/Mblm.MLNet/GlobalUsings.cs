@@ -1,4 +1,5 @@
-// The layer's folders are namespaces (namespaces follow folders); inside the layer every one is in scope.
+// The layer's folders are namespaces (namespaces follow folders); inside the layer every one is in scope (the tests
+// compile this file too).
 global using Mblm.MLNet.DataView;
 global using Mblm.MLNet.Experiments;
 global using Mblm.MLNet.Hosting;
