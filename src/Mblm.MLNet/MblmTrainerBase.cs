@@ -69,10 +69,13 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
     /// <summary>
     /// Trains a model on <paramref name="input"/> and returns it as a transformer. With
     /// <see cref="MblmTrainingOptions.CheckpointDirectory"/> set, resumes from the checkpoints of this run found there.
+    /// A cancelled <see cref="MLContext"/> (<c>CancelExecution</c>) stops the Fit within one training step with
+    /// <see cref="OperationCanceledException"/>, after a checkpoint of the last step when a checkpoint directory is set.
     /// </summary>
     public TTransformer Fit(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
+        HostCancellation.ThrowIfCanceled(_host);
         using var ch = _host.Start("Training");
         var prepared = Prepare(input, ch);
         var config = ModelConfigFor(prepared, ch);
@@ -109,8 +112,18 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
                     CheckpointEvery = o.CheckpointEvery > 0 ? o.CheckpointEvery : stepsPerEpoch,
                     Data = o.CheckpointDirectory is null ? null : DataFingerprint.Of(data.Train),
                 });
-                var result = trainer.Train(data.Train, data.Validation, new ProgressLog(ch, steps, _lossName, o.Progress),
-                    resume: o.CheckpointDirectory is not null);
+                using var cancellation = HostCancellation.Watching(_host);
+                TrainingResult result;
+                try
+                {
+                    result = trainer.Train(data.Train, data.Validation, new ProgressLog(ch, steps, _lossName, o.Progress, cancellation.Poll),
+                        resume: o.CheckpointDirectory is not null, cancellationToken: cancellation.Token);
+                }
+                catch (OperationCanceledException e) when (cancellation.Token.IsCancellationRequested)
+                {
+                    throw new OperationCanceledException($"{_logPrefix}: Fit was cancelled (MLContext.CancelExecution)" +
+                        (o.CheckpointDirectory is { } dir ? $"; the checkpoint in '{dir}' resumes it: Fit again with the same options and data" : ""), e);
+                }
                 if (result.ResumedFromStep is long from)
                     ch.Info(MessageSensitivity.None, $"{_logPrefix}: resumed from the checkpoint of step {from} in '{o.CheckpointDirectory}'");
                 ch.Info(MessageSensitivity.None, $"{_logPrefix}: trained {result.Steps} steps, final {_lossName} {result.FinalLoss:F4} nats" +

@@ -5,9 +5,10 @@ namespace Mblm.MLNet.Hosting;
 
 /// <summary>
 /// Training progress to <c>MLContext.Log</c> (every tenth of the run, validations and skipped steps) and to the user's
-/// callback (every report).
+/// callback (every report); then <c>afterEachReport</c> (the Fit's cancellation check).
 /// </summary>
-internal sealed class ProgressLog(IChannel ch, long steps, string lossName, IProgress<TrainingProgress>? user) : IProgress<TrainingProgress>
+internal sealed class ProgressLog(IChannel ch, long steps, string lossName, IProgress<TrainingProgress>? user, Action? afterEachReport = null)
+    : IProgress<TrainingProgress>
 {
     private readonly long _every = Math.Max(1, steps / 10);
 
@@ -18,5 +19,6 @@ internal sealed class ProgressLog(IChannel ch, long steps, string lossName, IPro
             ch.Info(MessageSensitivity.None, $"step {p.Step}/{p.TotalSteps} {lossName} {p.Loss:F4} lr {p.LearningRate:G3} {p.BytesPerSecond:F0} bytes/s" +
                     (p.ValidationBitsPerByte is double v ? $" validation {v:F4} bits/byte" : ""));
         user?.Report(p);
+        afterEachReport?.Invoke();
     }
 }

@@ -33,7 +33,9 @@ public sealed class Trainer
     /// differ; see <see cref="CheckpointMismatchException"/>) is refused; a damaged one (truncated or corrupt files) is
     /// skipped with a warning for the previous one. Leftover temporary files of a killed run are removed first. Warnings are
     /// reported through <paramref name="progress"/> and returned in <see cref="TrainingResult.Warnings"/>. Writes
-    /// <c>weights.safetensors</c> to the output directory at the end.
+    /// <c>weights.safetensors</c> to the output directory at the end. <paramref name="cancellationToken"/> is checked between
+    /// steps: a cancelled run throws <see cref="OperationCanceledException"/> within one step, after writing a checkpoint of
+    /// the last step taken when there is an output directory (a resume continues from it).
     /// </summary>
     public TrainingResult Train(ISampleSource train, ISampleSource? validation = null, IProgress<TrainingProgress>? progress = null,
         bool resume = false, CancellationToken cancellationToken = default)
@@ -143,9 +145,16 @@ public sealed class Trainer
             double lastLoss = double.NaN;
             double? lastValidation = null;
             int nonFinite = 0;
+            long savedStep = _resumedFrom ?? -1;
             while (_step < o.Steps)
             {
-                cancellationToken.ThrowIfCancellationRequested();
+                if (cancellationToken.IsCancellationRequested)
+                {
+                    // Stopped between steps: the steps taken since the last checkpoint are kept, so a resume continues here.
+                    if (o.OutputDirectory is not null && _step > 0 && _step != savedStep)
+                        CheckpointStore.Save(o.OutputDirectory, _step, _position, _model, _optimizer, _fingerprint);
+                    cancellationToken.ThrowIfCancellationRequested();
+                }
                 double lr = _schedule.At(_step);
                 foreach (var group in _optimizer.ParamGroups) group.LearningRate = lr;
                 var (lossValue, bytes) = ForwardBackward(order);
@@ -172,7 +181,10 @@ public sealed class Trainer
                 progress?.Report(new TrainingProgress(_step, o.Steps, lossValue, lr, bytesSeen / Math.Max(seconds, 1e-9), eta, validate ? lastValidation : null));
 
                 if (o.OutputDirectory is not null && ((o.CheckpointEvery > 0 && _step % o.CheckpointEvery == 0) || _step == o.Steps))
+                {
                     CheckpointStore.Save(o.OutputDirectory, _step, _position, _model, _optimizer, _fingerprint);
+                    savedStep = _step;
+                }
             }
             if (o.OutputDirectory is not null)
                 ModelWeights.Save(_model, Path.Combine(o.OutputDirectory, "weights.safetensors"));

@@ -124,6 +124,53 @@ public sealed class MLNetWorkflowTests
 
     // ---- resumable Fit ----
 
+    // MLContext.CancelExecution() is internal in Microsoft.ML (AutoML and Microsoft.ML.Experimental call it): reached here as they do.
+    private static void CancelExecution(MLContext ml) =>
+        typeof(MLContext).GetMethod("CancelExecution", System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic)!
+            .Invoke(ml, null);
+
+    private sealed class CancelAt(MLContext ml, long step) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress p)
+        {
+            if (p.Warning is null && p.Step == step) CancelExecution(ml);
+        }
+    }
+
+    [TestMethod]
+    public void LanguageModel_FitOfACancelledContext_StopsWithinAStep_AndResumesToTheSameModel()
+    {
+        string dir = NewDir();
+        try
+        {
+            var options = MLNetTests.TinyOptions(0) with { MaxSteps = 8, BatchSize = 4 };
+            var mlExpected = new MLContext(seed: 5);
+            var expectedData = Data(mlExpected, MLNetTests.Corpus);
+            using var expected = mlExpected.Mblm().LanguageModel(options).Fit(expectedData);
+
+            // Cancelled after step 3 (no checkpoint is due before step 8): the Fit stops before step 4 and leaves step 3.
+            var ml = new MLContext(seed: 5);
+            var data = Data(ml, MLNetTests.Corpus);
+            var e = Assert.ThrowsExactly<OperationCanceledException>(() =>
+                ml.Mblm().LanguageModel(options with { CheckpointDirectory = dir, CheckpointEvery = 100, Progress = new CancelAt(ml, 3) }).Fit(data));
+            StringAssert.Contains(e.Message, "cancelled");
+            StringAssert.Contains(e.Message, dir);
+            Assert.AreEqual(3, CheckpointStore.StepOf(CheckpointStore.Newest(dir)!));
+            // A cancelled context refuses the next Fit at once.
+            Assert.ThrowsExactly<OperationCanceledException>(() => ml.Mblm().LanguageModel(options).Fit(data));
+
+            // The same program again (a fresh context, same seed) resumes from step 3 to the model of an uninterrupted Fit.
+            var again = new MLContext(seed: 5);
+            var logs = new List<string>();
+            again.Log += (_, ev) => { if (ev.Message.Contains("MBLM")) lock (logs) logs.Add(ev.Message); };
+            var againData = Data(again, MLNetTests.Corpus); // in the same order as above: the estimator's seed comes after the data's
+            using var resumed = again.Mblm().LanguageModel(options with { CheckpointDirectory = dir, CheckpointEvery = 100 }).Fit(againData);
+            Assert.IsTrue(logs.Any(l => l.Contains("resumed from the checkpoint of step 3")), string.Join("\n", logs));
+            AssertSameWeights(expected.Model, resumed.Model);
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
+
     [TestMethod]
     public void LanguageModel_FitKilledAndStartedAgain_ResumesToTheSameModel()
     {
