@@ -13,6 +13,8 @@ public static class ExitCodes
     public const int Ok = 0;
     /// <summary>Usage error: unknown command or flag, a missing or bad flag value, flags that do not go together.</summary>
     public const int Usage = 1;
+    /// <summary>Interrupted (Ctrl+C or SIGTERM) before the command finished; <c>mblm train</c> left a checkpoint to resume from.</summary>
+    public const int Interrupted = 130;
     /// <summary>Invalid files or data: a config, weights, pipeline, checkpoint or data file that is missing, unreadable, unwritable, damaged or does not fit.</summary>
     public const int InvalidInput = 2;
     /// <summary>Anything unexpected (a bug): the message says "internal error"; <c>--debug</c> prints the full exception.</summary>
@@ -152,4 +154,33 @@ internal static class CliJson
         float[] a => a.Select(x => float.IsFinite(x) ? (float?)x : null).ToArray(),
         _ => value,
     };
+}
+
+/// <summary>
+/// The first Ctrl+C (SIGINT) or SIGTERM of a <c>mblm</c> process as a <see cref="CancellationToken"/>: commands that can stop
+/// cleanly (training: between steps, after a checkpoint) watch <see cref="Token"/>; a second Ctrl+C ends the process at once.
+/// </summary>
+public static class Interrupt
+{
+    private static readonly CancellationTokenSource Source = new();
+    private static int _installed;
+    private static readonly List<System.Runtime.InteropServices.PosixSignalRegistration> Registrations = [];
+
+    /// <summary>Cancelled at the first interrupt.</summary>
+    public static CancellationToken Token => Source.Token;
+
+    /// <summary>Installs the handlers (once per process; the entry point calls it).</summary>
+    public static void Install()
+    {
+        if (Interlocked.Exchange(ref _installed, 1) == 1) return;
+        foreach (var signal in new[] { System.Runtime.InteropServices.PosixSignal.SIGINT, System.Runtime.InteropServices.PosixSignal.SIGTERM })
+            Registrations.Add(System.Runtime.InteropServices.PosixSignalRegistration.Create(signal, context =>
+            {
+                if (Source.IsCancellationRequested) return; // the second one: the default action ends the process
+                context.Cancel = true;
+                Console.Error.WriteLine($"mblm: {(context.Signal == System.Runtime.InteropServices.PosixSignal.SIGINT ? "Ctrl+C" : "SIGTERM")}: " +
+                                        "stopping after the current step (again to stop at once)");
+                Source.Cancel();
+            }));
+    }
 }

@@ -45,11 +45,16 @@ public static class Program
         machine's memory, or MBLM_MEMORY_BUDGET), and --threads N (libtorch threads; default one per core).
         Exit codes: 0 success; 1 usage error (unknown command or flag, bad or missing flag value); 2 invalid files or data
         (config, weights, pipeline, checkpoint or data file missing, unreadable, unwritable, damaged or not fitting);
-        3 internal error (a bug: rerun with --debug and report the trace). Errors are one line on stderr.
+        3 internal error (a bug: rerun with --debug and report the trace); 130 interrupted (Ctrl+C or SIGTERM: train
+        stops after the current step and writes a checkpoint that --resume continues). Errors are one line on stderr.
         """;
 
     /// <summary>Process entry.</summary>
-    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+    public static int Main(string[] args)
+    {
+        Interrupt.Install();
+        return Run(args, Console.Out, Console.Error);
+    }
 
     /// <summary>
     /// Runs a command with the given output writers (used in-process by tests); returns the exit code (see

@@ -89,7 +89,15 @@ internal static class TrainCommand
                              (validation is not null ? $", validation {validation.Length:N0} bytes" : ""));
             var progress = new ProgressLine(stderr);
             TrainingResult result;
-            try { result = new Trainer(model, options).Train(trainData, validation, progress, resume); }
+            try { result = new Trainer(model, options).Train(trainData, validation, progress, resume, Interrupt.Token); }
+            catch (OperationCanceledException) when (Interrupt.Token.IsCancellationRequested)
+            {
+                progress.Finish();
+                string? newest = CheckpointStore.Newest(outDir);
+                stderr.WriteLine($"mblm train: interrupted{(newest is null ? "" : $" at step {CheckpointStore.StepOf(newest)}; checkpoint '{newest}'")}: " +
+                                 "run the same command with --resume to continue");
+                return ExitCodes.Interrupted;
+            }
             catch (InvalidOperationException e) when (e is not CheckpointMismatchException)
             {
                 // The trainer's own stops: non-finite losses in a row, data without a complete sample.

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Mblm.Cli;
+using Mblm.Training;
 
 namespace Mblm.Tests;
 
@@ -149,6 +150,50 @@ public sealed class CliTests
                 "--lr", "2e-3", "--out", outDir, "--resume");
             Assert.AreEqual(0, code, err);
             StringAssert.Contains(err, "resumed from step 6");
+        }
+        finally
+        {
+            if (Directory.Exists(outDir)) Directory.Delete(outDir, true);
+        }
+    }
+
+    [TestMethod]
+    public void Train_InterruptedByCtrlC_StopsAfterAStep_WithACheckpoint_AndResumes()
+    {
+        string outDir = Path.Combine(Path.GetTempPath(), $"mblm-cli-int-{Guid.NewGuid():N}");
+        string config = Path.Combine(TestData.RepoRoot, "examples", "configs", "tiny-2d-st.json");
+        string data = Path.Combine(TestData.RepoRoot, "README.md");
+        string[] train = ["train", "--config", config, "--data", data, "--steps", "30", "--batch", "2", "--out", outDir, "--checkpoint-every", "1000"];
+        try
+        {
+            var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+            psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Mblm.Cli.dll"));
+            foreach (string a in train) psi.ArgumentList.Add(a);
+            using var p = Process.Start(psi)!;
+            var stdout = p.StandardOutput.ReadToEndAsync();
+            var stderr = new System.Text.StringBuilder();
+            var stepped = new ManualResetEventSlim();
+            p.ErrorDataReceived += (_, e) => { if (e.Data is null) return; lock (stderr) stderr.AppendLine(e.Data); if (e.Data.Contains("step ")) stepped.Set(); };
+            p.BeginErrorReadLine();
+            // The progress line is written with carriage returns: wait for the first step, then send SIGINT as Ctrl+C does.
+            Assert.IsTrue(stepped.Wait(60_000) || p.HasExited, "no progress in 60 s: " + stderr);
+            using (var kill = Process.Start("kill", ["-INT", p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) kill.WaitForExit();
+            if (!p.WaitForExit(60_000)) { p.Kill(true); Assert.Fail("mblm train did not stop within 60 s of Ctrl+C: " + stderr); }
+            p.WaitForExit();
+            string err; lock (stderr) err = stderr.ToString();
+            Assert.AreEqual(ExitCodes.Interrupted, p.ExitCode, err + stdout.Result);
+            StringAssert.Contains(err, "Ctrl+C: stopping after the current step");
+            StringAssert.Contains(err, "--resume to continue");
+            string newest = CheckpointStore.Newest(outDir) ?? throw new AssertFailedException("no checkpoint after Ctrl+C: " + err);
+            long step = CheckpointStore.StepOf(newest)!.Value;
+            Assert.IsTrue(step >= 1, newest);
+            StringAssert.Contains(err, $"interrupted at step {step}");
+
+            Assert.IsTrue(step < 30, "stopped before the end");
+            // The same command with --resume continues from that step to the end.
+            var (code, _, err2) = Mblm([.. train, "--resume"]);
+            Assert.AreEqual(0, code, err2);
+            StringAssert.Contains(err2, $"resumed from step {step}");
         }
         finally
         {
