@@ -123,7 +123,9 @@ public static class CheckpointStore
         JsonObject meta;
         try
         {
-            meta = JsonNode.Parse(ReadBounded(trainerPath, 1 << 20), documentOptions: new JsonDocumentOptions { MaxDepth = Limits.MaxNestingDepth }) as JsonObject
+            byte[] trainerBytes = ReadBounded(trainerPath, 1 << 20);
+            if (!System.Text.Unicode.Utf8.IsValid(trainerBytes)) throw new JsonException("not valid UTF-8 text");
+            meta = JsonNode.Parse(trainerBytes, documentOptions: new JsonDocumentOptions { MaxDepth = Limits.MaxNestingDepth }) as JsonObject
                    ?? throw new JsonException("not a JSON object");
         }
         catch (JsonException e) { throw new MblmFormatException(trainerPath, null, $"not a valid trainer state: {e.Message}", e); }
@@ -150,6 +152,7 @@ public static class CheckpointStore
             using (var current = get_rng_state())
                 if (rngBytes.Length != current.NumberOfElements)
                     throw new MblmFormatException(Path.Combine(folder, RngFile), null, $"holds {rngBytes.Length} bytes, a generator state has {current.NumberOfElements}");
+            if (GeneratorStateProblem(rngBytes) is { } rngProblem) throw new MblmFormatException(Path.Combine(folder, RngFile), null, rngProblem);
             string optimizerPath = Path.Combine(folder, OptimizerFile);
             if (!File.Exists(optimizerPath) && File.Exists(Path.Combine(folder, "optimizer.bin")))
                 throw new MblmFormatException(folder, "optimizer.bin",
@@ -167,6 +170,24 @@ public static class CheckpointStore
         return (step, new DataPosition((int)epoch, index));
     }
 
+    /// <summary>
+    /// What libtorch would refuse in a CPU generator state (<c>CPUGeneratorImplState</c>: the initial seed (8 bytes), then
+    /// the mt19937 engine's <c>left</c> (int32), <c>seeded</c> (int32) and <c>next</c> (uint64) before its 624 words), or null.
+    /// libtorch's refusal is a C++ exception that TorchSharp does not catch: the process aborts (fuzz seed 20261204,
+    /// checkpoint #1935: bytes of rng.bin swapped behind an updated hash). Checked here before <c>set_rng_state</c>.
+    /// </summary>
+    internal static string? GeneratorStateProblem(ReadOnlySpan<byte> state)
+    {
+        const int MersenneWords = 624;
+        if (state.Length < 24) return $"holds {state.Length} bytes: too short for a generator state";
+        int left = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(state[8..]);
+        int seeded = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(state[12..]);
+        ulong next = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(state[16..]);
+        if (seeded == 0 || left is <= 0 or > MersenneWords || next > MersenneWords)
+            return $"is not a valid mt19937 generator state (left {left}, seeded {seeded}, next {next}; expected left in [1, {MersenneWords}], seeded, next ≤ {MersenneWords})";
+        return null;
+    }
+
     // The trainer writes each weight in the model's own dtype, and only finite values (non-finite losses are skipped, never
     // stepped on). A tensor of another dtype, or one holding NaN or ±Inf, is damage (its hashes may have been updated to
     // match): refused here, so the resume takes the previous checkpoint instead of training on into non-finite losses.
@@ -181,12 +202,28 @@ public static class CheckpointStore
         }
     }
 
-    /// <summary>Throws <see cref="MblmFormatException"/> naming the tensor when a floating-point tensor holds NaN or ±Inf.</summary>
+    /// <summary>
+    /// Largest magnitude a checkpoint's weight or optimiser moment may hold. Training that produced finite losses stays far
+    /// below it; at 1e18 a square already nears float32's range (3.4e38 over a sum of a few hundred), so norms and attention
+    /// of such weights overflow and every loss after the resume is non-finite (fuzz seed 20261204, checkpoint #1115: a
+    /// tensor filled with 3e38 behind an updated hash).
+    /// </summary>
+    internal const double MaxMagnitude = 1e18;
+
+    /// <summary>
+    /// Throws <see cref="MblmFormatException"/> naming the tensor when a floating-point tensor holds NaN, ±Inf or a value
+    /// beyond <see cref="MaxMagnitude"/>.
+    /// </summary>
     internal static void RequireFinite(Tensor value, string path, string name)
     {
-        if (!value.is_floating_point()) return;
+        if (!value.is_floating_point() || value.NumberOfElements == 0) return;
         using var finite = isfinite(value).all();
         if (!finite.item<bool>()) throw new MblmFormatException(path, name, "holds NaN or infinite values: a checkpoint the trainer wrote holds only finite ones");
+        using var magnitude = value.abs();
+        using var largest = magnitude.max();
+        double max = largest.to_type(ScalarType.Float64).item<double>();
+        if (max > MaxMagnitude)
+            throw new MblmFormatException(path, name, $"holds a value of magnitude {max:G3}, beyond the {MaxMagnitude:G0} a training run with finite losses writes");
     }
 
     // A small file's bytes, refusing more than `max` (a link to a device or an endless file must not fill the memory).

@@ -96,6 +96,10 @@ public static class SafeTensors
         var headerBytes = new byte[headerLength];
         if (ReadAtMost(stream, headerBytes) < headerBytes.Length)
             throw new MblmFormatException(name, null, $"is truncated: it ends inside its {headerLength}-byte header");
+        // System.Text.Json checks UTF-8 only when a string is read (an InvalidOperationException then): check it first.
+        // (Fuzz seed 20261204, safetensors #45: bit flips inside a tensor name.)
+        if (!System.Text.Unicode.Utf8.IsValid(headerBytes))
+            throw new MblmFormatException(name, null, "the safetensors header is not valid UTF-8 text");
         JsonObject header;
         try
         {

@@ -45,16 +45,25 @@ public sealed class FuzzSliceTests
     }
 
     [TestMethod]
-    public void MakingAMutatedPipeline_WithTensorsDeclaredHuge_StaysBounded()
+    [DataRow("pipeline", 4242L, 868L, "declared as F32")]  // 3 tensors of 1 TiB declared inside a zip entry (hours to compress)
+    [DataRow("pipeline", 20261204L, 2618L, "inflates to")] // an inner zip's 3.75 GiB entry read into memory ("Stream was too long")
+    [DataRow("pipeline", 20261204L, 5945L, "20000 entries")] // 20,000 entries named with 60,000 characters (8 GiB)
+    [DataRow("pth", 20261204L, 9727L, "20000 entries")]
+    public void MakingAMutatedInput_StaysBoundedInTimeAndMemory(string format, long seed, long index, string mutation)
     {
-        // Fuzz seed 4242, pipeline attempt #868: the harness itself hung making the input (3 tensors of 1 TiB declared
-        // inside a zip entry, which cannot be a hole). Entries now declare at most what a zip bomb inflates to.
-        string dir = Path.Combine(_work, "pipeline-4242-868");
+        // Attempts where the fuzzer itself hung or ran out of memory making the input, not the loader.
+        string dir = Path.Combine(_work, $"{format}-{seed}-{index}");
+        ProcessMemory.Release();
+        double before = ProcessMemory.MiB("VmRSS");
+        ProcessMemory.ResetPeak();
         var clock = Stopwatch.StartNew();
-        var attempt = FuzzFormats.Prepare(_context!, "pipeline", 4242, 868, dir);
+        var attempt = FuzzFormats.Prepare(_context!, format, seed, index, dir);
         Assert.IsTrue(clock.Elapsed < TimeSpan.FromSeconds(60), $"making the input took {clock.Elapsed}: {attempt.Mutation}");
-        StringAssert.Contains(attempt.Mutation, "declared as F32");
-        Assert.IsTrue(new FileInfo(attempt.Path).Length < 64L << 20, $"{new FileInfo(attempt.Path).Length:N0} bytes");
+        StringAssert.Contains(attempt.Mutation, mutation);
+        Assert.IsTrue(new FileInfo(attempt.Path).Length < 128L << 20, $"{new FileInfo(attempt.Path).Length:N0} bytes");
+        double grew = ProcessMemory.MiB("VmHWM") - before;
+        Assert.IsTrue(grew < 1024, $"making the input took {grew:F0} MiB");
+        Directory.Delete(dir, recursive: true);
     }
 
     [TestMethod]

@@ -116,6 +116,29 @@ public sealed class HardeningTests
     }
 
     [TestMethod]
+    [DataRow("name")]
+    [DataRow("dtype")]
+    [DataRow("metadata")]
+    public void SafeTensors_HeaderThatIsNotUtf8_IsATypedError(string where)
+    {
+        // Fuzz seed 20261204, safetensors #45: an invalid UTF-8 byte in a string reached System.Text.Json's transcoding
+        // (InvalidOperationException) instead of a format error.
+        string header = where switch
+        {
+            "name" => """{"x\u00ff": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}""",
+            "dtype" => """{"x": {"dtype": "F3\u00ff", "shape": [2], "data_offsets": [0, 8]}}""",
+            _ => """{"__metadata__": {"k": "v\u00ff"}, "x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}""",
+        };
+        var file = File(header.Replace("\\u00ff", "\u00ff"), 8);
+        // Replace the two UTF-8 bytes of U+00FF (C3 BF) by a lone continuation byte and a space: invalid UTF-8, same length.
+        int at = file.AsSpan().IndexOf(new byte[] { 0xC3, 0xBF });
+        Assert.IsTrue(at > 0, "the marker is in the header");
+        file[at] = 0xBF;
+        file[at + 1] = 0x20;
+        StringAssert.Contains(Refused(file).Message, "not valid UTF-8");
+    }
+
+    [TestMethod]
     public void SafeTensors_EmptyTruncatedAndTrailingFiles_AreTypedErrors()
     {
         StringAssert.Contains(Refused([]).Message, "empty");

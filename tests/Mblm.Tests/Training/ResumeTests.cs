@@ -146,6 +146,8 @@ public sealed class ResumeTests
     [DataRow("weights.safetensors", "inf-and-rehash")]
     [DataRow("weights.safetensors", "f64-and-rehash")]
     [DataRow("optimizer.safetensors", "nan-and-rehash")]
+    [DataRow("weights.safetensors", "huge-and-rehash")]
+    [DataRow("rng.bin", "rng-state-and-rehash")]
     public void DamagedNewestCheckpoint_FallsBackToThePreviousOne_AndEndsBitIdentical(string file, string damage)
     {
         string path = DataFile(), dirA = NewDir(), dirB = NewDir();
@@ -178,6 +180,8 @@ public sealed class ResumeTests
                 // Fuzz seed 4242: non-finite values and F64 tensors once resumed and then stopped on non-finite losses.
                 if (damage == "scramble-and-rehash")
                     for (int i = 8; i < Math.Min(bytes.Length, 200); i += 3) bytes[i] ^= 0x5A;
+                else if (damage == "rng-state-and-rehash")
+                    System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(8), 0); // mt19937 'left' = 0: libtorch aborts
                 else
                 {
                     var tensors = SafeTensors.Load(target).ToDictionary(kv => kv.Key, kv => kv.Value);
@@ -187,6 +191,7 @@ public sealed class ResumeTests
                     {
                         "nan-and-rehash" => t.clone().index_fill_(0, TorchSharp.torch.tensor(new long[] { 0 }), double.NaN),
                         "inf-and-rehash" => t.clone().index_fill_(0, TorchSharp.torch.tensor(new long[] { 0 }), double.PositiveInfinity),
+                        "huge-and-rehash" => t.clone().fill_(3e38),
                         _ => t.to(TorchSharp.torch.ScalarType.Float64),
                     };
                     SafeTensors.Save(tensors, target);
@@ -293,5 +298,20 @@ public sealed class ResumeTests
             AssertSameWeights(straight, resumed);
         }
         finally { Cleanup(path, dirA, dirB, dirC); }
+    }
+
+    [TestMethod]
+    public void GeneratorState_OfThisLibtorch_PassesTheCheck_AndDamagedOnesAreNamed()
+    {
+        using var state = get_rng_state();
+        byte[] bytes = state.data<byte>().ToArray();
+        Assert.IsNull(CheckpointStore.GeneratorStateProblem(bytes), "a real state");
+        foreach (var (offset, value) in new[] { (8, 0L), (8, 625L), (12, 0L), (16, 625L) })
+        {
+            var damaged = (byte[])bytes.Clone();
+            if (offset == 16) System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(damaged.AsSpan(offset), (ulong)value);
+            else System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(damaged.AsSpan(offset), (int)value);
+            StringAssert.Contains(CheckpointStore.GeneratorStateProblem(damaged), "not a valid mt19937 generator state");
+        }
     }
 }
