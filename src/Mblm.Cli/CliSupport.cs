@@ -157,16 +157,17 @@ internal static class CliJson
 }
 
 /// <summary>
-/// The first Ctrl+C (SIGINT) or SIGTERM of a <c>mblm</c> process as a <see cref="CancellationToken"/>: commands that can stop
-/// cleanly (training: between steps, after a checkpoint) watch <see cref="Token"/>; a second Ctrl+C ends the process at once.
+/// The first Ctrl+C (SIGINT) or SIGTERM of a <c>mblm</c> process as a <see cref="CancellationToken"/>, while a command that
+/// can stop cleanly listens (<see cref="Listen"/>: training, between steps, after a checkpoint). Otherwise, and at the
+/// second signal, the signal's default action ends the process.
 /// </summary>
 public static class Interrupt
 {
     private static readonly CancellationTokenSource Source = new();
-    private static int _installed;
+    private static int _installed, _listeners;
     private static readonly List<System.Runtime.InteropServices.PosixSignalRegistration> Registrations = [];
 
-    /// <summary>Cancelled at the first interrupt.</summary>
+    /// <summary>Cancelled at the first interrupt received while a command listens.</summary>
     public static CancellationToken Token => Source.Token;
 
     /// <summary>Installs the handlers (once per process; the entry point calls it).</summary>
@@ -176,11 +177,28 @@ public static class Interrupt
         foreach (var signal in new[] { System.Runtime.InteropServices.PosixSignal.SIGINT, System.Runtime.InteropServices.PosixSignal.SIGTERM })
             Registrations.Add(System.Runtime.InteropServices.PosixSignalRegistration.Create(signal, context =>
             {
-                if (Source.IsCancellationRequested) return; // the second one: the default action ends the process
+                // Nobody listens, or the second signal: the default action ends the process.
+                if (Volatile.Read(ref _listeners) == 0 || Source.IsCancellationRequested) return;
                 context.Cancel = true;
                 Console.Error.WriteLine($"mblm: {(context.Signal == System.Runtime.InteropServices.PosixSignal.SIGINT ? "Ctrl+C" : "SIGTERM")}: " +
                                         "stopping after the current step (again to stop at once)");
                 Source.Cancel();
             }));
+    }
+
+    /// <summary>While the returned object is not disposed, an interrupt cancels <see cref="Token"/> instead of ending the process.</summary>
+    public static IDisposable Listen()
+    {
+        Interlocked.Increment(ref _listeners);
+        return new Listener();
+    }
+
+    private sealed class Listener : IDisposable
+    {
+        private int _disposed;
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0) Interlocked.Decrement(ref _listeners);
+        }
     }
 }

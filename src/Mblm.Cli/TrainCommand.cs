@@ -44,7 +44,7 @@ internal static class TrainCommand
 
         var file = CliModel.LoadFile(configPath);
         var config = file.Model;
-        var t = file.Train;
+        var t = file.Train?.Validate(config); // the reference's rules (positive batch size, accumulation, ...) before any use
         var d = new TrainerOptions { Steps = 1 }; // the library's defaults, for what neither a flag nor the file sets
         int windowLength = window ?? EvalCommand.WindowOf(file);
         int batchSize = batch ?? (int)Math.Min(t?.BatchSize ?? d.BatchSize, int.MaxValue);
@@ -58,7 +58,7 @@ internal static class TrainCommand
             LearningRate = lr ?? t?.LearningRate ?? d.LearningRate, GradientClipping = clip ?? t?.GradientClipping ?? d.GradientClipping,
             WarmupFraction = t?.WarmupStepsPerc ?? d.WarmupFraction, Shuffle = shuffle || (t?.ShuffleTrain ?? d.Shuffle), Seed = seed ?? d.Seed,
             AdamW = adamw, Bf16 = bf16, CheckpointEvery = every ?? d.CheckpointEvery, ValidateEvery = validateEvery ?? d.ValidateEvery,
-            OutputDirectory = outDir, MaxValidationSamples = t?.MaxEvalSteps is long m ? m * batchSize : null,
+            OutputDirectory = outDir, MaxValidationSamples = t?.MaxEvalSteps is long m ? (long)Math.Min((double)m * batchSize, long.MaxValue) : null,
         };
         try { options.Validate(); }
         catch (ArgumentException e)
@@ -89,7 +89,10 @@ internal static class TrainCommand
                              (validation is not null ? $", validation {validation.Length:N0} bytes" : ""));
             var progress = new ProgressLine(stderr);
             TrainingResult result;
-            try { result = new Trainer(model, options).Train(trainData, validation, progress, resume, Interrupt.Token); }
+            try
+            {
+                using (Interrupt.Listen()) result = new Trainer(model, options).Train(trainData, validation, progress, resume, Interrupt.Token);
+            }
             catch (OperationCanceledException) when (Interrupt.Token.IsCancellationRequested)
             {
                 progress.Finish();

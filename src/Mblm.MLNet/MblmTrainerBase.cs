@@ -122,7 +122,8 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
                 catch (OperationCanceledException e) when (cancellation.Token.IsCancellationRequested)
                 {
                     throw new OperationCanceledException($"{_logPrefix}: Fit was cancelled (MLContext.CancelExecution)" +
-                        (o.CheckpointDirectory is { } dir ? $"; the checkpoint in '{dir}' resumes it: Fit again with the same options and data" : ""), e);
+                        (o.CheckpointDirectory is { } dir ? $"; the checkpoint in '{dir}' resumes it: Fit again with the same options and data " +
+                            "in a new MLContext of the same seed (a cancelled context stays cancelled)" : ""), e);
                 }
                 if (result.ResumedFromStep is long from)
                     ch.Info(MessageSensitivity.None, $"{_logPrefix}: resumed from the checkpoint of step {from} in '{o.CheckpointDirectory}'");

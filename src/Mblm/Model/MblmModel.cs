@@ -376,7 +376,8 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
         var stage = _stages[s];
         if (s == 0 || CheckpointChunksNow is not { } chunks) return stage.forward(x);
         long rows = x.size(0), pieceRows = (rows + chunks[s - 1] - 1) / chunks[s - 1]; // torch.chunk's chunk size
-        return PiecewiseCheckpoint.Run((piece, _, _) => stage.forward(piece!), x, 0, Math.Max(1, pieceRows), _hasDropout);
+        if (rows == 0) return stage.forward(x);
+        return PiecewiseCheckpoint.Run((piece, _, _) => stage.forward(piece!), x, 0, pieceRows, _hasDropout);
     }
 
     // The config's checkpoint chunks when they apply now (training mode with gradients), else null.

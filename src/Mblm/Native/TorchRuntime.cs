@@ -101,50 +101,69 @@ public static class TorchRuntime
         AppliedThreadingDefaults = applied;
     }
 
-    /// <summary>Why the machine looks shared, or null when it does not (or cannot be read).</summary>
+    /// <summary>
+    /// Why the machine looks shared, or null when it does not (or cannot be read): only the CPUs this process may run on
+    /// count (its affinity mask, per-CPU lines of <c>/proc/stat</c>), less this process's own time. Never throws (it runs
+    /// in the module initializer).
+    /// </summary>
     internal static string? MachineLooksShared(int windowMs = 100)
     {
         try
         {
-            int cpus = Environment.ProcessorCount; // the affinity mask and the cgroup quota, rounded up, whichever is less
-            int allowed = AffinityCount() ?? cpus;
-            if (cpus < allowed) return $"a CPU quota of {cpus} for {allowed} CPUs";
-            var (total0, idle0) = ReadProcStat();
+            var cpus = AffinityCpus();
+            int quota = Environment.ProcessorCount; // the affinity mask and the cgroup quota, rounded up, whichever is less
+            if (cpus is not null && quota < cpus.Count) return $"a CPU quota of {quota} for {cpus.Count} CPUs";
+            var before = ReadProcStat(cpus);
             var self0 = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime;
             var clock = System.Diagnostics.Stopwatch.StartNew();
             Thread.Sleep(windowMs);
-            var (total1, idle1) = ReadProcStat();
+            var after = ReadProcStat(cpus);
             double self = (System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime - self0).TotalSeconds;
             double elapsed = clock.Elapsed.TotalSeconds;
-            long dt = total1 - total0;
-            if (dt <= 0 || elapsed <= 0) return null;
-            int online = Math.Max(1, (int)Math.Round(dt / (elapsed * ClockTicksPerSecond)));
-            double busyCores = (double)(dt - (idle1 - idle0)) / dt * online - self / elapsed;
-            return busyCores >= 0.5 ? $"other processes kept {busyCores:F1} cores busy at start" : null;
+            long total = after.Total - before.Total, idle = after.Idle - before.Idle;
+            if (total <= 0 || elapsed <= 0 || after.Cpus == 0) return null;
+            double busyCores = (double)(total - idle) / total * after.Cpus - self / elapsed;
+            return busyCores >= 0.5 ? $"other processes kept {busyCores:F1} of its {after.Cpus} CPUs busy at start" : null;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or InvalidOperationException)
+        catch (Exception)
         {
-            return null;
+            return null; // nothing here may stop the library from loading
         }
     }
 
-    private const double ClockTicksPerSecond = 100; // USER_HZ on Linux
-
-    // Sum of the aggregate "cpu" line of /proc/stat, and its idle + iowait ticks.
-    private static (long Total, long Idle) ReadProcStat()
+    // Ticks of the per-CPU lines of /proc/stat (only CPUs in `cpus` when given): their sum, idle + iowait, and how many.
+    private static (long Total, long Idle, int Cpus) ReadProcStat(HashSet<int>? cpus)
     {
-        string line = File.ReadLines("/proc/stat").First(l => l.StartsWith("cpu ", StringComparison.Ordinal));
-        var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1).Take(8)
-            .Select(x => long.Parse(x, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
-        return (f.Sum(), f[3] + (f.Length > 4 ? f[4] : 0));
+        long total = 0, idle = 0;
+        int count = 0;
+        foreach (string line in File.ReadLines("/proc/stat"))
+        {
+            if (!line.StartsWith("cpu", StringComparison.Ordinal) || line.Length < 4 || !char.IsAsciiDigit(line[3])) continue;
+            var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (cpus is not null && !cpus.Contains(int.Parse(f[0].AsSpan(3), System.Globalization.CultureInfo.InvariantCulture))) continue;
+            var ticks = f.Skip(1).Take(8).Select(x => long.Parse(x, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+            if (ticks.Length < 5) continue;
+            total += ticks.Sum();
+            idle += ticks[3] + ticks[4];
+            count++;
+        }
+        return (total, idle, count);
     }
 
-    // CPUs in this process's affinity mask (sched_getaffinity), or null when it cannot be read.
-    private static int? AffinityCount()
+    // The CPUs in this process's affinity mask (sched_getaffinity), or null when it cannot be read.
+    private static HashSet<int>? AffinityCpus()
     {
         var mask = new ulong[16];
-        try { return sched_getaffinity(0, (nint)(mask.Length * sizeof(ulong)), mask) == 0 ? mask.Sum(m => System.Numerics.BitOperations.PopCount(m)) : null; }
+        try
+        {
+            if (sched_getaffinity(0, (nint)(mask.Length * sizeof(ulong)), mask) != 0) return null;
+        }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return null; }
+        var set = new HashSet<int>();
+        for (int w = 0; w < mask.Length; w++)
+            for (int bit = 0; bit < 64; bit++)
+                if ((mask[w] >> bit & 1) != 0) set.Add(w * 64 + bit);
+        return set;
     }
 
     [DllImport("libc", EntryPoint = "sched_getaffinity")]

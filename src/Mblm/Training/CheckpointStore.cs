@@ -203,7 +203,7 @@ public static class CheckpointStore
     }
 
     /// <summary>
-    /// Largest magnitude a checkpoint's weight or optimiser moment may hold. Training that produced finite losses stays far
+    /// Largest magnitude a checkpoint's weight may hold. Training that produced finite losses stays far
     /// below it; at 1e18 a square already nears float32's range (3.4e38 over a sum of a few hundred), so norms and attention
     /// of such weights overflow and every loss after the resume is non-finite (fuzz seed 20261204, checkpoint #1115: a
     /// tensor filled with 3e38 behind an updated hash).
@@ -211,17 +211,19 @@ public static class CheckpointStore
     internal const double MaxMagnitude = 1e18;
 
     /// <summary>
-    /// Throws <see cref="MblmFormatException"/> naming the tensor when a floating-point tensor holds NaN, ±Inf or a value
-    /// beyond <see cref="MaxMagnitude"/>.
+    /// Throws <see cref="MblmFormatException"/> naming the tensor when a floating-point tensor holds NaN, ±Inf or (when
+    /// <paramref name="bounded"/>: weights, not optimiser moments, whose squared gradients may be large) a value beyond
+    /// <see cref="MaxMagnitude"/>.
     /// </summary>
-    internal static void RequireFinite(Tensor value, string path, string name)
+    internal static void RequireFinite(Tensor value, string path, string name, bool bounded = true)
     {
         if (!value.is_floating_point() || value.NumberOfElements == 0) return;
         using var finite = isfinite(value).all();
         if (!finite.item<bool>()) throw new MblmFormatException(path, name, "holds NaN or infinite values: a checkpoint the trainer wrote holds only finite ones");
-        using var magnitude = value.abs();
-        using var largest = magnitude.max();
-        double max = largest.to_type(ScalarType.Float64).item<double>();
+        if (!bounded) return;
+        using var high = value.max();
+        using var low = value.min();
+        double max = Math.Max(high.to_type(ScalarType.Float64).item<double>(), -low.to_type(ScalarType.Float64).item<double>());
         if (max > MaxMagnitude)
             throw new MblmFormatException(path, name, $"holds a value of magnitude {max:G3}, beyond the {MaxMagnitude:G0} a training run with finite losses writes");
     }

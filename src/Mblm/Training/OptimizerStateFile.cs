@@ -65,7 +65,7 @@ internal static class OptimizerStateFile
                     if (!t.shape.SequenceEqual(parameters[i].shape) || !t.is_floating_point())
                         throw new MblmFormatException(path, name,
                             $"has shape [{string.Join(", ", t.shape)}] {t.dtype}; parameter {i} is [{string.Join(", ", parameters[i].shape)}] {parameters[i].dtype}");
-                    CheckpointStore.RequireFinite(t, path, name);
+                    CheckpointStore.RequireFinite(t, path, name, bounded: false);
                 }
             }
             if (tensors.Keys.FirstOrDefault(k => !expected.Contains(k)) is { } extra)
