@@ -130,7 +130,9 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
                 ch.Info(MessageSensitivity.None, $"{_logPrefix}: trained {result.Steps} steps, final {_lossName} {result.FinalLoss:F4} nats" +
                         (result.ValidationBitsPerByte is double v ? $", validation {v:F4} bits per byte" : ""));
                 var summary = new TrainingSummary(result.Steps, result.FinalLoss, result.ValidationBitsPerByte, data.TrainingBytes, seed);
-                return CreateTransformer(o, model, summary, data);
+                var transformer = CreateTransformer(o, model, summary, data);
+                (transformer as IMblmStage)?.AttachHost(_host);
+                return transformer;
             }
             catch
             {

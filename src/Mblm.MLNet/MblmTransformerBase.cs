@@ -13,7 +13,7 @@ namespace Mblm.MLNet;
 /// and its own entries in a pipeline file. Only this library derives transformers from it.
 /// </summary>
 /// <typeparam name="TOptions">The estimator's options.</typeparam>
-public abstract class MblmTransformerBase<TOptions> : ITransformer, IDisposable, IMblmStage
+public abstract class MblmTransformerBase<TOptions> : ITransformer, IDisposable, IMblmStage, ICancelableStage
     where TOptions : MblmTrainingOptions
 {
     /// <summary>Why <c>mlContext.Model.Save</c> refuses our stages, and what to call instead.</summary>
@@ -32,6 +32,19 @@ public abstract class MblmTransformerBase<TOptions> : ITransformer, IDisposable,
         Training = training;
         _model = model;
         _model.eval();
+    }
+
+    /// <summary>
+    /// The ML.NET environment the stage was fitted or loaded in: when it is cancelled (<c>MLContext.CancelExecution</c>),
+    /// a batch <c>Transform</c> stops at its next batch with <see cref="OperationCanceledException"/>.
+    /// </summary>
+    internal Microsoft.ML.Runtime.IHostEnvironment? Host { get; private set; }
+
+    void IMblmStage.AttachHost(Microsoft.ML.Runtime.IHostEnvironment host) => Host = host;
+
+    void ICancelableStage.ThrowIfCanceled()
+    {
+        if (Host is { } host) Hosting.HostCancellation.ThrowIfCanceled(host);
     }
 
     /// <summary>The options the model was fitted with (without data and callbacks such as the progress callback).</summary>

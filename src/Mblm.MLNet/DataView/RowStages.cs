@@ -10,6 +10,13 @@ internal sealed record AddedColumnInfo(string Name, DataViewType Type, DataViewS
 /// A row stage as its transformer uses it, whatever its row types: schema, batch view and row mapper. (The names differ
 /// from ITransformer's on purpose: a transformer's public Transform would otherwise implement them and call itself.)
 /// </summary>
+/// <summary>A stage whose batch scoring stops when its ML.NET environment is cancelled.</summary>
+internal interface ICancelableStage
+{
+    /// <summary>Throws <see cref="OperationCanceledException"/> when the stage's environment has been cancelled.</summary>
+    void ThrowIfCanceled();
+}
+
 internal interface IRowStage
 {
     /// <summary>The input schema plus the added columns.</summary>

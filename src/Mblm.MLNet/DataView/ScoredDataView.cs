@@ -74,6 +74,7 @@ internal sealed class ScoredDataView<TIn, TOut> : IDataView
             if (_ahead is null) return true;
             if (_ready.Count == 0)
             {
+                (_b.Stage as ICancelableStage)?.ThrowIfCanceled(); // a cancelled MLContext stops Transform between batches
                 var rows = new List<TIn>();
                 while (rows.Count < _b.Stage.BatchSize && _ahead.MoveNext()) rows.Add(_read!());
                 if (rows.Count == 0)

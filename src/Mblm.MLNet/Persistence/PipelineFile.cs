@@ -119,7 +119,9 @@ internal static class PipelineFile
                     if (version > reader.Version)
                         throw file.Error(null, $"the {stage.Kind} stage in {stage.Folder} has layout version {version}; " +
                                                $"this Mblm.MLNet reads up to version {reader.Version} (written by {Shown(file.Manifest.Library)})");
-                    loaded.Add((reader.Load(new StageReader(context, file, stage.Folder, stage.Kind, version)), stage));
+                    var transformer = reader.Load(new StageReader(context, file, stage.Folder, stage.Kind, version));
+                    if (transformer is IMblmStage mblm) mblm.AttachHost(((IHostEnvironment)context).Register("MblmTransform"));
+                    loaded.Add((transformer, stage));
                 }
                 catch (Exception e) when (e is not MblmFormatException)
                 {

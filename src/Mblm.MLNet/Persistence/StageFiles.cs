@@ -26,6 +26,8 @@ internal interface IMblmStage
     int Version { get; }
     /// <summary>Writes the stage's entries into its folder.</summary>
     void Save(StageWriter writer);
+    /// <summary>The ML.NET environment the stage was fitted or loaded in (its cancellation stops batch scoring).</summary>
+    void AttachHost(Microsoft.ML.Runtime.IHostEnvironment host);
 }
 
 /// <summary>

@@ -172,6 +172,43 @@ public sealed class MLNetWorkflowTests
     }
 
     [TestMethod]
+    [DataRow(false)]
+    [DataRow(true)]
+    public void Transform_OfACancelledContext_StopsAtTheNextBatch(bool reloaded)
+    {
+        var ml = new MLContext(seed: 6);
+        var options = MLNetTests.TinyOptions(0) with { MaxSteps = 2, BatchSize = 4, ScoringBatchSize = 2 };
+        var data = Data(ml, MLNetTests.Corpus);
+        using var fitted = ml.Mblm().LanguageModel(options).Fit(data);
+        ITransformer model = fitted;
+        string path = Path.Combine(Path.GetTempPath(), $"mblm-cancel-{Guid.NewGuid():N}.zip");
+        try
+        {
+            if (reloaded)
+            {
+                ml.Mblm().SaveModel(fitted, data.Schema, path);
+                ml = new MLContext(seed: 6);
+                data = Data(ml, MLNetTests.Corpus);
+                model = ml.Mblm().LoadModel(path, out _);
+            }
+            var scored = model.Transform(data);
+            using var cursor = scored.GetRowCursor(scored.Schema);
+            var bits = cursor.GetGetter<float>(scored.Schema["BitsPerByte"]);
+            float value = 0;
+            Assert.IsTrue(cursor.MoveNext());
+            bits(ref value);
+            CancelExecution(ml);
+            Assert.IsTrue(cursor.MoveNext(), "the rest of the batch already scored is served");
+            Assert.ThrowsExactly<OperationCanceledException>(() => cursor.MoveNext());
+        }
+        finally
+        {
+            if (reloaded) (model as IDisposable)?.Dispose();
+            if (File.Exists(path)) File.Delete(path);
+        }
+    }
+
+    [TestMethod]
     public void LanguageModel_FitKilledAndStartedAgain_ResumesToTheSameModel()
     {
         string dir = NewDir();
