@@ -7,8 +7,8 @@ namespace Mblm.MLNet.Hosting;
 /// <summary>
 /// The ML.NET environment behind a catalog and its device settings. ML.NET's catalogs hold the context's environment, not
 /// the <see cref="MLContext"/>, and expose it only to ML.NET's own assemblies (<c>IInternalCatalog.Environment</c>); an
-/// extension method on <c>mlContext.MulticlassClassification.Trainers</c> reads it by reflection (ML.NET is pinned to 5.0.x,
-/// and a test covers the lookup). Through it, Fit keeps the context's seed, log and GPU settings.
+/// extension method on <c>mlContext.MulticlassClassification.Trainers</c> reads it by reflection (the interface has the
+/// same name and member in Microsoft.ML 5.0 and 6.0, and a test run on both covers the lookup). Through it, Fit keeps the context's seed, log and GPU settings.
 /// </summary>
 internal static class HostEnvironments
 {
@@ -18,7 +18,7 @@ internal static class HostEnvironments
         ArgumentNullException.ThrowIfNull(catalog);
         var contract = catalog.GetType().GetInterfaces().FirstOrDefault(i => i.FullName == "Microsoft.ML.Data.IInternalCatalog");
         return contract?.GetProperty("Environment")?.GetValue(catalog) as IHostEnvironment
-               ?? throw new NotSupportedException($"cannot find the MLContext behind {catalog.GetType().Name} (this Mblm.MLNet expects Microsoft.ML 5.0.x); " +
+               ?? throw new NotSupportedException($"cannot find the MLContext behind {catalog.GetType().Name} (this Mblm.MLNet supports Microsoft.ML 5.0 and 6.0); " +
                                                   "use mlContext.Mblm() instead");
     }
 
