@@ -18,7 +18,7 @@ internal static class HostEnvironments
         ArgumentNullException.ThrowIfNull(catalog);
         var contract = catalog.GetType().GetInterfaces().FirstOrDefault(i => i.FullName == "Microsoft.ML.Data.IInternalCatalog");
         return contract?.GetProperty("Environment")?.GetValue(catalog) as IHostEnvironment
-               ?? throw new NotSupportedException($"cannot find the MLContext behind {catalog.GetType().Name} (this Mblm.MLNet supports Microsoft.ML 5.0 and 6.0); " +
+               ?? throw new NotSupportedException($"cannot find the MLContext behind {catalog.GetType().Name} (Microsoft.ML 5.0 and 6.0 have it; this version of Microsoft.ML does not); " +
                                                   "use mlContext.Mblm() instead");
     }
 
