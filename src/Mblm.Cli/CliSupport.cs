@@ -13,7 +13,7 @@ public static class ExitCodes
     public const int Ok = 0;
     /// <summary>Usage error: unknown command or flag, a missing or bad flag value, flags that do not go together.</summary>
     public const int Usage = 1;
-    /// <summary>Interrupted (Ctrl+C or SIGTERM) before the command finished; <c>mblm train</c> left a checkpoint to resume from.</summary>
+    /// <summary>Interrupted (Ctrl+C or SIGTERM) before the command finished; <c>mblm train</c> left a checkpoint to resume from, <c>mblm generate</c> wrote what it had.</summary>
     public const int Interrupted = 130;
     /// <summary>Invalid files or data: a config, weights, pipeline, checkpoint or data file that is missing, unreadable, unwritable, damaged or does not fit.</summary>
     public const int InvalidInput = 2;
@@ -159,7 +159,8 @@ internal static class CliJson
 /// <summary>
 /// The first Ctrl+C (SIGINT) or SIGTERM of a <c>mblm</c> process as a <see cref="CancellationToken"/>, while a command that
 /// can stop cleanly listens (<see cref="Listen"/>: training, between steps, after a checkpoint). Otherwise, and at the
-/// second signal, the signal's default action ends the process.
+/// second signal, the signal's default action ends the process. <c>mblm generate</c> listens too: it stops, keeping and
+/// writing what it generated.
 /// </summary>
 public static class Interrupt
 {

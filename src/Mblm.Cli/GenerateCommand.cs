@@ -85,17 +85,33 @@ internal static class GenerateCommand
         var decoder = new UTF8Encoding(false, false).GetDecoder();
         var chars = new char[8];
         var generator = new MblmGenerator(model);
-        await foreach (long id in generator.StreamTokens(prompt, options))
+        bool interrupted = false;
+        using (Interrupt.Listen())
         {
-            generated.Add(id);
-            if (id is < 0 or > 255) continue;
-            int n = decoder.GetChars(new[] { (byte)id }, 0, 1, chars, 0, flush: false);
-            if (n > 0) { stdout.Write(chars, 0, n); stdout.Flush(); }
+            try
+            {
+                await foreach (long id in generator.StreamTokens(prompt, options, Interrupt.Token))
+                {
+                    generated.Add(id);
+                    if (id is < 0 or > 255) continue;
+                    int n = decoder.GetChars(new[] { (byte)id }, 0, 1, chars, 0, flush: false);
+                    if (n > 0) { stdout.Write(chars, 0, n); stdout.Flush(); }
+                }
+            }
+            catch (OperationCanceledException) when (Interrupt.Token.IsCancellationRequested)
+            {
+                interrupted = true; // Ctrl+C: what was generated so far is kept and written
+            }
         }
         int rest = decoder.GetChars(Array.Empty<byte>(), 0, 0, chars, 0, flush: true);
         if (rest > 0) stdout.Write(chars, 0, rest);
         stdout.WriteLine();
         if (idsOut is not null) CliPaths.WriteAtomically(idsOut, JsonSerializer.SerializeToUtf8Bytes(generated));
+        if (interrupted)
+        {
+            stderr.WriteLine($"mblm generate: interrupted after {generated.Count} tokens");
+            return ExitCodes.Interrupted;
+        }
         stderr.WriteLine($"mblm generate: {generated.Count} tokens");
         return 0;
     }

@@ -46,7 +46,8 @@ public static class Program
         Exit codes: 0 success; 1 usage error (unknown command or flag, bad or missing flag value); 2 invalid files or data
         (config, weights, pipeline, checkpoint or data file missing, unreadable, unwritable, damaged or not fitting);
         3 internal error (a bug: rerun with --debug and report the trace); 130 interrupted (Ctrl+C or SIGTERM: train
-        stops after the current step and writes a checkpoint that --resume continues). Errors are one line on stderr.
+        stops after the current step and writes a checkpoint that --resume continues; generate keeps what it generated).
+        Errors are one line on stderr.
         """;
 
     /// <summary>Process entry.</summary>

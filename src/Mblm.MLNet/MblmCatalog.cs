@@ -47,10 +47,13 @@ namespace Mblm.MLNet
         /// Random-search sweep of the language model's tunable options (those with <c>[Range]</c>/<c>[Choice]</c> attributes:
         /// learning rate, batch size, epochs, warm-up): trial 0 runs <paramref name="baseOptions"/>, later trials draw from the
         /// search space with <paramref name="seed"/>. Every trial is scored by validation bits per byte; the best model is kept.
+        /// <paramref name="cancellationToken"/> (or a cancelled <c>MLContext</c>) stops the sweep within one training step
+        /// with <see cref="OperationCanceledException"/>.
         /// </summary>
         public MblmSweepResult SweepLanguageModel(IDataView train, IDataView validation, MblmLanguageModelTrainer.Options baseOptions,
-            int maxTrials = 8, int seed = 0, TimeSpan? budget = null, IProgress<SweepTrial>? progress = null) =>
-            MblmSweep.Run(this, train, validation, baseOptions, maxTrials, seed, budget, progress);
+            int maxTrials = 8, int seed = 0, TimeSpan? budget = null, IProgress<SweepTrial>? progress = null,
+            CancellationToken cancellationToken = default) =>
+            MblmSweep.Run(this, train, validation, baseOptions, maxTrials, seed, budget, progress, cancellationToken);
 
         /// <summary>
         /// Cross-validates the language model: splits <paramref name="data"/> into <paramref name="numberOfFolds"/> folds with

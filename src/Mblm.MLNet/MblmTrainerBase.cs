@@ -76,6 +76,7 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
     {
         ArgumentNullException.ThrowIfNull(input);
         HostCancellation.ThrowIfCanceled(_host);
+        Cancellation.ThrowIfCancellationRequested();
         using var ch = _host.Start("Training");
         var prepared = Prepare(input, ch);
         var config = ModelConfigFor(prepared, ch);
@@ -112,7 +113,7 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
                     CheckpointEvery = o.CheckpointEvery > 0 ? o.CheckpointEvery : stepsPerEpoch,
                     Data = o.CheckpointDirectory is null ? null : DataFingerprint.Of(data.Train),
                 });
-                using var cancellation = HostCancellation.Watching(_host);
+                using var cancellation = HostCancellation.Watching(_host, Cancellation);
                 TrainingResult result;
                 try
                 {
@@ -121,7 +122,7 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
                 }
                 catch (OperationCanceledException e) when (cancellation.Token.IsCancellationRequested)
                 {
-                    throw new OperationCanceledException($"{_logPrefix}: Fit was cancelled (MLContext.CancelExecution)" +
+                    throw new OperationCanceledException($"{_logPrefix}: Fit was cancelled ({(Cancellation.IsCancellationRequested ? "its cancellation token" : "MLContext.CancelExecution")})" +
                         (o.CheckpointDirectory is { } dir ? $"; the checkpoint in '{dir}' resumes it: Fit again with the same options and data " +
                             "in a new MLContext of the same seed (a cancelled context stays cancelled)" : ""), e);
                 }
@@ -146,6 +147,9 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
     /// The seed of this estimator's fits: drawn from the MLContext at its first use and kept, so that a Fit run again resumes
     /// its checkpoints; hooks read it for seeded data handling (e.g. the text classifier's random spans).
     /// </summary>
+    /// <summary>A token that stops a Fit like a cancelled <c>MLContext</c> does (used by sweeps); none by default.</summary>
+    internal CancellationToken Cancellation { get; set; }
+
     private protected int Seed
     {
         get { lock (_seedGate) return _seed ??= _host.Rand.Next(); }

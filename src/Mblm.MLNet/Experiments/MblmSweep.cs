@@ -42,7 +42,7 @@ public sealed class MblmSweepResult : IDisposable
 internal static class MblmSweep
 {
     public static MblmSweepResult Run(MblmCatalog catalog, IDataView train, IDataView validation, MblmLanguageModelTrainer.Options baseOptions,
-        int maxTrials, int seed, TimeSpan? budget, IProgress<SweepTrial>? progress)
+        int maxTrials, int seed, TimeSpan? budget, IProgress<SweepTrial>? progress, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(train);
         ArgumentNullException.ThrowIfNull(validation);
@@ -59,7 +59,10 @@ internal static class MblmSweep
             {
                 var options = id == 0 ? baseOptions : Sample(baseOptions, rng);
                 var started = clock.Elapsed;
-                var model = catalog.LanguageModel(options).Fit(train);
+                cancellationToken.ThrowIfCancellationRequested();
+                var estimator = catalog.LanguageModel(options);
+                estimator.Cancellation = cancellationToken; // stops the trial's Fit within one step
+                var model = estimator.Fit(train);
                 double bpb = catalog.Evaluate(model.Transform(validation), options.InputColumnName, options.BitsPerByteColumnName).BitsPerByte;
                 var trial = new SweepTrial(id, model.Options, bpb, clock.Elapsed - started);
                 trials.Add(trial);

@@ -200,4 +200,42 @@ public sealed class CliTests
             if (Directory.Exists(outDir)) Directory.Delete(outDir, true);
         }
     }
+
+    [TestMethod]
+    public void Generate_InterruptedByCtrlC_KeepsWhatItGenerated_AndExits130()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"mblm-cli-gen-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        string config = Path.Combine(TestData.RepoRoot, "examples", "configs", "tiny-2d-st.json");
+        string weights = Path.Combine(dir, "w.safetensors"), ids = Path.Combine(dir, "ids.json");
+        try
+        {
+            using (var model = TestData.RandomModel(global::Mblm.Config.ConfigReader.LoadModel(config), seed: 3)) global::Mblm.Weights.ModelWeights.Save(model, weights);
+            var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+            psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Mblm.Cli.dll"));
+            foreach (string a in new[] { "generate", "--config", config, "--weights", weights, "--prompt", "hello", "--max-bytes", "100000000", "--ids-out", ids })
+                psi.ArgumentList.Add(a);
+            using var p = Process.Start(psi)!;
+            var stderr = p.StandardError.ReadToEndAsync();
+            var first = new char[16];
+            int got = p.StandardOutput.Read(first, 0, first.Length); // generation has started
+            Assert.IsTrue(got > 0, "no output before the interrupt");
+            var rest = p.StandardOutput.ReadToEndAsync();
+            using (var kill = Process.Start("kill", ["-INT", p.Id.ToString(CultureInfo.InvariantCulture)])) kill.WaitForExit();
+            if (!p.WaitForExit(60_000)) { p.Kill(true); Assert.Fail("mblm generate did not stop within 60 s of Ctrl+C"); }
+            p.WaitForExit();
+            string err = stderr.Result;
+            Assert.AreEqual(ExitCodes.Interrupted, p.ExitCode, err);
+            StringAssert.Contains(err, "mblm generate: interrupted after");
+            using var written = JsonDocument.Parse(File.ReadAllBytes(ids));
+            int count = written.RootElement.GetArrayLength();
+            Assert.IsTrue(count > 0 && count < 100_000_000, $"{count} ids kept");
+            StringAssert.Contains(err, $"interrupted after {count} tokens");
+            Assert.IsTrue(got + rest.Result.Length > 0);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
 }

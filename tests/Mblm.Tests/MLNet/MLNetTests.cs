@@ -396,6 +396,32 @@ public sealed class MLNetTests
         Assert.AreEqual(result.Trials[1].Options.BatchSize, again.Trials[1].Options.BatchSize);
     }
 
+    [TestMethod]
+    public void Sweep_WithACancelledToken_StopsWithinAStepOfTheRunningTrial()
+    {
+        var ml = new MLContext(seed: 1);
+        var train = Data(ml, Corpus.Take(30));
+        var validation = Data(ml, Corpus.Skip(30));
+        using var cts = new CancellationTokenSource();
+        long lastStep = 0;
+        // Trial 0 would take 50 steps: the token is cancelled at its step 2, so no later step and no second trial run.
+        var baseOptions = TinyOptions(0) with
+        {
+            MaxSteps = 50,
+            Progress = new SyncProgress(p => { lastStep = p.Step; if (p.Step == 2) cts.Cancel(); }),
+        };
+        var trials = new List<SweepTrial>();
+        var e = Assert.ThrowsExactly<OperationCanceledException>(() =>
+            ml.Mblm().SweepLanguageModel(train, validation, baseOptions, maxTrials: 3, seed: 5, progress: new SyncProgress<SweepTrial>(trials.Add),
+                cancellationToken: cts.Token));
+        StringAssert.Contains(e.Message, "cancellation token");
+        Assert.AreEqual(2L, lastStep);
+        Assert.AreEqual(0, trials.Count);
+        // Cancelled before the start: nothing runs.
+        Assert.ThrowsExactly<OperationCanceledException>(() =>
+            ml.Mblm().SweepLanguageModel(train, validation, TinyOptions(0), maxTrials: 1, cancellationToken: cts.Token));
+    }
+
     private sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
     {
         public void Report(T value) => report(value);
