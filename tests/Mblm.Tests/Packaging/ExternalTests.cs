@@ -7,10 +7,11 @@ using static TorchSharp.torch;
 namespace Mblm.Tests;
 
 /// <summary>
-/// Checks that need what CI machines do not have. They are in explicit categories that CI filters out (and counts):
-/// <c>gpu</c> needs CUDA, <c>reference-harness</c> needs the Python reference set up by ../shared/reference-harness/setup.sh.
-/// Run them where those exist: <c>dotnet test tests/Mblm.Tests --filter TestCategory=gpu</c>. Without them they fail, never
-/// skip.
+/// Checks that need what a fresh machine does not have, in opt-in categories that default.runsettings leaves out of a plain
+/// <c>dotnet test</c> (.ci/run counts them): <c>gpu</c> needs CUDA, <c>reference-harness</c> needs the Python reference set
+/// up by ../shared/reference-harness/setup.sh. Run them where those exist:
+/// <c>dotnet test tests/Mblm.Tests --settings tests/Mblm.Tests/all.runsettings --filter TestCategory=gpu</c>. Without what
+/// they need they fail, never skip.
 /// </summary>
 [TestClass]
 public sealed class ExternalTests
