@@ -58,7 +58,7 @@ internal static class TrainCommand
             LearningRate = lr ?? t?.LearningRate ?? d.LearningRate, GradientClipping = clip ?? t?.GradientClipping ?? d.GradientClipping,
             WarmupFraction = t?.WarmupStepsPerc ?? d.WarmupFraction, Shuffle = shuffle || (t?.ShuffleTrain ?? d.Shuffle), Seed = seed ?? d.Seed,
             AdamW = adamw, Bf16 = bf16, CheckpointEvery = every ?? d.CheckpointEvery, ValidateEvery = validateEvery ?? d.ValidateEvery,
-            OutputDirectory = outDir, MaxValidationSamples = t?.MaxEvalSteps is long m ? (long)Math.Min((double)m * batchSize, long.MaxValue) : null,
+            OutputDirectory = outDir, MaxValidationSamples = t?.MaxEvalSteps is long m ? (m > long.MaxValue / batchSize ? long.MaxValue : m * batchSize) : null,
         };
         try { options.Validate(); }
         catch (ArgumentException e)

@@ -34,17 +34,15 @@ public abstract class MblmTransformerBase<TOptions> : ITransformer, IDisposable,
         _model.eval();
     }
 
-    /// <summary>
-    /// The ML.NET environment the stage was fitted or loaded in: when it is cancelled (<c>MLContext.CancelExecution</c>),
-    /// a batch <c>Transform</c> stops at its next batch with <see cref="OperationCanceledException"/>.
-    /// </summary>
-    internal Microsoft.ML.Runtime.IHostEnvironment? Host { get; private set; }
+    // The ML.NET environment the stage was fitted or loaded in: when it is cancelled (MLContext.CancelExecution), a batch
+    // Transform stops at its next batch with OperationCanceledException.
+    private Microsoft.ML.Runtime.IHostEnvironment? _host;
 
-    void IMblmStage.AttachHost(Microsoft.ML.Runtime.IHostEnvironment host) => Host = host;
+    void IMblmStage.AttachHost(Microsoft.ML.Runtime.IHostEnvironment host) => _host = host;
 
     void ICancelableStage.ThrowIfCanceled()
     {
-        if (Host is { } host) Hosting.HostCancellation.ThrowIfCanceled(host);
+        if (_host is { } host) Hosting.HostCancellation.ThrowIfCanceled(host);
     }
 
     /// <summary>The options the model was fitted with (without data and callbacks such as the progress callback).</summary>

@@ -3,10 +3,10 @@ using System.Security.Cryptography;
 namespace Mblm;
 
 /// <summary>
-/// Reads one entry of a zip (a saved pipeline, a <c>torch.save</c> checkpoint): never more than the entry's declared uncompressed length (a stream that goes on is
-/// a lying header, and an error), hashing what passes when the manifest holds the entry's SHA-256. <see cref="Finish()"/>
-/// reads what is left and checks the length and the checksum. Every problem is an <see cref="MblmFormatException"/> naming
-/// the file and the entry.
+/// Reads one entry of a zip (a saved pipeline, a <c>torch.save</c> checkpoint): never more than the entry's declared
+/// uncompressed length (a stream that goes on is a lying header, and an error), hashing what passes when the manifest holds
+/// the entry's SHA-256. <see cref="Finish()"/> reads what is left and checks the length and the checksum. Every problem is
+/// an <see cref="MblmFormatException"/> naming the file and the entry.
 /// </summary>
 internal sealed class CheckedEntryStream : Stream
 {

@@ -59,9 +59,8 @@ internal static class MblmSweep
             {
                 var options = id == 0 ? baseOptions : Sample(baseOptions, rng);
                 var started = clock.Elapsed;
-                cancellationToken.ThrowIfCancellationRequested();
                 var estimator = catalog.LanguageModel(options);
-                estimator.Cancellation = cancellationToken; // stops the trial's Fit within one step
+                estimator.Cancellation = cancellationToken; // checked as the trial's Fit starts, and at every step
                 var model = estimator.Fit(train);
                 double bpb = catalog.Evaluate(model.Transform(validation), options.InputColumnName, options.BitsPerByteColumnName).BitsPerByte;
                 var trial = new SweepTrial(id, model.Options, bpb, clock.Elapsed - started);

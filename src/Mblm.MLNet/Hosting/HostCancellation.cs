@@ -13,12 +13,15 @@ namespace Mblm.MLNet.Hosting;
 internal static class HostCancellation
 {
     /// <summary>Whether <paramref name="host"/> (an ML.NET host or environment) has been cancelled.</summary>
-    public static bool IsCanceled(object host)
-    {
-        var property = host.GetType().GetInterfaces().FirstOrDefault(i => i.FullName == "Microsoft.ML.Runtime.ICancelable")
+    public static bool IsCanceled(object host) =>
+        Flags.GetOrAdd(host.GetType(), FindFlag)?.GetValue(host) as bool? ?? false;
+
+    // The ICancelable.IsCanceled property of each host type, looked up once (this runs every training step and batch).
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<Type, PropertyInfo?> Flags = new();
+
+    private static PropertyInfo? FindFlag(Type type) =>
+        type.GetInterfaces().FirstOrDefault(i => i.FullName == "Microsoft.ML.Runtime.ICancelable")
             ?.GetProperty("IsCanceled", BindingFlags.Public | BindingFlags.Instance);
-        return property?.GetValue(host) as bool? ?? false;
-    }
 
     /// <summary>Throws ML.NET's <see cref="OperationCanceledException"/> when <paramref name="host"/> has been cancelled.</summary>
     public static void ThrowIfCanceled(object host)

@@ -34,8 +34,9 @@ public static class TorchRuntime
     /// <summary>
     /// The OpenMP settings for a shared machine: OpenMP threads that wait for work yield the core after a short spin instead
     /// of spinning for long, so training degrades gracefully when other processes take the cores (benchmarks'
-    /// <c>contention</c>). They cost a machine the process has to itself 20-30 % per training step (threads sleep between
-    /// the many short parallel regions), so they are applied only where the machine is shared (see
+    /// <c>contention</c>). On a machine the process has to itself they cost time (threads sleep between the many short
+    /// parallel regions: 19-31 % per P1 training step in one measurement on a 2-core machine, 4-7 % in another), so they
+    /// are applied only where the machine is shared (see
     /// <see cref="ThreadingDecision"/>), each only where the user has not set that variable.
     /// </summary>
     public static IReadOnlyDictionary<string, string> ThreadingDefaults { get; } = new Dictionary<string, string>
@@ -113,12 +114,14 @@ public static class TorchRuntime
             var cpus = AffinityCpus();
             int quota = Environment.ProcessorCount; // the affinity mask and the cgroup quota, rounded up, whichever is less
             if (cpus is not null && quota < cpus.Count) return $"a CPU quota of {quota} for {cpus.Count} CPUs";
+            using var me = System.Diagnostics.Process.GetCurrentProcess();
             var before = ReadProcStat(cpus);
-            var self0 = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime;
+            var self0 = me.TotalProcessorTime;
             var clock = System.Diagnostics.Stopwatch.StartNew();
             Thread.Sleep(windowMs);
             var after = ReadProcStat(cpus);
-            double self = (System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime - self0).TotalSeconds;
+            me.Refresh();
+            double self = (me.TotalProcessorTime - self0).TotalSeconds;
             double elapsed = clock.Elapsed.TotalSeconds;
             long total = after.Total - before.Total, idle = after.Idle - before.Idle;
             if (total <= 0 || elapsed <= 0 || after.Cpus == 0) return null;
