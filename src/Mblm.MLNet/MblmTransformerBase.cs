@@ -8,7 +8,8 @@ namespace Mblm.MLNet;
 
 /// <summary>
 /// What every fitted MBLM stage shares: the options it was fitted with, what the fit did, the TorchSharp model it owns
-/// (calls into it are serialised, so one transformer may be used from many threads), <see cref="Dispose"/>, the ML.NET
+/// (calls into it run concurrently: many PredictionEngines and batch Transforms on many threads share one transformer, and
+/// only <see cref="Dispose"/> waits for them to finish), <see cref="Dispose"/>, the ML.NET
 /// transformer surface over the shared lazily scored data view and row mapper, the refusal of <c>mlContext.Model.Save</c>,
 /// and its own entries in a pipeline file. Only this library derives transformers from it.
 /// </summary>
@@ -21,7 +22,9 @@ public abstract class MblmTransformerBase<TOptions> : ITransformer, IDisposable,
         "mlContext.Model.Save cannot store an MBLM stage's weights (ML.NET keeps its model-writing API internal). " +
         "Save the whole pipeline with mlContext.Mblm().SaveModel(model, inputSchema, path) and load it with mlContext.Mblm().LoadModel(path, out inputSchema).";
 
-    private readonly object _gate = new();
+    // Readers are model calls (forward passes in eval mode read the weights only); the one writer is Dispose, which waits
+    // for the calls in flight and stops new ones. Recursion is allowed: a call may nest another (save inside a call).
+    private readonly ReaderWriterLockSlim _gate = new(LockRecursionPolicy.SupportsRecursion);
     private readonly MblmModel _model;
     private bool _disposed;
 
@@ -79,26 +82,44 @@ public abstract class MblmTransformerBase<TOptions> : ITransformer, IDisposable,
     /// <exception cref="NotSupportedException">Always; use <c>mlContext.Mblm().SaveModel(model, inputSchema, path)</c>.</exception>
     void ICanSaveModel.Save(ModelSaveContext ctx) => throw new NotSupportedException(SaveNotSupported);
 
-    /// <summary>Runs <paramref name="use"/> on the model, one call at a time, unless the transformer is disposed.</summary>
+    /// <summary>
+    /// Runs <paramref name="use"/> on the model unless the transformer is disposed. Calls from several threads run at the
+    /// same time (no forward is serialised); <paramref name="use"/> must not change the model.
+    /// </summary>
     private protected T WithModel<T>(Func<MblmModel, T> use)
     {
-        lock (_gate)
+        ThrowIfDisposed();
+        _gate.EnterReadLock();
+        try
         {
             ThrowIfDisposed();
             return use(_model);
         }
+        finally
+        {
+            _gate.ExitReadLock();
+        }
     }
+
+    /// <summary>Runs <paramref name="use"/> as a model call (for tests of concurrent serving).</summary>
+    internal T UseModel<T>(Func<MblmModel, T> use) => WithModel(use);
 
     private protected void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 
     /// <summary>Frees the model's native memory. Note that disposing a PredictionEngine created with default options disposes its transformer.</summary>
     public void Dispose()
     {
-        lock (_gate)
+        if (_disposed) return;
+        _gate.EnterWriteLock(); // waits for the calls in flight
+        try
         {
             if (_disposed) return;
             _disposed = true;
             _model.Dispose();
+        }
+        finally
+        {
+            _gate.ExitWriteLock();
         }
     }
 

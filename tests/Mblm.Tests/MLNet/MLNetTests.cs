@@ -318,6 +318,41 @@ public sealed class MLNetTests
     }
 
     [TestMethod]
+    public void ConcurrentUse_NoCallWaitsForAnother()
+    {
+        // While one thread is inside a model call, a PredictionEngine on another thread must get its prediction: with a
+        // lock around every forward (as before), it would wait for the first call and this would time out.
+        var ml = new MLContext(seed: 1);
+        var model = Shared();
+        float expected = Bpb(ml, model, Data(ml, ["to be or not"]))[0];
+        float? other = model.UseModel(_ =>
+        {
+            var task = Task.Run(() =>
+            {
+                using var engine = ml.Model.CreatePredictionEngine<TextRow, LmOutput>(model, new PredictionEngineOptions { OwnsTransformer = false });
+                return engine.Predict(new TextRow { Text = "to be or not" }).BitsPerByte;
+            });
+            return task.Wait(TimeSpan.FromSeconds(60)) ? task.Result : (float?)null;
+        });
+        Assert.IsNotNull(other, "a prediction on another thread waited for the model call in flight");
+        Assert.AreEqual(expected, other.Value, 1e-5f);
+    }
+
+    [TestMethod]
+    public void Dispose_WaitsForCallsInFlight_ThenRefusesNewOnes()
+    {
+        var ml = new MLContext(seed: 1);
+        var model = ml.Mblm().LanguageModel(TinyOptions(0) with { MaxSteps = 1 }).Fit(Data(ml, Corpus));
+        using var inside = new ManualResetEventSlim();
+        var call = Task.Run(() => model.UseModel(m => { inside.Set(); Thread.Sleep(300); return m.parameters().Count(); }));
+        inside.Wait();
+        model.Dispose(); // must wait for the call: it still reads the weights
+        Assert.IsTrue(call.IsCompleted, "Dispose returned while a model call was in flight");
+        Assert.IsTrue(call.Result > 0);
+        Assert.ThrowsExactly<ObjectDisposedException>(() => model.UseModel(_ => 0));
+    }
+
+    [TestMethod]
     public void Evaluate_IsByteWeighted()
     {
         var ml = new MLContext(seed: 1);
