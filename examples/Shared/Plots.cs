@@ -177,18 +177,53 @@ public static class Plots
         return data.ToArray();
     }
 
-    private static SKPaint Text(float size) => new() { Color = SKColors.Black, IsAntialias = true, TextSize = size, Typeface = Font.Value };
-
-    private static void DrawText(SKCanvas canvas, string s, float x, float y, SKPaint paint, SKTextAlign align)
+    /// <summary>A text style: the paint (colour) and the font (face, size). SkiaSharp 3 moved size and face from the paint to SKFont.</summary>
+    private sealed class TextStyle(float size) : IDisposable
     {
-        paint.TextAlign = align;
-        canvas.DrawText(s, x, y, paint);
+        public SKPaint Paint { get; } = NewPaint(size);
+        public SKFont Font { get; } = new(Plots.Font.Value, size);
+
+        private static SKPaint NewPaint(float size)
+        {
+#if SKIASHARP3
+            return new SKPaint { Color = SKColors.Black, IsAntialias = true };
+#else
+            return new SKPaint { Color = SKColors.Black, IsAntialias = true, TextSize = size, Typeface = Plots.Font.Value };
+#endif
+        }
+
+        public float Measure(string s)
+        {
+#if SKIASHARP3
+            return Font.MeasureText(s, Paint);
+#else
+            return Paint.MeasureText(s);
+#endif
+        }
+
+        public void Dispose()
+        {
+            Paint.Dispose();
+            Font.Dispose();
+        }
+    }
+
+    private static TextStyle Text(float size) => new(size);
+
+    private static void DrawText(SKCanvas canvas, string s, float x, float y, TextStyle style, SKTextAlign align)
+    {
+#if SKIASHARP3
+        canvas.DrawText(s, x, y, align, style.Font, style.Paint);
+#else
+        style.Paint.TextAlign = align;
+        canvas.DrawText(s, x, y, style.Paint);
+#endif
     }
 
     private static float MaxTextWidth(IEnumerable<string> items, float size)
     {
-        using var paint = Text(size);
-        return items.Select(s => paint.MeasureText(s)).DefaultIfEmpty(0).Max();
+        using var style = Text(size);
+        return items.Select(style.Measure).DefaultIfEmpty(0).Max();
     }
 
     private static (double Lo, double Hi) Range(IEnumerable<double> values)

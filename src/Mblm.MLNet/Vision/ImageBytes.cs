@@ -194,7 +194,15 @@ public static class ImageBytes
     public static RgbImage Resize(RgbImage image, int width, int height)
     {
         using var src = image.ToBitmap();
-        using var dst = src.Resize(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Opaque), SKFilterQuality.High)
+        var info = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Opaque);
+#if SKIASHARP3
+        var sampling = width <= image.Width && height <= image.Height
+            ? new SKSamplingOptions(SKFilterMode.Linear, SKMipmapMode.Linear)
+            : new SKSamplingOptions(SKCubicResampler.Mitchell);
+        using var dst = src.Resize(info, sampling)
+#else
+        using var dst = src.Resize(info, SKFilterQuality.High)
+#endif
             ?? throw new InvalidOperationException($"SkiaSharp could not resize {image.Width}x{image.Height} to {width}x{height}");
         return RgbImage.From(dst);
     }
