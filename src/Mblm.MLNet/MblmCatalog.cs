@@ -72,6 +72,32 @@ namespace Mblm.MLNet
             MblmCrossValidation.LanguageModel(this, data, options, numberOfFolds, samplingKeyColumnName, seed);
 
         /// <summary>
+        /// An AutoML-style experiment over the language model (objective: validation bits per byte): see
+        /// <see cref="Experiments.MblmExperiment{TOptions, TTransformer}"/>. <c>.Run()</c> runs or resumes it.
+        /// </summary>
+        public Experiments.MblmExperiment<MblmLanguageModelTrainer.Options, MblmLanguageModelTransformer> LanguageModelExperiment(IDataView train,
+            IDataView validation, MblmLanguageModelTrainer.Options baseOptions, Experiments.MblmSearchSpace space, Experiments.MblmExperimentSettings settings) =>
+            new(Context, o => LanguageModel(o), baseOptions, space, Experiments.MblmObjective.BitsPerByte(baseOptions?.InputColumnName ?? "Text"),
+                train, validation, settings);
+
+        /// <summary>
+        /// An experiment over the text classifier (objective: macro-accuracy, unless given). The data's label column must
+        /// already be a key (map it with <c>MapValueToKey</c> before).
+        /// </summary>
+        public Experiments.MblmExperiment<MblmTextClassifierTrainer.Options, MblmTextClassifierTransformer> TextClassifierExperiment(IDataView train,
+            IDataView validation, MblmTextClassifierTrainer.Options baseOptions, Experiments.MblmSearchSpace space, Experiments.MblmExperimentSettings settings,
+            Experiments.MblmObjective? objective = null) =>
+            new(Context, o => TextClassifier(o), baseOptions, space, objective ?? Experiments.MblmObjective.MacroAccuracy(baseOptions?.LabelColumnName ?? "Label"),
+                train, validation, settings);
+
+        /// <summary>An experiment over the visual-question-answering classifier (objective: macro-accuracy, unless given); labels as keys.</summary>
+        public Experiments.MblmExperiment<Vision.MblmAnswerClassifierTrainer.Options, Vision.MblmAnswerClassifierTransformer> AnswerClassifierExperiment(
+            IDataView train, IDataView validation, Vision.MblmAnswerClassifierTrainer.Options baseOptions, Experiments.MblmSearchSpace space,
+            Experiments.MblmExperimentSettings settings, Experiments.MblmObjective? objective = null) =>
+            new(Context, o => AnswerClassifier(o), baseOptions, space, objective ?? Experiments.MblmObjective.MacroAccuracy(baseOptions?.LabelColumnName ?? "Label"),
+                train, validation, settings);
+
+        /// <summary>
         /// Visual question answering as a multiclass trainer: an MBLM trained by next-byte prediction on the answer bytes of
         /// "question, image bytes, question, answer" sequences; predicts by scoring every answer (the label's key values).
         /// </summary>

@@ -104,6 +104,9 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
                     BatchSize = o.BatchSize,
                     LearningRate = o.LearningRate,
                     WarmupFraction = o.WarmupFraction,
+                    WarmupSteps = o.WarmupSteps,
+                    Schedule = o.Schedule,
+                    DecayFraction = o.DecayFraction,
                     GradientClipping = o.GradientClipping,
                     Threads = o.Threads,
                     Seed = seed,
@@ -150,6 +153,12 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
     /// <summary>A token that stops a Fit like a cancelled <c>MLContext</c> does (used by sweeps); none by default.</summary>
     internal CancellationToken Cancellation { get; set; }
 
+    /// <summary>Sets the seed of this estimator's fits (experiments give each trial its own, the same after a restart).</summary>
+    internal void UseSeed(int seed)
+    {
+        lock (_seedGate) _seed = seed;
+    }
+
     private protected int Seed
     {
         get { lock (_seedGate) return _seed ??= _host.Rand.Next(); }
@@ -157,7 +166,7 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
 
     /// <summary>
     /// Hook, called after <see cref="Prepare"/>: the model a Fit trains. Default: <see cref="MblmTrainingOptions.ModelConfig"/>
-    /// when set, else the options' base preset (<c>DefaultModelConfig</c>) sized by <see cref="ContextSizing.For"/> to
+    /// when set, else the options' base shape (<see cref="MblmTrainingOptions.BaseModel"/>, or the estimator's preset) sized by <see cref="ContextSizing.For"/> to
     /// the longest sample (<see cref="TrainingSet.LongestSample"/>) times the options' headroom, at least their minimum,
     /// at most their cap (<c>AutoContextLimit</c>; a longer sample keeps its length, and <see cref="ForContext"/> names it),
     /// logged in one line. A new estimator gets this by giving its options a base preset and a cap; it overrides the hook
@@ -170,7 +179,7 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
         long longest = data.LongestSample;
         long wanted = longest > o.AutoContextLimit ? longest
             : Math.Min(Math.Max(o.AutoContextHeadroom * longest, o.AutoContextMinimum), o.AutoContextLimit);
-        var config = ContextSizing.For(wanted, o.DefaultModelConfig, o.AutoContextLimit);
+        var config = ContextSizing.For(wanted, o.SizedShape, o.AutoContextLimit);
         string rule = (o.AutoContextHeadroom > 1 ? $"{o.AutoContextHeadroom} times that, " : "")
                       + (o.AutoContextMinimum > 0 ? $"at least {o.AutoContextMinimum}, " : "") + $"at most {o.AutoContextLimit}";
         ch.Info(MessageSensitivity.None, $"{_logPrefix}: ModelConfig not set: sized to the data: context {config.MaxContext} tokens " +

@@ -34,16 +34,24 @@ public abstract record MblmTrainingOptions
     /// by the classifiers. Set a config (e.g. one of <see cref="MblmPresets"/>) to choose the model yourself.
     /// </summary>
     public MblmConfig? ModelConfig { get; init; }
-    /// <summary>The preset the estimator sizes when <see cref="ModelConfig"/> is null (its widths, depths, blocks and patch sizes).</summary>
+    /// <summary>
+    /// The model shape — widths, depths, blocks, patch size — sized to the data when <see cref="ModelConfig"/> is null (its
+    /// context, <c>seq_lens[0]</c>, is replaced), or null (the default) for the estimator's own preset. Experiments search
+    /// over shapes through it (<see cref="Experiments.MblmSearchSpace"/>). Ignored when <see cref="ModelConfig"/> is set.
+    /// </summary>
+    public MblmConfig? BaseModel { get; init; }
+    /// <summary>The estimator's own preset, sized when <see cref="ModelConfig"/> and <see cref="BaseModel"/> are null.</summary>
     internal abstract MblmConfig DefaultModelConfig { get; }
+    /// <summary>What a model sized to the data starts from: <see cref="BaseModel"/>, else <see cref="DefaultModelConfig"/>.</summary>
+    internal MblmConfig SizedShape => BaseModel ?? DefaultModelConfig;
     /// <summary>Largest context (tokens) the estimator sizes a model to when <see cref="ModelConfig"/> is null.</summary>
     internal abstract long AutoContextLimit { get; }
     /// <summary>Room for longer rows at prediction when the model is sized to the data: the context is this many times the longest training sample (default 1).</summary>
     internal virtual int AutoContextHeadroom => 1;
     /// <summary>Smallest context (tokens) the estimator sizes a model to when <see cref="ModelConfig"/> is null (default 0: no floor).</summary>
     internal virtual long AutoContextMinimum => 0;
-    /// <summary><see cref="ModelConfig"/>, or <see cref="DefaultModelConfig"/> when it is null: everything but the context is known before Fit.</summary>
-    internal MblmConfig ModelShape => ModelConfig ?? DefaultModelConfig;
+    /// <summary><see cref="ModelConfig"/>, or the shape sized to the data when it is null: everything but the context is known before Fit.</summary>
+    internal MblmConfig ModelShape => ModelConfig ?? SizedShape;
     /// <summary>Passes over the training samples.</summary>
     [Range(1, 30, false)]
     public int MaxEpochs { get; init; }
@@ -58,6 +66,18 @@ public abstract record MblmTrainingOptions
     /// <summary>Fraction of steps spent warming up.</summary>
     [Range(0.0, 0.3, false)]
     public double WarmupFraction { get; init; } = 0.1;
+    /// <summary>Warm-up steps, when set (instead of <see cref="WarmupFraction"/>): the same warm-up for fits of different lengths.</summary>
+    public long? WarmupSteps { get; init; }
+    /// <summary>
+    /// What follows the warm-up: cosine to 0 (<see cref="LearningRateScheduleKind.WarmupCosine"/>, the reference's; the
+    /// default) or warm-up–stable–decay (<see cref="LearningRateScheduleKind.WarmupStableDecay"/>: the peak rate, then
+    /// linear to 0 over the last <see cref="DecayFraction"/> of the steps). With the latter and a
+    /// <see cref="CheckpointDirectory"/>, a Fit with a larger <see cref="MaxSteps"/> continues a finished shorter one from
+    /// the checkpoint where its decay started (how experiments promote trials).
+    /// </summary>
+    public LearningRateScheduleKind Schedule { get; init; }
+    /// <summary>With warm-up–stable–decay: the fraction of steps at the end that decay to 0 (default 0.2).</summary>
+    public double DecayFraction { get; init; } = 0.2;
     /// <summary>Gradient norm clipping (null = none).</summary>
     public double? GradientClipping { get; init; } = 1.0;
     /// <summary>Rows Transform reads and scores together (1 to <see cref="MaxScoringBatchSize"/>).</summary>
@@ -102,12 +122,17 @@ public abstract record MblmTrainingOptions
     {
         try { ModelConfig?.Validate(); }
         catch (ConfigException e) { throw new ArgumentException($"{Owner}.{nameof(ModelConfig)}: {e.Message}", nameof(ModelConfig), e); }
+        try { BaseModel?.Validate(); }
+        catch (ConfigException e) { throw new ArgumentException($"{Owner}.{nameof(BaseModel)}: {e.Message}", nameof(BaseModel), e); }
         Check(MaxEpochs > 0, nameof(MaxEpochs), $"must be positive (got {MaxEpochs})");
         Check(MaxSteps is null or > 0, nameof(MaxSteps), $"must be positive or null (got {MaxSteps})");
         Check(BatchSize > 0, nameof(BatchSize), $"must be positive (got {BatchSize})");
         Check(LearningRate > 0 && double.IsFinite(LearningRate), nameof(LearningRate), $"must be a positive number (got {LearningRate})");
         Check(WarmupFraction is >= 0 and < 1, nameof(WarmupFraction), $"must be in [0, 1) (got {WarmupFraction})");
         Check(GradientClipping is null or > 0, nameof(GradientClipping), $"must be positive or null (got {GradientClipping})");
+        Check(WarmupSteps is null or >= 0, nameof(WarmupSteps), $"must be non-negative or null (got {WarmupSteps})");
+        Check(Enum.IsDefined(Schedule), nameof(Schedule), $"must be WarmupCosine or WarmupStableDecay (got {Schedule})");
+        Check(DecayFraction is > 0 and <= 1, nameof(DecayFraction), $"must be in (0, 1] (got {DecayFraction})");
         Check(ScoringBatchSize is > 0 and <= MaxScoringBatchSize, nameof(ScoringBatchSize), $"must be in 1..{MaxScoringBatchSize} (got {ScoringBatchSize})");
         Check(Threads is null or (>= 1 and <= 1024), nameof(Threads), $"must be in [1, 1024] or null (got {Threads})");
         Check(CheckpointDirectory is null || !string.IsNullOrWhiteSpace(CheckpointDirectory), nameof(CheckpointDirectory), "must name a folder or be null");

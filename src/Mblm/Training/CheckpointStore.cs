@@ -136,7 +136,7 @@ public static class CheckpointStore
 
         if (meta["fingerprint"] is JsonObject saved)
         {
-            var differences = RunFingerprint.Differences(saved, fingerprint);
+            var differences = RunFingerprint.Differences(saved, fingerprint, step);
             if (differences.Count > 0) throw new CheckpointMismatchException(folder, differences);
         }
         else notes.Add($"checkpoint '{folder}' has no run fingerprint (written by an older version): it is not checked against this run's settings");

@@ -36,10 +36,49 @@ internal static class RunFingerprint
             ["bf16"] = o.Bf16,
         };
         if (o.AdamW) trainer["weight_decay"] = o.WeightDecay; // Adam ignores it
+        if (o.WarmupSteps is long warmupSteps) trainer["warmup_steps"] = warmupSteps;
+        if (o.Schedule == LearningRateScheduleKind.WarmupStableDecay)
+        {
+            // The warm-up in steps (a fraction would differ between runs of different lengths) and the decay.
+            trainer.Remove("warmup_fraction");
+            trainer["warmup_steps"] = o.LearningRates.WarmupSteps;
+            trainer["schedule"] = "warmup_stable_decay";
+            trainer["decay_fraction"] = o.DecayFraction;
+        }
         var fingerprint = new JsonObject { ["model"] = JsonNode.Parse(ConfigWriter.ToJson(model)), ["trainer"] = trainer };
         if (o.Data is { } data)
             fingerprint["data"] = new JsonObject { ["samples"] = data.Samples, ["tokens"] = data.Tokens, ["sha256"] = data.Sha256 };
         return fingerprint;
+    }
+
+    /// <summary>
+    /// <see cref="Differences(JsonNode?, JsonNode)"/> for a checkpoint of step <paramref name="step"/>, where under
+    /// warm-up–stable–decay (in both) another step count is not a difference when the step comes before the decay of both
+    /// runs: the longer run then continues the shorter one exactly.
+    /// </summary>
+    public static List<FingerprintDifference> Differences(JsonNode? checkpoint, JsonNode current, long step)
+    {
+        var differences = Differences(checkpoint, current);
+        if (differences.Count == 0 || !differences.Any(d => d.Setting == "trainer.steps")) return differences;
+        if (DecayStartOf(checkpoint) is long a && DecayStartOf(current) is long b && step <= Math.Min(a, b))
+            differences.RemoveAll(d => d.Setting == "trainer.steps");
+        return differences;
+    }
+
+    private static long? DecayStartOf(JsonNode? fingerprint)
+    {
+        if (fingerprint?["trainer"] is not JsonObject t || t["schedule"]?.GetValueKind() != System.Text.Json.JsonValueKind.String
+            || (string?)t["schedule"] != "warmup_stable_decay") return null;
+        try
+        {
+            long steps = (long)t["steps"]!;
+            double fraction = (double)t["decay_fraction"]!;
+            return steps > 0 && fraction is > 0 and <= 1 ? LearningRateSchedule.DecayStartOf(steps, fraction) : null;
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException or NullReferenceException or OverflowException)
+        {
+            return null; // a damaged value: no exception to the rule
+        }
     }
 
     /// <summary>Every leaf (arrays count as leaves) that differs, in a stable order.</summary>

@@ -67,7 +67,7 @@ public sealed class Trainer
             if (o.Threads is int threads) set_num_threads(threads);
             _parameters = model.parameters().ToList();
             _optimizer = NewOptimizer();
-            _schedule = new LearningRateSchedule(o.LearningRate, o.Steps, o.WarmupFraction);
+            _schedule = o.LearningRates;
             _fingerprint = RunFingerprint.Of(model.Config, o);
             if (o.OutputDirectory is not null)
             {
@@ -122,6 +122,15 @@ public sealed class Trainer
                     foreach (string note in notes) Warn(progress, note);
                     if (skipped is not null) Warn(progress, $"resuming from the previous complete checkpoint '{folder}' (step {_step})");
                     return _step;
+                }
+                catch (CheckpointMismatchException e) when (_o.Schedule == LearningRateScheduleKind.WarmupStableDecay
+                                                            && e.Differences.All(d => d.Setting == "trainer.steps"))
+                {
+                    // A run of another length, and this checkpoint is past the decay start of that run or of this one: an
+                    // older checkpoint (the one taken where that run's decay started) continues it.
+                    _optimizer = NewOptimizer();
+                    (_step, _position) = (0, new DataPosition(0, 0));
+                    Warn(progress, $"checkpoint '{folder}' is in the decay of a run of another length: an earlier one is used");
                 }
                 catch (Exception e) when (e is not (CheckpointMismatchException or OutOfMemoryException or OperationCanceledException))
                 {
@@ -180,7 +189,9 @@ public sealed class Trainer
                     lastValidation = Evaluator.Evaluate(_model, validation!, o.BatchSize, o.MaxValidationSamples).BitsPerByte;
                 progress?.Report(new TrainingProgress(_step, o.Steps, lossValue, lr, bytesSeen / Math.Max(seconds, 1e-9), eta, validate ? lastValidation : null));
 
-                if (o.OutputDirectory is not null && ((o.CheckpointEvery > 0 && _step % o.CheckpointEvery == 0) || _step == o.Steps))
+                // Warm-up–stable–decay also checkpoints where the decay starts: a longer run continues from there.
+                bool decayStart = o.Schedule == LearningRateScheduleKind.WarmupStableDecay && _step == _schedule.DecayStart;
+                if (o.OutputDirectory is not null && ((o.CheckpointEvery > 0 && _step % o.CheckpointEvery == 0) || _step == o.Steps || decayStart))
                 {
                     CheckpointStore.Save(o.OutputDirectory, _step, _position, _model, _optimizer, _fingerprint);
                     savedStep = _step;

@@ -19,6 +19,17 @@ public sealed record TrainerOptions
     public double WeightDecay { get; init; } = 0.01;
     /// <summary>Fraction of optimiser steps for the linear warm-up from 0.1× (reference: 0.1).</summary>
     public double WarmupFraction { get; init; } = 0.1;
+    /// <summary>Warm-up steps, when set (instead of <see cref="WarmupFraction"/>).</summary>
+    public long? WarmupSteps { get; init; }
+    /// <summary>
+    /// What follows the warm-up: the reference's cosine (default) or warm-up–stable–decay
+    /// (<see cref="LearningRateScheduleKind.WarmupStableDecay"/>). Under the latter, the run's step count is not part of what
+    /// a resume must match: a run with more steps continues from a checkpoint taken before the shorter run's decay (the
+    /// trainer writes one at every run's decay start), which is how a trial is extended.
+    /// </summary>
+    public LearningRateScheduleKind Schedule { get; init; }
+    /// <summary>With warm-up–stable–decay: the fraction of steps at the end that decay linearly to 0.</summary>
+    public double DecayFraction { get; init; } = 0.2;
     /// <summary>Micro-batches per optimiser step; the loss is divided by this count.</summary>
     public int GradientAccumulation { get; init; } = 1;
     /// <summary>Gradient-norm clipping threshold, or null for none (the paper: 1.0).</summary>
@@ -57,6 +68,12 @@ public sealed record TrainerOptions
     public int MaxConsecutiveNonFinite { get; init; } = 5;
 
     /// <summary>Checks the options; throws <see cref="ArgumentException"/> naming the option.</summary>
+    /// <summary>The learning-rate schedule these options describe.</summary>
+    public LearningRateSchedule LearningRates => new(LearningRate, Steps, WarmupFraction)
+    {
+        Kind = Schedule, DecayFraction = DecayFraction, FixedWarmupSteps = WarmupSteps,
+    };
+
     public TrainerOptions Validate()
     {
         if (Steps <= 0) throw new ArgumentException($"Steps must be positive, got {Steps}", nameof(Steps));
@@ -64,6 +81,8 @@ public sealed record TrainerOptions
         if (!(LearningRate > 0) || !double.IsFinite(LearningRate)) throw new ArgumentException($"LearningRate must be positive and finite, got {LearningRate}", nameof(LearningRate));
         if (GradientAccumulation <= 0) throw new ArgumentException("GradientAccumulation must be positive", nameof(GradientAccumulation));
         if (WarmupFraction is < 0 or >= 1) throw new ArgumentException("WarmupFraction must be in [0, 1)", nameof(WarmupFraction));
+        if (WarmupSteps is < 0) throw new ArgumentException($"WarmupSteps must be non-negative or null, got {WarmupSteps}", nameof(WarmupSteps));
+        if (DecayFraction is <= 0 or > 1 || double.IsNaN(DecayFraction)) throw new ArgumentException($"DecayFraction must be in (0, 1], got {DecayFraction}", nameof(DecayFraction));
         if (GradientClipping is double clip && !(clip > 0 && double.IsFinite(clip))) throw new ArgumentException($"GradientClipping must be positive and finite, or null; got {clip}",
             nameof(GradientClipping));
         if (Threads is < 1 or > 1024) throw new ArgumentException($"Threads must be in [1, 1024] or null, got {Threads}", nameof(Threads));
