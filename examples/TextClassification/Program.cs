@@ -6,6 +6,8 @@
 //
 //   dotnet run -c Release --project examples/TextClassification              # default size: about 15-20 minutes on 2 busy CPU cores
 //   dotnet run -c Release --project examples/TextClassification -- --quick   # a smoke run: tiny sizes, one epoch
+//   dotnet run -c Release --project examples/TextClassification -- --experiment [--budget 300 --seeds 1,2,3 --max-steps 270]
+//                                                                 # ASHA vs random search at the same budget (language task)
 //   options: --rows N (training rows per task) --test-rows N --epochs N (MBLM classifier) --lm-epochs N (language model)
 //            --short-bytes N (the short-input variant) --seed N --tasks languages,code --languages es,pt_BR,…
 //            --models sdca,lightgbm,lm-sdca,mblm,mblm-transfer,mblm-unaligned --lr X --text-loss W --spans 0|1 (MBLM classifier options)
@@ -33,6 +35,15 @@ var tasks = Flag("tasks", "languages,code").Split(',', StringSplitOptions.Remove
 var languages = Flag("languages", "es,pt_BR,it,fr,da,sv,ru,uk").Split(',', StringSplitOptions.RemoveEmptyEntries);
 var models = Flag("models", "sdca,lightgbm,lm-sdca,mblm,mblm-transfer").Split(',', StringSplitOptions.RemoveEmptyEntries).ToHashSet();
 Console.WriteLine($"rows {rows} training + {testRows} held-out per task, MBLM classifier {epochs} epochs, language model {lmEpochs} epochs, seed {seed}, short inputs ≤ {shortBytes} bytes");
+
+if (flags.ContainsKey("experiment"))
+{
+    // ASHA vs random search at the same budget (see ExperimentBench).
+    string dir = Path.Combine(Path.GetTempPath(), $"mblm-experiment-{Environment.ProcessId}");
+    ExperimentBench.Run(Datasets.Languages(languages, rows, testRows, seed), TimeSpan.FromSeconds(double.Parse(Flag("budget", "300"))),
+        Flag("seeds", "1,2,3").Split(',').Select(int.Parse).ToArray(), long.Parse(Flag("max-steps", "270")), dir);
+    return;
+}
 
 var results = new List<Result>();
 string work = Path.Combine(Path.GetTempPath(), $"mblm-textclf-{Environment.ProcessId}");
