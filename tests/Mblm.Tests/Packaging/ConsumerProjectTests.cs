@@ -29,6 +29,8 @@ public sealed class ConsumerProjectTests
                   </PropertyGroup>
                   <ItemGroup>
                     <ProjectReference Include="{mblmProject}" />
+                    <!-- the application chooses its libtorch -->
+                    <PackageReference Include="libtorch-cpu-linux-x64" Version="2.10.0" />
                   </ItemGroup>
                 </Project>
                 """);

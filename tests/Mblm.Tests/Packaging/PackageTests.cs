@@ -35,7 +35,13 @@ public sealed class PackageTests
                 CollectionAssert.Contains(entries, "buildTransitive/Mblm.targets");
                 CollectionAssert.Contains(entries, "buildTransitive/GlibcxxWeakener.cs");
                 CollectionAssert.Contains(entries, "lib/net10.0/Mblm.xml");
+                var nuspec = new StreamReader(nupkg.Entries.Single(e => e.FullName.EndsWith(".nuspec")).Open()).ReadToEnd();
+                // The application chooses the native libtorch: the library depends on TorchSharp only.
+                StringAssert.Contains(nuspec, "id=\"TorchSharp\"");
+                Assert.IsFalse(Regex.IsMatch(nuspec, "id=\"(libtorch-|TorchSharp-cpu|TorchSharp-cuda)", RegexOptions.IgnoreCase), "Mblm must not force a libtorch:\n" + nuspec);
             }
+            foreach (var id in new[] { "Mblm", "Mblm.MLNet" })
+                AssertMetadata(Path.Combine(feed, $"{id}.{version}.nupkg"));
             using (var nupkg = ZipFile.OpenRead(Path.Combine(feed, $"Mblm.MLNet.{version}.nupkg")))
             {
                 var nuspec = new StreamReader(nupkg.Entries.Single(e => e.FullName.EndsWith(".nuspec")).Open()).ReadToEnd();
@@ -63,6 +69,7 @@ public sealed class PackageTests
                   </PropertyGroup>
                   <ItemGroup>
                     <PackageReference Include="Mblm.MLNet" Version="{version}" />
+                    <PackageReference Include="libtorch-cpu-linux-x64" Version="2.10.0" />
                   </ItemGroup>
                 </Project>
                 """);
@@ -99,6 +106,59 @@ public sealed class PackageTests
             Assert.IsTrue(trained.Success && double.Parse(trained.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) >= 0.8, classify.Output);
             StringAssert.Matches(classify.Output, new Regex(@"'merci et à bientôt' is (en|fr|de) \(probability 0\.\d\d\)"));
             Assert.IsTrue(File.Exists(Path.Combine(app, "classifier.zip")));
+        }
+        finally
+        {
+            try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    /// <summary>A package's metadata: license, readme, icon, repository, tags, description.</summary>
+    internal static void AssertMetadata(string nupkgPath)
+    {
+        using var nupkg = ZipFile.OpenRead(nupkgPath);
+        var entries = nupkg.Entries.Select(e => e.FullName).ToList();
+        string nuspec = new StreamReader(nupkg.Entries.Single(e => e.FullName.EndsWith(".nuspec")).Open()).ReadToEnd();
+        string name = Path.GetFileName(nupkgPath);
+        StringAssert.Contains(nuspec, "<license type=\"expression\">MIT</license>", name);
+        StringAssert.Contains(nuspec, "<readme>PACKAGE.md</readme>", name);
+        StringAssert.Contains(nuspec, "<icon>icon.png</icon>", name);
+        StringAssert.Matches(nuspec, new Regex("<repository type=\"git\" url=\"https://"), name);
+        StringAssert.Matches(nuspec, new Regex("<tags>[^<]*mblm[^<]*</tags>"), name);
+        StringAssert.Matches(nuspec, new Regex("<description>.{40,}</description>", RegexOptions.Singleline), name);
+        CollectionAssert.Contains(entries, "PACKAGE.md", name);
+        CollectionAssert.Contains(entries, "icon.png", name);
+    }
+
+    [TestMethod]
+    [Timeout(900_000, CooperativeCancellation = true)]
+    public void Tool_InstallsFromALocalFeed_AndTrains()
+    {
+        // `dotnet tool install` of the mblm tool packed into a folder feed; the installed tool carries its CPU libtorch.
+        string root = Path.Combine(Path.GetTempPath(), $"mblm-tool-{Guid.NewGuid():N}");
+        string feed = Path.Combine(root, "feed"), tools = Path.Combine(root, "tools"), work = Path.Combine(root, "work");
+        Directory.CreateDirectory(work);
+        string version = $"0.1.0-test.{DateTime.UtcNow:yyyyMMddHHmmss}{Random.Shared.Next(1000):D3}";
+        try
+        {
+            var pack = Run("dotnet", $"pack \"{Path.Combine(TestData.RepoRoot, "src/Mblm.Cli/Mblm.Cli.csproj")}\" -c Release -o \"{feed}\" -p:Version={version} -p:NuGetAudit=false",
+                TestData.RepoRoot);
+            Assert.AreEqual(0, pack.Code, $"pack Mblm.Cli failed:\n{pack.Output}");
+            AssertMetadata(Path.Combine(feed, $"Mblm.Cli.{version}.nupkg"));
+            var install = Run("dotnet", $"tool install Mblm.Cli --version {version} --tool-path \"{tools}\" --add-source \"{feed}\"", work);
+            Assert.AreEqual(0, install.Code, $"dotnet tool install failed:\n{install.Output}");
+            string mblm = Path.Combine(tools, "mblm");
+            Assert.IsTrue(File.Exists(mblm), install.Output);
+
+            var info = Run(mblm, "info", work);
+            Assert.AreEqual(0, info.Code, info.Output);
+            StringAssert.Contains(info.Output, "\"libtorch_source\":\"app folder\"");
+
+            File.WriteAllText(Path.Combine(work, "data.txt"), string.Concat(Enumerable.Repeat("the quick brown fox jumps over the lazy dog. ", 200)));
+            string config = Path.Combine(TestData.RepoRoot, "examples/configs/tiny-2d-st.json");
+            var train = Run(mblm, $"train --config \"{config}\" --data data.txt --steps 2 --batch 2 --lr 1e-3 --out run", work);
+            Assert.AreEqual(0, train.Code, train.Output);
+            Assert.IsTrue(File.Exists(Path.Combine(work, "run", "weights.safetensors")), train.Output);
         }
         finally
         {
