@@ -43,6 +43,9 @@ public sealed class ConsumerProjectTests
                 """);
             var build = Run("dotnet", $"build -c Release -o \"{Path.Combine(dir, "out")}\" -p:SkipLibTorchSharpPatch=true", dir);
             Assert.AreEqual(0, build.Code, "consumer build failed:\n" + build.Output);
+            // The output's copy as TorchSharp ships it: a notebook host's runtime fallback may have patched the package
+            // cache's copy already (then the build copied a patched file and nothing would be left to patch).
+            PristineLibTorchSharp(Path.Combine(dir, "out"));
             var run = Run("dotnet", $"\"{Path.Combine(dir, "out", "Consumer.dll")}\"", dir);
             Assert.AreEqual(0, run.Code, "consumer run failed:\n" + run.Output);
             StringAssert.Contains(run.Output, "sum=15");
@@ -53,6 +56,36 @@ public sealed class ConsumerProjectTests
             try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
         }
     }
+
+    /// <summary>
+    /// Overwrites every libLibTorchSharp.so under <paramref name="output"/> with the file as packed in TorchSharp's .nupkg
+    /// (strong GLIBCXX_3.4.32 need); returns how many were written.
+    /// </summary>
+    internal static int PristineLibTorchSharp(string output)
+    {
+        string nupkg = Path.Combine(PackageCache, "torchsharp", "0.107.0", "torchsharp.0.107.0.nupkg");
+        Assert.IsTrue(File.Exists(nupkg), $"TorchSharp's package {nupkg}");
+        using var zip = System.IO.Compression.ZipFile.OpenRead(nupkg);
+        var entry = zip.GetEntry("runtimes/linux-x64/native/libLibTorchSharp.so") ?? throw new AssertFailedException("no libLibTorchSharp.so in " + nupkg);
+        int written = 0;
+        foreach (string target in Directory.EnumerateFiles(output, "libLibTorchSharp.so", SearchOption.AllDirectories))
+        {
+            System.IO.Compression.ZipFileExtensions.ExtractToFile(entry, target, overwrite: true);
+            written++;
+        }
+        Assert.IsTrue(written > 0, $"no libLibTorchSharp.so under {output}");
+        return written;
+    }
+
+    /// <summary>Strong GLIBCXX_3.4.32 needs of the package cache's extracted libLibTorchSharp.so (0 once a host patched it).</summary>
+    internal static int StrongNeedsInPackageCache()
+    {
+        string lib = Path.Combine(PackageCache, "torchsharp", "0.107.0", "runtimes", "linux-x64", "native", "libLibTorchSharp.so");
+        return Mblm.Native.ElfVersionNeeds.CountStrong(File.ReadAllBytes(lib), Mblm.Native.ElfVersionNeeds.TargetVersion);
+    }
+
+    private static string PackageCache => Environment.GetEnvironmentVariable("NUGET_PACKAGES")
+        ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
 
     /// <summary>Runs a process to completion; exit code and stdout+stderr.</summary>
     internal static (int Code, string Output) Run(string file, string arguments, string workingDirectory)
