@@ -43,6 +43,9 @@ public abstract class MblmTransformerBase<TOptions> : ITransformer, IDisposable,
 
     void IMblmStage.AttachHost(Microsoft.ML.Runtime.IHostEnvironment host) => _host = host;
 
+    /// <summary>A token cancelled within 50 ms of the stage's ML.NET environment being cancelled (for generation); dispose it.</summary>
+    private protected Hosting.HostCancellation.Polled WatchHost() => Hosting.HostCancellation.Polling(_host, TimeSpan.FromMilliseconds(50));
+
     void ICancelableStage.ThrowIfCanceled()
     {
         if (_host is { } host) Hosting.HostCancellation.ThrowIfCanceled(host);

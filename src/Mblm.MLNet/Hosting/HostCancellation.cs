@@ -35,6 +35,32 @@ internal static class HostCancellation
     /// </summary>
     public static Watch Watching(IHost host, CancellationToken linked = default) => new(host, linked);
 
+    /// <summary>
+    /// A token that is cancelled within <paramref name="period"/> of <paramref name="host"/> being cancelled (a timer
+    /// polls it), for work that has no step of its own to poll from, such as generating bytes; null host: never cancelled.
+    /// </summary>
+    public static Polled Polling(object? host, TimeSpan period) => new(host, period);
+
+    internal sealed class Polled : IDisposable
+    {
+        private readonly CancellationTokenSource _source = new();
+        private readonly Timer? _timer;
+
+        public Polled(object? host, TimeSpan period)
+        {
+            if (host is not null)
+                _timer = new Timer(_ => { if (IsCanceled(host)) _source.Cancel(); }, null, TimeSpan.Zero, period);
+        }
+
+        public CancellationToken Token => _source.Token;
+
+        public void Dispose()
+        {
+            _timer?.Dispose(); // waits for nothing: a tick running now cancels a source nobody listens to any more
+            _source.Dispose();
+        }
+    }
+
     internal sealed class Watch(IHost host, CancellationToken linked) : IDisposable
     {
         private readonly CancellationTokenSource _source = CancellationTokenSource.CreateLinkedTokenSource(linked);

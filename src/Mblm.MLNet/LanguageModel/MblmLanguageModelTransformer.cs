@@ -133,7 +133,17 @@ public sealed class MblmLanguageModelTransformer : MblmTransformerBase<MblmLangu
         long keep = Math.Max(1, context - Math.Min(maxNewBytes, context / 2));
         var prompts = rows.Select(r => r.Skip((int)Math.Max(0, r.Length - keep)).Select(b => (long)b).ToArray()).ToList();
         var sampling = Options.Sampling with { MaxNewTokens = maxNewBytes, Overflow = ContextOverflow.SlidingWindow };
-        var generated = new MblmGenerator(model).Generate(prompts, sampling);
+        // A cancelled MLContext stops generation within one byte (OperationCanceledException), not at the end of the batch.
+        using var watch = WatchHost();
+        GenerationResult[] generated;
+        try
+        {
+            generated = new MblmGenerator(model).Generate(prompts, sampling, watch.Token);
+        }
+        catch (OperationCanceledException e) when (watch.Token.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("Operation was cancelled (MLContext.CancelExecution) while generating completions.", e);
+        }
         var utf8 = new UTF8Encoding(false, false);
         return generated.Select(g => utf8.GetString(g.Tokens.Where(t => t is >= 0 and < 256).Select(t => (byte)t).ToArray())).ToArray();
     }

@@ -209,6 +209,23 @@ public sealed class MLNetWorkflowTests
     }
 
     [TestMethod]
+    public void CancelledContext_StopsACompletionWithinABatch()
+    {
+        // 65,536 new bytes take far longer than the test waits; a cancelled context must stop them within a byte or so.
+        var ml = new MLContext(seed: 2);
+        using var model = ml.Mblm().LanguageModel(MLNetTests.TinyOptions(0) with { MaxSteps = 1 }).Fit(Data(ml, MLNetTests.Corpus));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var generating = Task.Run(() => model.Complete("Row 1: the quick", MblmLanguageModelTrainer.Options.MaxNewBytesLimit));
+        Thread.Sleep(300);
+        Assert.IsFalse(generating.IsCompleted, "the completion ended before it could be cancelled");
+        CancelExecution(ml);
+        var e = Assert.ThrowsExactly<AggregateException>(() => generating.Wait(TimeSpan.FromSeconds(20)));
+        Assert.IsInstanceOfType<OperationCanceledException>(e.InnerException);
+        StringAssert.Contains(e.InnerException!.Message, "while generating completions");
+        Assert.IsTrue(clock.Elapsed < TimeSpan.FromSeconds(10), $"stopped after {clock.Elapsed}");
+    }
+
+    [TestMethod]
     public void LanguageModel_FitKilledAndStartedAgain_ResumesToTheSameModel()
     {
         string dir = NewDir();
