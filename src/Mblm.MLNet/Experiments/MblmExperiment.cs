@@ -202,7 +202,7 @@ public sealed class MblmExperiment<TOptions, TTransformer>
                 var remaining = Settings.TimeBudget is { } budget ? budget - clock.Elapsed : (TimeSpan?)null;
                 if (remaining <= TimeSpan.Zero) break;
                 var record = RunTrial(id, rung, parameters, remaining, Now, cancellationToken, out var model);
-                records.RemoveAll(r => r.Id == id && r.Rung == rung && r.Status == MblmTrialStatus.Running);
+                records.RemoveAll(r => r.Id == id && r.Rung == rung); // a run continued (crashed, stopped) has one record
                 records.Add(record);
                 if (record.Status == MblmTrialStatus.Completed && (best is null || Objective.Better(record.Objective, best.Objective)))
                 {
