@@ -18,6 +18,11 @@ public static class Program
                    [--checkpoint-every K] [--resume] [--grad-accum A] [--clip C] [--shuffle] [--adamw] [--seed S]
                    [--validate-every K] [--window L] [--init W] [--device D] [--bf16]
                    weights to DIR/weights.safetensors, checkpoints to DIR/checkpoints/step-NNNNNNNN/; progress on stderr
+          pretrain --config C --steps N --out DIR [--corpus corpus.json | --max-bytes-per-kind SIZE --held-out-percent P]
+                   [--minutes M] [--batch B] [--lr X] [--warmup-steps W] [--checkpoint-every K] [--seed S] [--eval-bytes-per-kind N] [--resume]
+                   [--device D]   gathers a corpus of installed files by kind (DIR/corpus.json: path, size, SHA-256, kind,
+                   split), trains (warm-up–stable–decay: --resume with more --steps extends a run; --minutes caps the wall
+                   time), measures held-out bits per byte per kind; writes DIR/model/{config.json, model.safetensors, README.md}
           generate --config C --weights W (--prompt TEXT | --prompt-file F | --prompt-ids IDS.json) --max-bytes N
                    [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop TEXT] [--stop-ids a,b]
                    [--ids-out NEW.json] [--sliding-window] [--device D]       streams text to stdout (cached decoding)
@@ -106,6 +111,7 @@ public static class Program
                 case "info": return InfoCommand.Run(new CliArgs(rest), stdout);
                 case "forward": return ForwardCommand.Run(new CliArgs(rest), stdout, stderr);
                 case "train": return TrainCommand.Run(new CliArgs(rest, "resume", "shuffle", "adamw", "bf16"), stdout, stderr);
+                case "pretrain": return PretrainCommand.Run(new CliArgs(rest, "resume"), stdout, stderr);
                 case "eval": return EvalCommand.Run(new CliArgs(rest), stdout, stderr);
                 case "predict": return PredictCommand.Run(new CliArgs(rest), stdout, stderr);
                 case "export": return ExportCommand.Run(new CliArgs(rest, "resume"), stdout, stderr);
