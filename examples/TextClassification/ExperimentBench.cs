@@ -24,13 +24,7 @@ internal static class ExperimentBench
         var validation = task.Train.Where(r => validationFiles.Contains(r.Source)).ToArray();
         Console.WriteLine($"experiment: {train.Length} training rows, {validation.Length} validation rows (other files), {task.Test.Length} held-out rows; " +
                           $"budget {budget.TotalSeconds:F0} s per run; seeds {string.Join(",", seeds)}");
-        var space = new MblmSearchSpace()
-            .Range(nameof(MblmTrainingOptions.LearningRate), 1e-3, 2e-2, logScale: true)
-            .Choice(nameof(MblmTrainingOptions.BatchSize), 8, 16, 32)
-            .Choice(MblmShape.GlobalDim, 64, 128)
-            .Range(MblmShape.GlobalLayers, 1, 3)
-            .Choice(MblmShape.PatchSize, 4, 8)
-            .Choice(MblmShape.GlobalBlock, "transformer", "mamba2");
+        var space = MblmSearchSpace.Default(minLearningRate: 1e-3, maxLearningRate: 2e-2);
         Console.WriteLine($"search space: {space}");
         long minSteps = Math.Max(1, maxSteps / 9);
         var outcomes = new List<Outcome>();

@@ -92,21 +92,7 @@ internal static class CliPaths
     }
 
     /// <summary>Writes through a temporary file in the same folder, then moves it into place.</summary>
-    public static void WriteAtomically(string path, ReadOnlySpan<byte> content)
-    {
-        string full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        string temp = full + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
-        try
-        {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write)) stream.Write(content);
-            File.Move(temp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
-    }
+    public static void WriteAtomically(string path, ReadOnlySpan<byte> content) => AtomicFile.WriteAllBytes(path, content);
 
     private static string Full(string flag, string path)
     {

@@ -376,7 +376,7 @@ public sealed class MblmExperiment<TOptions, TTransformer>
         }
         else
         {
-            AtomicWrite(settingsPath, description.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            AtomicFile.WriteAllText(settingsPath, description.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         }
         var records = new List<MblmTrialRecord>();
         if (!File.Exists(journalPath)) return records;
@@ -446,10 +446,4 @@ public sealed class MblmExperiment<TOptions, TTransformer>
         return File.ReadAllBytes(path);
     }
 
-    private static void AtomicWrite(string path, string text)
-    {
-        string temp = path + ".tmp-" + Guid.NewGuid().ToString("N");
-        File.WriteAllText(temp, text);
-        File.Move(temp, path, overwrite: true);
-    }
 }

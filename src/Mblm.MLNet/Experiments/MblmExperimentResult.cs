@@ -118,10 +118,6 @@ public sealed class MblmExperimentResult<TTransformer> : IDisposable where TTran
     private static void Write(string path, string text)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        string full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        string temp = full + ".tmp-" + Guid.NewGuid().ToString("N");
-        File.WriteAllText(temp, text);
-        File.Move(temp, full, overwrite: true);
+        AtomicFile.WriteAllText(path, text);
     }
 }

@@ -132,11 +132,11 @@ public sealed class MblmSearchSpace
     }
 
     /// <summary>
-    /// A default space for small CPU experiments: learning rate 3e-4..1e-2 (log), batch size 8/16/32, global width 64/128,
-    /// global layers 1..3, patch size 4/8, global block Transformer or Mamba2.
+    /// A default space for small CPU experiments: learning rate <paramref name="minLearningRate"/>..<paramref name="maxLearningRate"/>
+    /// (log), batch size 8/16/32, global width 64/128, global layers 1..3, patch size 4/8, global block Transformer or Mamba2.
     /// </summary>
-    public static MblmSearchSpace Default() => new MblmSearchSpace()
-        .Range(nameof(MblmTrainingOptions.LearningRate), 3e-4, 1e-2, logScale: true)
+    public static MblmSearchSpace Default(double minLearningRate = 3e-4, double maxLearningRate = 1e-2) => new MblmSearchSpace()
+        .Range(nameof(MblmTrainingOptions.LearningRate), minLearningRate, maxLearningRate, logScale: true)
         .Choice(nameof(MblmTrainingOptions.BatchSize), 8, 16, 32)
         .Choice(MblmShape.GlobalDim, 64, 128)
         .Range(MblmShape.GlobalLayers, 1, 3)

@@ -187,10 +187,7 @@ public sealed class CorpusManifest
                 ["path"] = f.Path, ["size"] = f.Size, ["sha256"] = f.Sha256, ["kind"] = f.Kind, ["held_out"] = f.HeldOut,
             }).ToArray()),
         };
-        string full = System.IO.Path.GetFullPath(path);
-        string temp = full + ".tmp-" + Guid.NewGuid().ToString("N");
-        File.WriteAllText(temp, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        File.Move(temp, full, overwrite: true);
+        AtomicFile.WriteAllText(path, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 
     /// <summary>
