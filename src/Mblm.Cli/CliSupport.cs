@@ -64,6 +64,27 @@ internal static class Errors
 /// <summary>Checks of input and output paths, made before anything is loaded or computed.</summary>
 internal static class CliPaths
 {
+    /// <summary>
+    /// The model's config and weights files: from <c>--model DIR</c> (a model folder or a pretrained model's name:
+    /// <c>config.json</c> and <c>model.safetensors</c>, see <see cref="Pretraining.MblmPretrained"/>), else from
+    /// <c>--config</c> and <c>--weights</c> (<c>--weights</c> required when <paramref name="weightsFlag"/> is "weights").
+    /// </summary>
+    public static (string Config, string? Weights) ModelFiles(CliArgs args, string weightsFlag = "weights", bool weightsRequired = true)
+    {
+        string? model = args.Optional("model"), config = args.Optional("config"), weights = args.Optional(weightsFlag);
+        if (model is not null)
+        {
+            if (config is not null || weights is not null) throw new UsageException($"give --model DIR, or --config and --{weightsFlag}, not both");
+            string dir;
+            try { dir = Pretraining.MblmPretrained.Resolve(model); }
+            catch (DirectoryNotFoundException e) { throw new InvalidInputException($"--model: {e.Message}", e); }
+            return (InputFile("model", Path.Combine(dir, "config.json")), InputFile("model", Path.Combine(dir, "model.safetensors")));
+        }
+        if (config is null) throw new UsageException("--config is required (or --model DIR)");
+        if (weightsRequired && weights is null) throw new UsageException($"--{weightsFlag} is required (or --model DIR)");
+        return (InputFile("config", config), weights is null ? null : InputFile(weightsFlag, weights));
+    }
+
     /// <summary>An existing regular file for <c>--flag</c>: a directory or a missing file is an error naming the flag.</summary>
     public static string InputFile(string flag, string path)
     {

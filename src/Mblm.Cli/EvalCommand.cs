@@ -7,19 +7,18 @@ using TorchSharp;
 namespace Mblm.Cli;
 
 /// <summary>
-/// <c>mblm eval --config C --weights W --data FILE</c>: byte-weighted loss over the whole file in consecutive windows of
+/// <c>mblm eval (--config C --weights W | --model DIR) --data FILE</c>: byte-weighted loss over the whole file in consecutive windows of
 /// the model's context; prints <c>{"bits_per_byte": x, "loss": y, "bytes": n}</c> as the last line.
 /// </summary>
 internal static class EvalCommand
 {
     public static int Run(CliArgs args, TextWriter stdout, TextWriter stderr)
     {
-        string configPath = args.Required("config"), weightsPath = args.Required("weights"), dataPath = args.Required("data");
+        var (configPath, weights) = CliPaths.ModelFiles(args);
+        string weightsPath = weights!, dataPath = args.Required("data");
         int? batch = args.Int("batch", 1), window = args.Int("window", 1);
         var device = DeviceOption.Parse(args.Optional("device"));
         args.RejectUnknown("eval");
-        CliPaths.InputFile("config", configPath);
-        CliPaths.InputFile("weights", weightsPath);
         CliPaths.InputFile("data", dataPath);
         var file = CliModel.LoadFile(configPath);
         int windowLength = window ?? WindowOf(file);

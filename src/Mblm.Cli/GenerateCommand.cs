@@ -25,7 +25,8 @@ internal static class GenerateCommand
 
     public static async Task<int> RunAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
     {
-        string configPath = args.Required("config"), weightsPath = args.Required("weights");
+        var (configPath, weights) = CliPaths.ModelFiles(args);
+        string weightsPath = weights!;
         string? promptText = args.Optional("prompt"), promptFile = args.Optional("prompt-file"), promptIds = args.Optional("prompt-ids");
         string? idsOut = args.Optional("ids-out"), stopText = args.Optional("stop"), stopIds = args.Optional("stop-ids");
         int maxBytes = args.Int("max-bytes", 0) ?? throw new UsageException("--max-bytes is required");
@@ -51,8 +52,6 @@ internal static class GenerateCommand
             throw new UsageException("give one of --prompt, --prompt-file, --prompt-ids");
         if (stopText is { Length: 0 }) throw new UsageException("--stop must not be empty");
         long[]? stopIdList = stopIds is null ? null : ParseIdList(stopIds);
-        CliPaths.InputFile("config", configPath);
-        CliPaths.InputFile("weights", weightsPath);
         if (promptFile is not null) CliPaths.InputFile("prompt-file", promptFile);
         if (promptIds is not null) CliPaths.InputFile("prompt-ids", promptIds);
         if (idsOut is not null) idsOut = CliPaths.OutputFile("ids-out", idsOut);

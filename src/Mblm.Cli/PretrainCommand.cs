@@ -33,7 +33,7 @@ internal static class PretrainCommand
         long warmup = args.Long("warmup-steps", 0) ?? 100;
         string? maxBytes = args.Optional("max-bytes-per-kind");
         int heldOutPercent = args.Int("held-out-percent", 1, 50) ?? 5;
-        bool resume = args.Switch("resume");
+        bool resume = args.Switch("resume"), bfloat16 = args.Switch("store-bf16"), compare = !args.Switch("no-compressors");
         var device = DeviceOption.Parse(args.Optional("device"));
         args.RejectUnknown("pretrain");
         CliPaths.InputFile("config", configPath);
@@ -111,40 +111,83 @@ internal static class PretrainCommand
         var wall = clock.Elapsed;
 
         var bitsPerByte = heldOut.BitsPerBytePerKind(model, evalBytes, batch);
+        var evaluation = heldOut.Kinds.Select(kind =>
+        {
+            var files = heldOut.EvaluationFiles(kind, evalBytes);
+            return new KindResult(kind, files.Count, files.Sum(f => (long)f.Length), bitsPerByte[kind],
+                compare ? Compressors.BitsPerByte(files, window) : [], compare ? Compressors.BitsPerByte(files, null) : []);
+        }).ToList();
         string modelDir = Path.Combine(outDir, "model");
-        Directory.CreateDirectory(modelDir);
-        File.WriteAllText(Path.Combine(modelDir, "config.json"), ConfigWriter.ToJson(config));
-        ModelWeights.Save(model, Path.Combine(modelDir, "model.safetensors"));
-        File.WriteAllText(Path.Combine(modelDir, "README.md"), Card(config, manifest, done, (long)done * batch * window, wall, bitsPerByte, stoppedByBudget));
+        string command = "mblm pretrain " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1).SkipWhile(a => a != "pretrain").Skip(1));
+        MblmPretrained.Save(model, modelDir, Card(config, manifest, done, (long)done * batch * window, wall, evaluation, window, stoppedByBudget, command, bfloat16), bfloat16);
         stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
         {
             ["steps"] = done, ["stopped_by_time_budget"] = stoppedByBudget, ["model"] = modelDir,
             ["held_out_bits_per_byte"] = bitsPerByte.ToDictionary(kv => kv.Key, kv => Math.Round(kv.Value, 4)),
+            ["compressors_at_equal_context"] = evaluation.ToDictionary(e => e.Kind, e => e.Chunked.ToDictionary(c => c.Key, c => c.Value is double v ? Math.Round(v, 4) : (double?)null)),
+            ["compressors_on_whole_files"] = evaluation.ToDictionary(e => e.Kind, e => e.Whole.ToDictionary(c => c.Key, c => c.Value is double v ? Math.Round(v, 4) : (double?)null)),
         }));
         return 0;
     }
 
-    // The model card: what was trained, on what, how long, and how well on each kind's held-out files.
+    /// <summary>One kind's held-out evaluation: the model's bits per byte and each compressor's, per chunk of the model's context and on whole files.</summary>
+    private sealed record KindResult(string Kind, int Files, long Bytes, double Model, Dictionary<string, double?> Chunked, Dictionary<string, double?> Whole);
+
+    // The model card: what was trained, on what, how long, and how well on each kind's held-out files next to the compressors.
     private static string Card(MblmConfig config, CorpusManifest manifest, long steps, long bytesSeen, TimeSpan wall,
-        IReadOnlyDictionary<string, double> bitsPerByte, bool stoppedByBudget)
+        IReadOnlyList<KindResult> evaluation, int window, bool stoppedByBudget, string command, bool bfloat16)
     {
+        var c = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
         sb.AppendLine("# MBLM base model").AppendLine();
         string stages = string.Join(", ", config.Blocks.Select((b, i) => $"{b.BlockType} (dim {config.HiddenDims[i]}, {config.NumLayers[i]} layers)"));
-        sb.AppendLine(CultureInfo.InvariantCulture, $"- parameters: {config.CountParameters():N0}; context {config.MaxContext} bytes; stages: {stages}");
+        sb.AppendLine(c, $"- parameters: {config.CountParameters():N0}; context {config.MaxContext} bytes; stages: {stages}; weights stored as {(bfloat16 ? "BF16 (loaded exactly as F32)" : "F32")}");
         string stopped = stoppedByBudget ? " (stopped by the time budget)" : "";
-        sb.AppendLine(CultureInfo.InvariantCulture, $"- training: {steps:N0} optimiser steps, {bytesSeen:N0} bytes seen, {wall:hh\\:mm\\:ss} wall time{stopped}");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"- machine: {Environment.ProcessorCount} logical CPUs, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"- corpus: {manifest.Files.Count:N0} files, {manifest.Files.Sum(f => f.Size):N0} bytes, " +
+        sb.AppendLine(c, $"- training: {steps:N0} optimiser steps, {bytesSeen:N0} bytes seen, {wall:hh\\:mm\\:ss} wall time of this run{stopped}");
+        sb.AppendLine(c, $"- machine: {Environment.ProcessorCount} logical CPUs, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}");
+        sb.AppendLine(c, $"- corpus: {manifest.Files.Count:N0} files, {manifest.Files.Sum(f => f.Size):N0} bytes, " +
                       $"{manifest.DuplicatesSkipped:N0} duplicates left out (corpus.json lists every file with its SHA-256)");
-        sb.AppendLine().AppendLine("| kind | weight | files | bytes | held-out files | held-out bits per byte |").AppendLine("|---|---:|---:|---:|---:|---:|");
+        sb.AppendLine(c, $"- command: `{command}`");
+        sb.AppendLine().AppendLine("## Corpus").AppendLine();
+        sb.AppendLine("| kind | weight | files | bytes | held-out files |").AppendLine("|---|---:|---:|---:|---:|");
         foreach (var (kind, weight) in manifest.Weights)
         {
             var of = manifest.Files.Where(f => f.Kind == kind).ToList();
-            string bpb = bitsPerByte.TryGetValue(kind, out var v) ? v.ToString("F3", CultureInfo.InvariantCulture) : "-";
-            sb.AppendLine(CultureInfo.InvariantCulture, $"| {kind} | {weight} | {of.Count:N0} | {of.Sum(f => f.Size):N0} | {of.Count(f => f.HeldOut):N0} | {bpb} |");
+            sb.AppendLine(c, $"| {kind} | {weight} | {of.Count:N0} | {of.Sum(f => f.Size):N0} | {of.Count(f => f.HeldOut):N0} |");
         }
-        sb.AppendLine().AppendLine("Files: `config.json` (the reference's keys) and `model.safetensors` (the reference's state-dict names).");
+        string Bpb(double? v) => v is double d ? d.ToString("F3", c) : "-";
+        void Table(string title, Func<KindResult, Dictionary<string, double?>> of)
+        {
+            sb.AppendLine().AppendLine(title).AppendLine();
+            sb.AppendLine("| kind | files | bytes | MBLM | " + string.Join(" | ", Compressors.All.Select(x => x.Name)) + " | MBLM / best |");
+            sb.AppendLine("|---|---:|---:|---:|" + string.Concat(Compressors.All.Select(_ => "---:|")) + "---:|");
+            var rows = evaluation.Select(e => (e.Kind, e.Files, e.Bytes, e.Model, Other: of(e))).ToList();
+            long all = rows.Sum(r => r.Bytes);
+            if (all > 0)
+                rows.Add(("**all (byte-weighted)**", rows.Sum(r => r.Files), all, rows.Sum(r => r.Model * r.Bytes) / all,
+                    Compressors.All.ToDictionary(x => x.Name, x => rows.All(r => r.Other.GetValueOrDefault(x.Name) is not null)
+                        ? rows.Sum(r => r.Other[x.Name]!.Value * r.Bytes) / all : (double?)null)));
+            foreach (var r in rows)
+            {
+                double? best = r.Other.Values.Where(v => v is not null).Min();
+                string others = string.Join(" | ", Compressors.All.Select(x => Bpb(r.Other.GetValueOrDefault(x.Name))));
+                string ratio = best is double b && b > 0 ? (r.Model / b).ToString("F2", c) : "-";
+                sb.AppendLine(c, $"| {r.Kind} | {r.Files:N0} | {r.Bytes:N0} | {r.Model:F3} | {others} | {ratio} |");
+            }
+        }
+        if (evaluation.Any(e => e.Chunked.Count > 0))
+        {
+            Table($"## Held-out bits per byte at equal context (compressors on chunks of {window:N0} bytes, the model's context)", e => e.Chunked);
+            Table($"## Held-out bits per byte on whole files (compressors see each whole file; the model still reads windows of {window:N0} bytes)", e => e.Whole);
+            sb.AppendLine().AppendLine("Compressor sizes leave out each format's fixed container overhead (the size of compressed empty input).");
+        }
+        else
+        {
+            sb.AppendLine().AppendLine("| kind | files | bytes | MBLM bits per byte |").AppendLine("|---|---:|---:|---:|");
+            foreach (var e in evaluation) sb.AppendLine(c, $"| {e.Kind} | {e.Files:N0} | {e.Bytes:N0} | {e.Model:F3} |");
+        }
+        sb.AppendLine().AppendLine("Files: `config.json` (the reference's keys) and `model.safetensors` (the reference's state-dict names). " +
+                                   "Load with `MblmPretrained.Load(folder)`, start an estimator from it with its `Pretrained` option, or pass `--model` to `mblm generate|eval|train`.");
         return sb.ToString();
     }
 }

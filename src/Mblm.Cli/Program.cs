@@ -14,19 +14,21 @@ public static class Program
                                                        parameter count (no weights allocated)
           forward  --config C --weights W --input I.json [--logits-out F.bin] [--device cpu|cuda]
                    prints {"loss": x, "shape": [B, L, V]} as the last line; logits as raw little-endian float32
-          train    --config C --data FILE [--val FILE | --val-fraction F] --steps N --batch B --lr X --out DIR
+          train    (--config C [--init W] | --model DIR) --data FILE [--val FILE | --val-fraction F] --steps N --batch B --lr X --out DIR
                    [--checkpoint-every K] [--resume] [--grad-accum A] [--clip C] [--shuffle] [--adamw] [--seed S]
-                   [--validate-every K] [--window L] [--init W] [--device D] [--bf16]
+                   [--validate-every K] [--window L] [--device D] [--bf16]   (--model: start from a model folder's
+                   config and weights, e.g. the pretrained base: --model mblm-base)
                    weights to DIR/weights.safetensors, checkpoints to DIR/checkpoints/step-NNNNNNNN/; progress on stderr
           pretrain --config C --steps N --out DIR [--corpus corpus.json | --max-bytes-per-kind SIZE --held-out-percent P]
                    [--minutes M] [--batch B] [--lr X] [--warmup-steps W] [--checkpoint-every K] [--seed S] [--eval-bytes-per-kind N] [--resume]
-                   [--device D]   gathers a corpus of installed files by kind (DIR/corpus.json: path, size, SHA-256, kind,
-                   split), trains (warm-up–stable–decay: --resume with more --steps extends a run; --minutes caps the wall
-                   time), measures held-out bits per byte per kind; writes DIR/model/{config.json, model.safetensors, README.md}
-          generate --config C --weights W (--prompt TEXT | --prompt-file F | --prompt-ids IDS.json) --max-bytes N
+                   [--device D] [--store-bf16] [--no-compressors]   gathers a corpus of installed files by kind (DIR/corpus.json:
+                   path, size, SHA-256, kind, split), trains (warm-up–stable–decay: --resume with more --steps extends a run;
+                   --minutes caps the wall time), measures held-out bits per byte per kind next to gzip -9, bzip2 -9, xz -9e and
+                   zstd -19 (at the model's context and on whole files); writes DIR/model/{config.json, model.safetensors, README.md}
+          generate (--config C --weights W | --model DIR) (--prompt TEXT | --prompt-file F | --prompt-ids IDS.json) --max-bytes N
                    [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop TEXT] [--stop-ids a,b]
                    [--ids-out NEW.json] [--sliding-window] [--device D]       streams text to stdout (cached decoding)
-          eval     --config C --weights W --data FILE [--batch B] [--window L]
+          eval     (--config C --weights W | --model DIR) --data FILE [--batch B] [--window L]
                    prints {"bits_per_byte": x, "loss": y, "bytes": n} as the last line
           export   --config C --weights W --out DIR [--format reference|safetensors]
                    [--input-seq-len N] [--batch-size B] [--learning-rate X] [--target-elements N] [--dataset-dir D]
@@ -40,6 +42,8 @@ public static class Program
           predict  --model PIPELINE.zip (--text T | --input-file F) [--column NAME]
                    runs an ML.NET pipeline saved with mlContext.Mblm().SaveModel; one JSON line per row (one row per line of F)
 
+        Model folders (--model): config.json + model.safetensors (+ README.md), as mblm pretrain writes them; a bare name
+        (e.g. mblm-base) is looked up in MBLM_MODELS, models/ beside the tool, and models/ of the current folder and above.
         Configs: a model config (JSON or YAML, the reference's keys) or a reference training YAML (model keys under params).
         Weights (--weights, --init): safetensors, or a PyTorch .pth (torch.save zip: the reference trainer's checkpoint
         {"MODEL": state_dict, "LOSS": loss} or a bare state dict), recognised by content; pickles may name only tensor
@@ -111,13 +115,13 @@ public static class Program
                 case "info": return InfoCommand.Run(new CliArgs(rest), stdout);
                 case "forward": return ForwardCommand.Run(new CliArgs(rest), stdout, stderr);
                 case "train": return TrainCommand.Run(new CliArgs(rest, "resume", "shuffle", "adamw", "bf16"), stdout, stderr);
-                case "pretrain": return PretrainCommand.Run(new CliArgs(rest, "resume"), stdout, stderr);
+                case "pretrain": return PretrainCommand.Run(new CliArgs(rest, "resume", "store-bf16", "no-compressors"), stdout, stderr);
                 case "eval": return EvalCommand.Run(new CliArgs(rest), stdout, stderr);
                 case "predict": return PredictCommand.Run(new CliArgs(rest), stdout, stderr);
                 case "export": return ExportCommand.Run(new CliArgs(rest, "resume"), stdout, stderr);
                 case "generate": return GenerateCommand.RunAsync(new CliArgs(rest, "sliding-window"), stdout, stderr).GetAwaiter().GetResult();
                 default:
-                    stderr.WriteLine($"mblm: unknown command '{command}' (commands: info, forward, train, eval, generate, predict, export; mblm --help for usage)");
+                    stderr.WriteLine($"mblm: unknown command '{command}' (commands: info, forward, train, pretrain, eval, generate, predict, export; mblm --help for usage)");
                     return ExitCodes.Usage;
             }
         }

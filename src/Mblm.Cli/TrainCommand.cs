@@ -25,21 +25,20 @@ internal static class TrainCommand
 
     public static int Run(CliArgs args, TextWriter stdout, TextWriter stderr)
     {
-        string configPath = args.Required("config"), dataPath = args.Required("data"), outDir = args.Required("out");
+        // --model DIR: the config and the initial weights of a model folder (a pretrained base), instead of --config and --init.
+        var (configPath, init) = CliPaths.ModelFiles(args, weightsFlag: "init", weightsRequired: false);
+        string dataPath = args.Required("data"), outDir = args.Required("out");
         string? valPath = args.Optional("val");
         double? valFraction = args.Double("val-fraction", 0, 1, minExclusive: true, maxExclusive: true);
         long? steps = args.Long("steps", 1), every = args.Long("checkpoint-every", 0), seed = args.Long("seed"), validateEvery = args.Long("validate-every", 0);
         int? batch = args.Int("batch", 1), accumulate = args.Int("grad-accum", 1), window = args.Int("window", 1);
         double? lr = args.Double("lr", 0, minExclusive: true), clip = args.Double("clip", 0, minExclusive: true);
         bool resume = args.Switch("resume"), shuffle = args.Switch("shuffle"), adamw = args.Switch("adamw"), bf16 = args.Switch("bf16");
-        string? init = args.Optional("init");
         var device = DeviceOption.Parse(args.Optional("device"));
         args.RejectUnknown("train");
         if (valPath is not null && valFraction is not null) throw new UsageException("give either --val or --val-fraction, not both");
-        CliPaths.InputFile("config", configPath);
         CliPaths.InputFile("data", dataPath);
         if (valPath is not null) CliPaths.InputFile("val", valPath);
-        if (init is not null) CliPaths.InputFile("init", init);
         CliPaths.OutputDirectory("out", outDir);
 
         var file = CliModel.LoadFile(configPath);

@@ -96,6 +96,8 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
             var model = new MblmModel(config);
             try
             {
+                if (o.Pretrained is { } pretrained)
+                    ch.Info(MessageSensitivity.None, $"{_logPrefix}: starting from the pretrained model: {Pretraining.MblmPretrained.LoadInto(model, pretrained)}");
                 InitializeModel(model, ch);
                 model.to(device);
                 var trainer = new Trainer(model, new TrainerOptions

@@ -40,10 +40,29 @@ public abstract record MblmTrainingOptions
     /// over shapes through it (<see cref="Experiments.MblmSearchSpace"/>). Ignored when <see cref="ModelConfig"/> is set.
     /// </summary>
     public MblmConfig? BaseModel { get; init; }
+    /// <summary>
+    /// A pretrained model to start from, or null (the default: random initialisation): a model folder (<c>config.json</c> +
+    /// <c>model.safetensors</c>, as <c>mblm pretrain</c> writes) or a name such as <see cref="Pretraining.MblmPretrained.BaseName"/>
+    /// (the base model the repository ships; see <see cref="Pretraining.MblmPretrained.Resolve"/> for where names are looked up).
+    /// The model's shape is then taken from it — widths, depths, blocks and patch size; the context is still sized to the
+    /// data, and the vocabulary grows by the estimator's task tokens (new rows start fresh) — and training starts from its
+    /// weights. Not to be combined with <see cref="BaseModel"/>; a <see cref="ModelConfig"/> must have its shape. The fitted
+    /// transformer holds the trained weights, so a saved pipeline does not need the folder.
+    /// </summary>
+    public string? Pretrained { get; init; }
     /// <summary>The estimator's own preset, sized when <see cref="ModelConfig"/> and <see cref="BaseModel"/> are null.</summary>
     internal abstract MblmConfig DefaultModelConfig { get; }
-    /// <summary>What a model sized to the data starts from: <see cref="BaseModel"/>, else <see cref="DefaultModelConfig"/>.</summary>
-    internal MblmConfig SizedShape => BaseModel ?? DefaultModelConfig;
+    /// <summary>
+    /// What a model sized to the data starts from: <see cref="BaseModel"/>, else the shape of <see cref="Pretrained"/> with
+    /// the estimator's vocabulary, else <see cref="DefaultModelConfig"/>.
+    /// </summary>
+    internal MblmConfig SizedShape => BaseModel ?? (Pretrained is { } p ? PretrainedShape(p) : DefaultModelConfig);
+
+    private MblmConfig PretrainedShape(string nameOrDirectory)
+    {
+        var shape = Pretraining.MblmPretrained.LoadConfig(nameOrDirectory);
+        return shape with { NumTokens = Math.Max(shape.NumTokens, DefaultModelConfig.NumTokens) };
+    }
     /// <summary>Largest context (tokens) the estimator sizes a model to when <see cref="ModelConfig"/> is null.</summary>
     internal abstract long AutoContextLimit { get; }
     /// <summary>Room for longer rows at prediction when the model is sized to the data: the context is this many times the longest training sample (default 1).</summary>
@@ -124,6 +143,18 @@ public abstract record MblmTrainingOptions
         catch (ConfigException e) { throw new ArgumentException($"{Owner}.{nameof(ModelConfig)}: {e.Message}", nameof(ModelConfig), e); }
         try { BaseModel?.Validate(); }
         catch (ConfigException e) { throw new ArgumentException($"{Owner}.{nameof(BaseModel)}: {e.Message}", nameof(BaseModel), e); }
+        if (Pretrained is not null)
+        {
+            Check(BaseModel is null, nameof(Pretrained), "and BaseModel both give the model's shape: set one of them");
+            MblmConfig shape;
+            try { shape = PretrainedShape(Pretrained); }
+            catch (Exception e) when (e is IOException or ConfigException or MblmFormatException or ArgumentException)
+            {
+                throw new ArgumentException($"{Owner}.{nameof(Pretrained)}: {e.Message}", nameof(Pretrained), e);
+            }
+            Check(shape.PadTokenId == DefaultModelConfig.PadTokenId, nameof(Pretrained),
+                $"names a model whose pad token is {shape.PadTokenId}; this estimator's is {DefaultModelConfig.PadTokenId}");
+        }
         Check(MaxEpochs > 0, nameof(MaxEpochs), $"must be positive (got {MaxEpochs})");
         Check(MaxSteps is null or > 0, nameof(MaxSteps), $"must be positive or null (got {MaxSteps})");
         Check(BatchSize > 0, nameof(BatchSize), $"must be positive (got {BatchSize})");
@@ -165,8 +196,11 @@ public abstract record MblmTrainingOptions
         return at < 0 ? m : m.Remove(at, suffix.Length);
     }
 
-    /// <summary>The settings a transformer keeps: without data, callbacks and fit-time places (the progress callback, the checkpoint folder and the hook's members).</summary>
-    internal MblmTrainingOptions Settings() => WithoutData() with { Progress = null, CheckpointDirectory = null };
+    /// <summary>
+    /// The settings a transformer keeps: without data, callbacks and fit-time places (the progress callback, the checkpoint
+    /// folder, the pretrained model's folder and the hook's members).
+    /// </summary>
+    internal MblmTrainingOptions Settings() => WithoutData() with { Progress = null, CheckpointDirectory = null, Pretrained = null };
 
     /// <summary>Hook: a copy without the estimator's own data or callback members (e.g. a validation set); default: this.</summary>
     private protected virtual MblmTrainingOptions WithoutData() => this;

@@ -16,26 +16,56 @@ namespace Mblm.Pretraining;
 /// <param name="Accept">Whether a file (full path) is of this kind.</param>
 public sealed record CorpusKind(string Name, double Weight, IReadOnlyList<string> Roots, Func<string, bool> Accept)
 {
+    /// <summary>How the files are stored: <see cref="CorpusEncoding.Raw"/> (the default) or gzip, which is then decoded (the corpus holds the decoded bytes).</summary>
+    public CorpusEncoding Encoding { get; init; }
+    /// <summary>Optional check of a file's (decoded) content, after <see cref="Accept"/> took its path (e.g. a script's first line).</summary>
+    public Func<byte[], bool>? AcceptContent { get; init; }
+
     /// <summary>
-    /// Kinds found on a Debian-like system: gettext catalogs in many languages, man pages (gzip as installed), package
-    /// documentation, C headers, Python, Perl and shell sources, configuration files, ELF shared objects, .NET assemblies
-    /// and PNG images.
+    /// Kinds found on a Debian-like system: gettext catalogs in many languages, man pages in many languages (decoded from
+    /// the gzip they are installed as), package documentation, C headers, Python, Perl and shell sources (scripts found by
+    /// their first line), configuration files, ELF shared objects, .NET assemblies and PNG images.
     /// </summary>
     public static IReadOnlyList<CorpusKind> Installed { get; } =
     [
         new("gettext", 1.0, ["/usr/share/locale"], p => p.EndsWith(".mo", StringComparison.Ordinal)),
-        new("man", 1.0, ["/usr/share/man"], p => p.EndsWith(".gz", StringComparison.Ordinal)),
+        new("man", 1.0, ["/usr/share/man"], p => p.EndsWith(".gz", StringComparison.Ordinal)) { Encoding = CorpusEncoding.Gzip },
         new("docs", 1.0, ["/usr/share/doc"], p => !p.EndsWith(".gz", StringComparison.Ordinal) && System.IO.Path.GetFileName(p) is var n
             && (n == "copyright" || n.StartsWith("README", StringComparison.Ordinal) || n.EndsWith(".md", StringComparison.Ordinal) || n.EndsWith(".txt", StringComparison.Ordinal))),
         new("c-header", 1.0, ["/usr/include"], p => p.EndsWith(".h", StringComparison.Ordinal)),
         new("python", 1.0, ["/usr/lib/python3"], p => p.EndsWith(".py", StringComparison.Ordinal)),
         new("perl", 0.5, ["/usr/share/perl", "/usr/share/perl5"], p => p.EndsWith(".pm", StringComparison.Ordinal)),
-        new("shell", 0.5, ["/usr/bin", "/etc"], p => p.EndsWith(".sh", StringComparison.Ordinal)),
+        new("shell", 0.5, ["/usr/bin", "/usr/sbin", "/etc", "/usr/share", "/usr/lib"],
+            p => System.IO.Path.GetFileName(p) is var n && (n.EndsWith(".sh", StringComparison.Ordinal) || !n.Contains('.', StringComparison.Ordinal)))
+        {
+            AcceptContent = c => IsShellScript(c),
+        },
         new("config", 0.5, ["/etc"], p => p.EndsWith(".conf", StringComparison.Ordinal)),
         new("elf", 0.5, ["/usr/lib/x86_64-linux-gnu"], p => p.Contains(".so", StringComparison.Ordinal)),
         new("dotnet", 0.5, ["/usr/share/dotnet/shared"], p => p.EndsWith(".dll", StringComparison.Ordinal)),
         new("png", 0.25, ["/usr/share"], p => p.EndsWith(".png", StringComparison.Ordinal)),
     ];
+
+    /// <summary>Whether content starts with a POSIX shell or bash interpreter line.</summary>
+    internal static bool IsShellScript(ReadOnlySpan<byte> content)
+    {
+        ReadOnlySpan<byte> line = content[..Math.Min(content.Length, 64)];
+        int end = line.IndexOf((byte)'\n');
+        if (end >= 0) line = line[..end];
+        if (!line.StartsWith("#!"u8)) return false;
+        string first = System.Text.Encoding.ASCII.GetString(line[2..]).Trim();
+        return first is "/bin/sh" or "/bin/bash" or "/usr/bin/sh" or "/usr/bin/bash" or "/usr/bin/env sh" or "/usr/bin/env bash"
+            || first.StartsWith("/bin/sh ", StringComparison.Ordinal) || first.StartsWith("/bin/bash ", StringComparison.Ordinal);
+    }
+}
+
+/// <summary>How a corpus file is stored on disk.</summary>
+public enum CorpusEncoding
+{
+    /// <summary>As is.</summary>
+    Raw,
+    /// <summary>gzip; the corpus holds (and sizes and hashes) the decoded bytes.</summary>
+    Gzip,
 }
 
 /// <summary>How a corpus is gathered.</summary>
@@ -68,7 +98,25 @@ public sealed record CorpusOptions
 /// <param name="Sha256">SHA-256 of the content, lower-case hex.</param>
 /// <param name="Kind">Its <see cref="CorpusKind.Name"/>.</param>
 /// <param name="HeldOut">Whether it is in the held-out split.</param>
-public sealed record CorpusFile(string Path, long Size, string Sha256, string Kind, bool HeldOut);
+/// <param name="Encoding">How it is stored; <see cref="Size"/> and <see cref="Sha256"/> are of the decoded bytes.</param>
+public sealed record CorpusFile(string Path, long Size, string Sha256, string Kind, bool HeldOut, CorpusEncoding Encoding = CorpusEncoding.Raw)
+{
+    /// <summary>
+    /// The file's bytes (decoded), checked against <see cref="Size"/> (and <see cref="Sha256"/> when <paramref name="verify"/>);
+    /// a file that changed since the manifest was written is an <see cref="MblmFormatException"/> naming it.
+    /// </summary>
+    public byte[] ReadContent(bool verify)
+    {
+        byte[] stored = File.ReadAllBytes(Path);
+        byte[] content = Encoding == CorpusEncoding.Gzip
+            ? CorpusManifest.Gunzip(stored, Size) ?? throw new MblmFormatException(Path, null, $"does not decode to the {Size:N0} bytes the corpus manifest says")
+            : stored;
+        if (content.Length != Size) throw new MblmFormatException(Path, null, $"is {content.Length:N0} bytes now, {Size:N0} in the corpus manifest");
+        if (verify && Convert.ToHexStringLower(SHA256.HashData(content)) != Sha256)
+            throw new MblmFormatException(Path, null, "has changed since the corpus manifest was written (SHA-256 differs)");
+        return content;
+    }
+}
 
 /// <summary>
 /// The files of a pretraining corpus: path, size, SHA-256, kind and split of each, deduplicated by content (a file whose
@@ -123,16 +171,39 @@ public sealed class CorpusManifest
                 try { info = new FileInfo(path); if (info.Length == 0 || info.Length > options.MaxFileBytes) continue; }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException) { continue; }
                 if (bytes + info.Length > options.MaxBytesPerKind) continue;
-                byte[] content;
+                byte[]? content;
                 try { content = File.ReadAllBytes(path); }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException) { continue; }
+                if (kind.Encoding == CorpusEncoding.Gzip) content = Gunzip(content, options.MaxFileBytes);
+                if (content is null) continue;
+                if (content.Length == 0 || bytes + content.Length > options.MaxBytesPerKind) continue;
+                if (kind.AcceptContent is { } acceptContent && !acceptContent(content)) continue;
                 string sha = Convert.ToHexStringLower(SHA256.HashData(content));
                 if (!seen.Add(sha)) { duplicates++; continue; }
                 bytes += content.Length;
-                files.Add(new CorpusFile(path, content.Length, sha, kind.Name, IsHeldOut(path, options.HeldOutPercent)));
+                files.Add(new CorpusFile(path, content.Length, sha, kind.Name, IsHeldOut(path, options.HeldOutPercent), kind.Encoding));
             }
         }
         return new CorpusManifest(files, kinds.ToDictionary(k => k.Name, k => k.Weight), duplicates);
+    }
+
+    /// <summary>The decoded bytes of gzip data, or null when it is not valid gzip or decodes to more than <paramref name="maxBytes"/>.</summary>
+    internal static byte[]? Gunzip(byte[] data, long maxBytes)
+    {
+        try
+        {
+            using var gzip = new System.IO.Compression.GZipStream(new MemoryStream(data), System.IO.Compression.CompressionMode.Decompress);
+            using var output = new MemoryStream();
+            var buffer = new byte[81920];
+            int n;
+            while ((n = gzip.Read(buffer)) > 0)
+            {
+                if (output.Length + n > maxBytes) return null;
+                output.Write(buffer, 0, n);
+            }
+            return output.ToArray();
+        }
+        catch (InvalidDataException) { return null; }
     }
 
     /// <summary>Files below <paramref name="root"/>, depth-first, not following symbolic links, unreadable folders skipped.</summary>
@@ -185,6 +256,7 @@ public sealed class CorpusManifest
             ["files"] = new JsonArray(Files.Select(f => (JsonNode)new JsonObject
             {
                 ["path"] = f.Path, ["size"] = f.Size, ["sha256"] = f.Sha256, ["kind"] = f.Kind, ["held_out"] = f.HeldOut,
+                ["encoding"] = f.Encoding == CorpusEncoding.Gzip ? "gzip" : null,
             }).ToArray()),
         };
         AtomicFile.WriteAllText(path, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
@@ -217,8 +289,14 @@ public sealed class CorpusManifest
             foreach (var node in root["files"]!.AsArray())
             {
                 var o = node!.AsObject();
+                var encoding = o["encoding"]?.GetValue<string>() switch
+                {
+                    null => CorpusEncoding.Raw,
+                    "gzip" => CorpusEncoding.Gzip,
+                    var other => throw new FormatException($"file {files.Count}: encoding '{other}' is not gzip (or absent)"),
+                };
                 var f = new CorpusFile(o["path"]!.GetValue<string>(), o["size"]!.GetValue<long>(), o["sha256"]!.GetValue<string>(),
-                    o["kind"]!.GetValue<string>(), o["held_out"]!.GetValue<bool>());
+                    o["kind"]!.GetValue<string>(), o["held_out"]!.GetValue<bool>(), encoding);
                 if (f.Size <= 0) throw new FormatException($"file {files.Count}: size must be positive (got {f.Size})");
                 if (f.Sha256.Length != 64 || !f.Sha256.All(char.IsAsciiHexDigitLower)) throw new FormatException($"file {files.Count}: sha256 must be 64 lower-case hex digits");
                 if (!weights.ContainsKey(f.Kind)) throw new FormatException($"file {files.Count}: kind '{f.Kind}' has no weight");

@@ -5,8 +5,9 @@ namespace Mblm.Pretraining;
 
 /// <summary>
 /// Training windows drawn from a corpus: each sample picks a kind by its weight (among the kinds that have files in the
-/// split), a file of that kind in proportion to its size, and a window of up to <see cref="WindowLength"/> bytes at a
-/// random offset (a shorter file is one whole sample). Sample i of epoch e is the same in every run and process (seeded
+/// split) and a window of <see cref="WindowLength"/> bytes at a random offset in that kind's files read one after another
+/// in manifest order (a window may span the end of one file and the start of the next, so no sample is padding; a kind
+/// with fewer bytes than a window is one whole sample). Sample i of epoch e is the same in every run and process (seeded
 /// by seed, e and i), so training from a corpus resumes exactly. Files are checked against the manifest (size, and the
 /// SHA-256 when opened with verification) before any is used.
 /// </summary>
@@ -58,32 +59,61 @@ public sealed class CorpusSource : ISampleSource
         var rng = new Random(unchecked((int)(_seed * 1_000_003 + epoch * 7_919 + index * 104_729)) ^ (int)(index >> 31));
         double u = rng.NextDouble() * _kinds[^1].Cumulative;
         string kind = _kinds.First(k => u < k.Cumulative).Kind;
-        var (files, sizes) = _files[kind];
-        long at = rng.NextInt64(sizes[^1]);
-        int i = Array.BinarySearch(sizes, at + 1);
-        var file = files[i >= 0 ? i : ~i];
-        int length = (int)Math.Min(WindowLength, file.Size);
-        long offset = rng.NextInt64(file.Size - length + 1);
-        return new ByteSample(Read(file, offset, length).Select(b => (long)b).ToArray(), Enumerable.Repeat(1f, length).ToArray());
+        var (files, ends) = _files[kind];
+        long total = ends[^1];
+        int length = (int)Math.Min(WindowLength, total);
+        long offset = rng.NextInt64(total - length + 1);
+        var tokens = new long[length];
+        // The file holding byte `offset` of the kind's stream: the first whose end is past it.
+        int i = Array.BinarySearch(ends, offset + 1);
+        i = i >= 0 ? i : ~i;
+        for (int filled = 0; filled < length; i++)
+        {
+            long start = ends[i] - files[i].Size, from = offset + filled - start;
+            int take = (int)Math.Min(length - filled, files[i].Size - from);
+            var bytes = Read(files[i], from, take);
+            for (int k = 0; k < take; k++) tokens[filled + k] = bytes[k];
+            filled += take;
+        }
+        return new ByteSample(tokens, Enumerable.Repeat(1f, length).ToArray());
     }
 
-    /// <summary>Non-overlapping windows covering each file of <paramref name="kind"/> (the held-out evaluation's samples), up to <paramref name="maxBytes"/>.</summary>
-    public IEnumerable<ByteSample> Windows(string kind, long maxBytes)
+    /// <summary>
+    /// The files the held-out evaluation of <paramref name="kind"/> reads: whole files in manifest order while their total
+    /// stays within <paramref name="maxBytes"/> (at least the first file), decoded and checked against the manifest.
+    /// </summary>
+    public IReadOnlyList<byte[]> EvaluationFiles(string kind, long maxBytes)
     {
-        long taken = 0;
-        if (!_files.TryGetValue(kind, out var entry)) yield break;
+        var taken = new List<byte[]>();
+        if (!_files.TryGetValue(kind, out var entry)) return taken;
+        long total = 0;
         foreach (var file in entry.Files)
-            for (long offset = 0; offset < file.Size && taken < maxBytes; offset += WindowLength)
+        {
+            if (taken.Count > 0 && total + file.Size > maxBytes) break;
+            taken.Add(file.ReadContent(verify: false));
+            total += file.Size;
+        }
+        return taken;
+    }
+
+    /// <summary>Non-overlapping windows of <see cref="WindowLength"/> covering each of <paramref name="files"/> from its start (the last one of a file may be shorter).</summary>
+    public IEnumerable<ByteSample> Windows(IEnumerable<byte[]> files)
+    {
+        ArgumentNullException.ThrowIfNull(files);
+        foreach (var content in files)
+            for (int offset = 0; offset < content.Length; offset += WindowLength)
             {
-                int length = (int)Math.Min(WindowLength, file.Size - offset);
-                taken += length;
-                yield return new ByteSample(Read(file, offset, length).Select(b => (long)b).ToArray(), Enumerable.Repeat(1f, length).ToArray());
+                int length = Math.Min(WindowLength, content.Length - offset);
+                yield return new ByteSample(content.AsSpan(offset, length).ToArray().Select(b => (long)b).ToArray(), Enumerable.Repeat(1f, length).ToArray());
             }
     }
 
-    /// <summary>Held-out bits per byte of <paramref name="model"/> per kind, over at most <paramref name="maxBytesPerKind"/> bytes of each.</summary>
+    /// <summary>
+    /// Held-out bits per byte of <paramref name="model"/> per kind, over each kind's <see cref="EvaluationFiles"/>
+    /// (at most <paramref name="maxBytesPerKind"/> bytes), cut into non-overlapping windows of the model's context.
+    /// </summary>
     public IReadOnlyDictionary<string, double> BitsPerBytePerKind(MblmModel model, long maxBytesPerKind, int batchSize = 8) =>
-        Kinds.ToDictionary(k => k, k => Evaluator.Evaluate(model, new Samples(Windows(k, maxBytesPerKind).ToList()), batchSize).BitsPerByte);
+        Kinds.ToDictionary(k => k, k => Evaluator.Evaluate(model, new Samples(Windows(EvaluationFiles(k, maxBytesPerKind)).ToList()), batchSize).BitsPerByte);
 
     private sealed class Samples(IReadOnlyList<ByteSample> samples) : ISampleSource
     {
@@ -93,6 +123,7 @@ public sealed class CorpusSource : ISampleSource
 
     private static byte[] Read(CorpusFile file, long offset, int length)
     {
+        if (file.Encoding != CorpusEncoding.Raw) return file.ReadContent(verify: false).AsSpan((int)offset, length).ToArray();
         using var stream = new FileStream(file.Path, FileMode.Open, FileAccess.Read, FileShare.Read);
         if (stream.Length != file.Size) throw new MblmFormatException(file.Path, null, $"is {stream.Length:N0} bytes now, {file.Size:N0} in the corpus manifest");
         var buffer = new byte[length];
@@ -105,8 +136,7 @@ public sealed class CorpusSource : ISampleSource
     {
         var info = new FileInfo(file.Path);
         if (!info.Exists) throw new FileNotFoundException($"corpus file '{file.Path}' no longer exists", file.Path);
-        if (info.Length != file.Size) throw new MblmFormatException(file.Path, null, $"is {info.Length:N0} bytes now, {file.Size:N0} in the corpus manifest");
-        if (verify && Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(file.Path))) != file.Sha256)
-            throw new MblmFormatException(file.Path, null, "has changed since the corpus manifest was written (SHA-256 differs)");
+        if (verify || file.Encoding != CorpusEncoding.Raw) file.ReadContent(verify);
+        else if (info.Length != file.Size) throw new MblmFormatException(file.Path, null, $"is {info.Length:N0} bytes now, {file.Size:N0} in the corpus manifest");
     }
 }

@@ -68,12 +68,19 @@ public sealed class PretrainCommandTests
             Assert.AreEqual(0, code, stderr);
             StringAssert.Contains(stderr, $"resumed from step {LearningRateSchedule.DecayStartOf(60, 0.2)}");
             StringAssert.Contains(stdout, "\"steps\":120");
+            // The installed compressors on the same held-out files, at the model's context and on whole files.
+            using (var json = JsonDocument.Parse(stdout.Trim().Split('\n')[^1]))
+                foreach (var table in new[] { "compressors_at_equal_context", "compressors_on_whole_files" })
+                    foreach (var compressor in new[] { "gzip -9", "bzip2 -9", "xz -9e", "zstd -19" })
+                        Assert.IsTrue(json.RootElement.GetProperty(table).GetProperty("text").GetProperty(compressor).GetDouble() is > 0 and < 16, $"{table} {compressor}: {stdout}");
 
             string model = Path.Combine(outDir, "model");
             foreach (var f in new[] { "config.json", "model.safetensors", "README.md" }) Assert.IsTrue(File.Exists(Path.Combine(model, f)), f);
             string card = File.ReadAllText(Path.Combine(model, "README.md"));
             StringAssert.Contains(card, "120 optimiser steps");
             StringAssert.Contains(card, "| text | 2 |");
+            StringAssert.Contains(card, "| kind | files | bytes | MBLM | gzip -9 | bzip2 -9 | xz -9e | zstd -19 | MBLM / best |");
+            StringAssert.Contains(card, "at equal context");
             using var reloaded = TestData.RandomModel(global::Mblm.Config.ConfigReader.LoadModel(Path.Combine(model, "config.json")), seed: 9);
             global::Mblm.Weights.ModelWeights.Load(reloaded, Path.Combine(model, "model.safetensors"));
         }

@@ -159,10 +159,59 @@ public sealed class CorpusSourceTests
             var samples = Enumerable.Range(0, 4000).Select(i => source.Get(0, i)).ToList();
             double letters = samples.Count(s => s.Ids[0] >= 'a') / 4000.0;
             Assert.AreEqual(0.75, letters, 0.03, "kind a has weight 3 of 4");
-            Assert.IsTrue(samples.All(s => s.Ids.Length is >= 1 and <= 16 && s.LossMask.Length == s.Ids.Length));
-            Assert.IsTrue(samples.Any(s => s.Ids.Length == 1), "the 1-byte file is one whole sample");
+            Assert.IsTrue(samples.All(s => s.Ids.Length == 16 && s.LossMask.Length == 16), "every window is full: no padding");
+            // Windows run on across file ends in manifest order: a letter window with both a and b, a digit window with two digits.
+            Assert.IsTrue(samples.Any(s => s.Ids.Contains('a') && s.Ids.Contains('b')), "a window spans a0.txt and a1.txt");
+            Assert.IsTrue(samples.Any(s => s.Ids.Contains('0') && s.Ids.Contains('1')), "a window spans d0.dat and d1.dat");
+            // Every window is a substring of the kind's files read one after another.
+            string letters0 = string.Concat(manifest.Files.Where(f => f.Kind == "a").Select(f => File.ReadAllText(f.Path)));
+            string digits0 = string.Concat(manifest.Files.Where(f => f.Kind == "d").Select(f => File.ReadAllText(f.Path)));
+            foreach (var s in samples.Take(300))
+            {
+                string text = new(s.Ids.Select(b => (char)b).ToArray());
+                Assert.IsTrue(letters0.Contains(text, StringComparison.Ordinal) || digits0.Contains(text, StringComparison.Ordinal), text);
+            }
+            var whole = new CorpusSource(manifest, false, windowLength: 100_000, samplesPerEpoch: 10, seed: 1).Get(0, 0);
+            Assert.IsTrue(whole.Ids.Length == letters0.Length || whole.Ids.Length == digits0.Length, "a kind shorter than the window is one whole sample");
             CollectionAssert.AreEqual(samples[7].Ids, new CorpusSource(manifest, false, 16, 4000, seed: 5).Get(0, 7).Ids, "same seed, same sample");
             Assert.IsTrue(Enumerable.Range(0, 50).Any(i => !source.Get(1, i).Ids.SequenceEqual(source.Get(0, i).Ids)), "epochs differ");
+        }
+        finally { Directory.Delete(root, true); }
+    }
+
+    [TestMethod]
+    public void GzipFiles_AreDecoded_AndShellScriptsAreFoundByTheirFirstLine()
+    {
+        string root = Path.Combine(Path.GetTempPath(), $"mblm-corpus-gz-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(root);
+        try
+        {
+            string text = string.Concat(Enumerable.Repeat("the manual page text ", 40));
+            using (var gz = new System.IO.Compression.GZipStream(File.Create(Path.Combine(root, "page.1.gz")), System.IO.Compression.CompressionLevel.SmallestSize))
+                gz.Write(System.Text.Encoding.ASCII.GetBytes(text));
+            File.WriteAllText(Path.Combine(root, "bad.2.gz"), "not gzip at all");
+            File.WriteAllText(Path.Combine(root, "script"), "#!/bin/sh\necho hi\n");
+            File.WriteAllText(Path.Combine(root, "tool"), "#!/usr/bin/python3\nprint()\n");
+            var manifest = CorpusManifest.Build(
+            [
+                new CorpusKind("man", 1, [root], p => p.EndsWith(".gz", StringComparison.Ordinal)) { Encoding = CorpusEncoding.Gzip },
+                new CorpusKind("shell", 1, [root], p => !Path.GetFileName(p).Contains('.', StringComparison.Ordinal)) { AcceptContent = c => CorpusKind.IsShellScript(c) },
+            ]);
+            var man = manifest.Files.Single(f => f.Kind == "man");
+            Assert.AreEqual(text.Length, man.Size, "the size is the decoded size; invalid gzip is left out");
+            Assert.AreEqual(CorpusEncoding.Gzip, man.Encoding);
+            Assert.AreEqual("script", Path.GetFileName(manifest.Files.Single(f => f.Kind == "shell").Path), "the Python script is not a shell script");
+            string path = Path.Combine(root, "corpus.json");
+            manifest.Save(path);
+            var loaded = CorpusManifest.Load(path);
+            Assert.AreEqual(CorpusEncoding.Gzip, loaded.Files.Single(f => f.Kind == "man").Encoding, "the encoding survives the manifest");
+            var source = new CorpusSource(loaded, heldOut: false, windowLength: 32, samplesPerEpoch: 50, seed: 3);
+            var sample = Enumerable.Range(0, 50).Select(i => source.Get(0, i)).First(s => s.Ids[0] != '#' && s.Ids[0] != 'e');
+            StringAssert.Contains(text, new string(sample.Ids.Select(b => (char)b).ToArray()), "windows are decoded text");
+            // A gzip bomb is bounded: a file decoding past MaxFileBytes is left out.
+            var small = CorpusManifest.Build([new CorpusKind("man", 1, [root], p => p.EndsWith(".gz", StringComparison.Ordinal)) { Encoding = CorpusEncoding.Gzip }],
+                new CorpusOptions { MaxFileBytes = 100 });
+            Assert.AreEqual(0, small.Files.Count);
         }
         finally { Directory.Delete(root, true); }
     }
