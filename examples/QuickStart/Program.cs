@@ -4,6 +4,7 @@
 //   dotnet run --project examples/QuickStart                      # the embedded corpus (this repository's docs and code)
 //   dotnet run --project examples/QuickStart -- --data my.txt     # your own text
 //   options: --epochs N  --max-steps N  --out DIR  --prompt TEXT  --bytes N
+//            --pretrained NAME|DIR  (start from a pretrained model folder, e.g. mblm-base in models/, instead of random weights)
 //   writes DIR/model.zip (the pipeline) and DIR/training-curve.png (training and validation bits per byte); DIR: out/quickstart
 
 using System.Diagnostics;
@@ -45,6 +46,7 @@ var options = new MblmLanguageModelTrainer.Options
     Sampling = new SamplingOptions { Temperature = 0.7, TopK = 20, Seed = 1 },
     ValidationSet = split.TestSet,
     Progress = bar,
+    Pretrained = flags.Has("pretrained") ? flags.Get("pretrained", "") : null,
 };
 var pipeline = ml.Mblm().LanguageModel(options);
 
@@ -142,7 +144,7 @@ internal sealed class Flags
         for (int i = 0; i < args.Length; i++)
         {
             if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length)
-                throw new ArgumentException($"expected --name value pairs (--data FILE, --epochs N, --max-steps N, --out DIR, --prompt TEXT, --bytes N); got '{args[i]}'");
+                throw new ArgumentException($"expected --name value pairs (--data FILE, --epochs N, --max-steps N, --out DIR, --prompt TEXT, --bytes N, --pretrained NAME|DIR); got '{args[i]}'");
             f._values[args[i][2..]] = args[++i];
         }
         return f;

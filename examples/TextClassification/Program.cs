@@ -13,6 +13,7 @@
 //            --models sdca,lightgbm,lm-sdca,mblm,mblm-transfer,mblm-unaligned --lr X --text-loss W --spans 0|1 (MBLM classifier options)
 //            --variants full|short|full,short   --transfer-from LM.zip (also fine-tune from a language model pipeline
 //            pretrained elsewhere, e.g. by `benchmarks … transfer --keep-lm LM.zip`; same model shape as the classifier's)
+//            --pretrained NAME|DIR (also fine-tune from a pretrained model folder, e.g. mblm-base: the classifier takes its shape)
 
 using System.Diagnostics;
 using System.Globalization;
@@ -106,6 +107,8 @@ try
                 run.Mblm("MBLM text classifier, class not patch-aligned", options with { AlignClassToPatch = false });
             if (lm is not null && models.Contains("mblm-transfer"))
                 run.Mblm("MBLM text classifier, TransferFrom LM", options with { TransferFrom = lmPath });
+            if (flags.TryGetValue("pretrained", out var pretrained))
+                run.Mblm($"MBLM text classifier, from the pretrained {Path.GetFileName(pretrained.TrimEnd('/'))}", options with { Pretrained = pretrained });
             if (flags.TryGetValue("transfer-from", out var general))
                 run.Mblm("MBLM text classifier, TransferFrom a general text LM", options with { TransferFrom = Path.GetFullPath(general) });
         }

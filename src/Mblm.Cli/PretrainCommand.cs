@@ -81,6 +81,9 @@ internal static class PretrainCommand
                          (minutes is double m ? $", at most {m:G4} minutes" : "") + $", device {device.type}");
         var progress = new ProgressLine(stderr);
         var clock = Stopwatch.StartNew();
+        var started = DateTimeOffset.UtcNow;
+        long? startStep = resume && CheckpointStore.Newest(outDir) is { } before ? CheckpointStore.StepOf(before) : 0;
+        string command = "mblm pretrain " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1).SkipWhile(a => a != "pretrain").Skip(1));
         using var budget = CancellationTokenSource.CreateLinkedTokenSource(Interrupt.Token);
         if (minutes is double limit) budget.CancelAfter(TimeSpan.FromMinutes(limit));
         long done;
@@ -91,6 +94,7 @@ internal static class PretrainCommand
             using (Interrupt.Listen()) result = new Trainer(model, options).Train(train, null, progress, resume, budget.Token);
             progress.Finish();
             if (result.ResumedFromStep is long from) stderr.WriteLine($"mblm pretrain: resumed from step {from}");
+            startStep = result.ResumedFromStep ?? 0;
             done = result.Steps;
         }
         catch (OperationCanceledException) when (budget.IsCancellationRequested)
@@ -99,6 +103,7 @@ internal static class PretrainCommand
             string? newest = CheckpointStore.Newest(outDir);
             if (Interrupt.Token.IsCancellationRequested)
             {
+                RunLog.Append(outDir, new RunLog.Entry(started, clock.Elapsed.TotalSeconds, startStep ?? 0, newest is null ? 0 : CheckpointStore.StepOf(newest) ?? 0, steps, "interrupted", command));
                 stderr.WriteLine($"mblm pretrain: interrupted{(newest is null ? "" : $" at step {CheckpointStore.StepOf(newest)}")}: run the same command with --resume to continue");
                 return ExitCodes.Interrupted;
             }
@@ -109,6 +114,13 @@ internal static class PretrainCommand
         catch (InvalidOperationException e) when (e is not CheckpointMismatchException) { throw new InvalidInputException(e.Message, e); }
         finally { progress.Finish(); }
         var wall = clock.Elapsed;
+        RunLog.Append(outDir, new RunLog.Entry(started, wall.TotalSeconds, startStep ?? 0, done, steps, stoppedByBudget ? "time budget" : "finished", command));
+        if (bfloat16)
+        {
+            // The card measures the model as stored: its weights rounded to BF16.
+            using var noGrad = no_grad();
+            foreach (var p in model.parameters()) p.copy_(p.to(ScalarType.BFloat16).to(p.dtype));
+        }
 
         var bitsPerByte = heldOut.BitsPerBytePerKind(model, evalBytes, batch);
         var evaluation = heldOut.Kinds.Select(kind =>
@@ -118,8 +130,7 @@ internal static class PretrainCommand
                 compare ? Compressors.BitsPerByte(files, window) : [], compare ? Compressors.BitsPerByte(files, null) : []);
         }).ToList();
         string modelDir = Path.Combine(outDir, "model");
-        string command = "mblm pretrain " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1).SkipWhile(a => a != "pretrain").Skip(1));
-        MblmPretrained.Save(model, modelDir, Card(config, manifest, done, (long)done * batch * window, wall, evaluation, window, stoppedByBudget, command, bfloat16), bfloat16);
+        MblmPretrained.Save(model, modelDir, Card(config, manifest, done, (long)done * batch * window, RunLog.Read(outDir), evaluation, window, stoppedByBudget, bfloat16), bfloat16);
         stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
         {
             ["steps"] = done, ["stopped_by_time_budget"] = stoppedByBudget, ["model"] = modelDir,
@@ -130,12 +141,38 @@ internal static class PretrainCommand
         return 0;
     }
 
+    /// <summary>The log of the command's runs in a folder (<c>runs.jsonl</c>, a JSON line per run that ended, interrupted or not): the card's training time.</summary>
+    internal static class RunLog
+    {
+        /// <summary>One run: when it started, its wall time, the steps it went from and to, the target, how it ended and the command.</summary>
+        internal sealed record Entry(DateTimeOffset Started, double WallSeconds, long FromStep, long ToStep, long Target, string Outcome, string Command);
+
+        private const int MaxLines = 10_000;
+
+        public static void Append(string dir, Entry entry) =>
+            File.AppendAllText(Path.Combine(dir, "runs.jsonl"), JsonSerializer.Serialize(entry) + "\n");
+
+        /// <summary>The runs logged so far (lines that are not a run are skipped; at most the first 10,000).</summary>
+        public static IReadOnlyList<Entry> Read(string dir)
+        {
+            string path = Path.Combine(dir, "runs.jsonl");
+            if (!File.Exists(path)) return [];
+            var runs = new List<Entry>();
+            foreach (string line in File.ReadLines(path).Take(MaxLines))
+            {
+                try { if (JsonSerializer.Deserialize<Entry>(line) is { } e) runs.Add(e); }
+                catch (JsonException) { }
+            }
+            return runs;
+        }
+    }
+
     /// <summary>One kind's held-out evaluation: the model's bits per byte and each compressor's, per chunk of the model's context and on whole files.</summary>
     private sealed record KindResult(string Kind, int Files, long Bytes, double Model, Dictionary<string, double?> Chunked, Dictionary<string, double?> Whole);
 
     // The model card: what was trained, on what, how long, and how well on each kind's held-out files next to the compressors.
-    private static string Card(MblmConfig config, CorpusManifest manifest, long steps, long bytesSeen, TimeSpan wall,
-        IReadOnlyList<KindResult> evaluation, int window, bool stoppedByBudget, string command, bool bfloat16)
+    private static string Card(MblmConfig config, CorpusManifest manifest, long steps, long bytesSeen, IReadOnlyList<RunLog.Entry> runs,
+        IReadOnlyList<KindResult> evaluation, int window, bool stoppedByBudget, bool bfloat16)
     {
         var c = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
@@ -143,11 +180,16 @@ internal static class PretrainCommand
         string stages = string.Join(", ", config.Blocks.Select((b, i) => $"{b.BlockType} (dim {config.HiddenDims[i]}, {config.NumLayers[i]} layers)"));
         sb.AppendLine(c, $"- parameters: {config.CountParameters():N0}; context {config.MaxContext} bytes; stages: {stages}; weights stored as {(bfloat16 ? "BF16 (loaded exactly as F32)" : "F32")}");
         string stopped = stoppedByBudget ? " (stopped by the time budget)" : "";
-        sb.AppendLine(c, $"- training: {steps:N0} optimiser steps, {bytesSeen:N0} bytes seen, {wall:hh\\:mm\\:ss} wall time of this run{stopped}");
+        var wall = TimeSpan.FromSeconds(runs.Sum(r => r.WallSeconds));
+        string time = $"{(int)wall.TotalHours}:{wall:mm\\:ss}";
+        sb.AppendLine(c, $"- training: {steps:N0} optimiser steps, {bytesSeen:N0} bytes seen, {time} wall time in {runs.Count} run(s) of the command (runs.jsonl){stopped}");
         sb.AppendLine(c, $"- machine: {Environment.ProcessorCount} logical CPUs, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}");
         sb.AppendLine(c, $"- corpus: {manifest.Files.Count:N0} files, {manifest.Files.Sum(f => f.Size):N0} bytes, " +
                       $"{manifest.DuplicatesSkipped:N0} duplicates left out (corpus.json lists every file with its SHA-256)");
-        sb.AppendLine(c, $"- command: `{command}`");
+        sb.AppendLine().AppendLine("## Runs").AppendLine();
+        sb.AppendLine("| started (UTC) | wall | steps | target | ended | command |").AppendLine("|---|---:|---|---:|---|---|");
+        foreach (var r in runs)
+            sb.AppendLine(c, $"| {r.Started:yyyy-MM-dd HH:mm} | {TimeSpan.FromSeconds(r.WallSeconds):hh\\:mm\\:ss} | {r.FromStep:N0} → {r.ToStep:N0} | {r.Target:N0} | {r.Outcome} | `{r.Command}` |");
         sb.AppendLine().AppendLine("## Corpus").AppendLine();
         sb.AppendLine("| kind | weight | files | bytes | held-out files |").AppendLine("|---|---:|---:|---:|---:|");
         foreach (var (kind, weight) in manifest.Weights)
