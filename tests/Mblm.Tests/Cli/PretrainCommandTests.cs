@@ -18,20 +18,33 @@ public sealed class PretrainCommandTests
     public void Pretrain_KilledResumedAndExtended_WritesTheModelFolder()
     {
         string root = Path.Combine(Path.GetTempPath(), $"mblm-pretrain-{Guid.NewGuid():N}");
-        string data = Path.Combine(root, "data"), outDir = Path.Combine(root, "run"), corpus = Path.Combine(root, "corpus.json");
-        Directory.CreateDirectory(data);
+        string outDir = Path.Combine(root, "run"), corpus = Path.Combine(root, "corpus.json");
         try
         {
-            for (int i = 0; i < 6; i++)
+            // The split is by a hash of each path, and the paths hold a random folder name: folders are tried until each kind
+            // has files on both sides (at 50 % held out, a few tries at most).
+            for (int attempt = 0; ; attempt++)
             {
-                File.WriteAllText(Path.Combine(data, $"t{i}.txt"), string.Concat(Enumerable.Repeat($"line {i}: the quick brown fox jumps over the lazy dog. ", 20)));
-                File.WriteAllBytes(Path.Combine(data, $"b{i}.bin"), Enumerable.Range(0, 900).Select(j => (byte)(j * (i + 3))).ToArray());
+                Assert.IsTrue(attempt < 100, "no folder name gave both kinds held-out and training files");
+                string data = Path.Combine(root, $"data{attempt}");
+                Directory.CreateDirectory(data);
+                for (int i = 0; i < 6; i++)
+                {
+                    File.WriteAllText(Path.Combine(data, $"t{i}.txt"), string.Concat(Enumerable.Repeat($"line {i}: the quick brown fox jumps over the lazy dog. ", 20)));
+                    File.WriteAllBytes(Path.Combine(data, $"b{i}.bin"), Enumerable.Range(0, 900).Select(j => (byte)(j * (i + 3))).ToArray());
+                }
+                var manifest = CorpusManifest.Build(
+                [
+                    new CorpusKind("text", 2, [data], p => p.EndsWith(".txt", StringComparison.Ordinal)),
+                    new CorpusKind("binary", 1, [data], p => p.EndsWith(".bin", StringComparison.Ordinal)),
+                ], new CorpusOptions { HeldOutPercent = 50 });
+                if (manifest.Files.GroupBy(f => f.Kind).Count(g => g.Any(f => f.HeldOut) && g.Any(f => !f.HeldOut)) == 2)
+                {
+                    manifest.Save(corpus);
+                    break;
+                }
+                Directory.Delete(data, true);
             }
-            CorpusManifest.Build(
-            [
-                new CorpusKind("text", 2, [data], p => p.EndsWith(".txt", StringComparison.Ordinal)),
-                new CorpusKind("binary", 1, [data], p => p.EndsWith(".bin", StringComparison.Ordinal)),
-            ], new CorpusOptions { HeldOutPercent = 50 }).Save(corpus);
             string config = Path.Combine(TestData.RepoRoot, "examples", "configs", "tiny-2d-st.json");
             string Args(int steps, bool resume) =>
                 $"pretrain --config \"{config}\" --corpus \"{corpus}\" --out \"{outDir}\" --steps {steps} --batch 2 --warmup-steps 5 --checkpoint-every 5 --eval-bytes-per-kind 2048" +
