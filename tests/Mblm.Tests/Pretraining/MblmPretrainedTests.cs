@@ -158,6 +158,15 @@ public sealed class MblmPretrainedTests
             var lmValues = lm.UseModel(Values);
             foreach (var (name, w) in want) Assert.AreEqual(w[0], lmValues[name][0], 1e-5, name);
             lm.Dispose();
+
+            // The VQA answer classifier: images and questions as bytes, the same start.
+            var scenes = Mblm.Examples.ClevrLikeGenerator.ToDataView(ml, new Mblm.Examples.ClevrLikeGenerator(seed: 2).Generate(8, 2));
+            var vqa = ml.Transforms.Conversion.MapValueToKey("Label", "Answer", keyData: Mblm.Examples.ClevrLikeGenerator.AnswerKeyData(ml))
+                .Append(ml.Mblm().AnswerClassifier(VisionTests.TinyOptions with { ModelConfig = null, Pretrained = dir, MaxSteps = 1, LearningRate = 1e-12 }))
+                .Fit(scenes).LastTransformer;
+            var (vqaConfig, vqaValues) = vqa.UseModel(m => (m.Config, Values(m)));
+            CollectionAssert.AreEqual(Base.HiddenDims.ToArray(), vqaConfig.HiddenDims.ToArray());
+            foreach (var (name, w) in want) Assert.AreEqual(w[0], vqaValues[name][0], 1e-5, name);
             var e = Assert.ThrowsExactly<ArgumentException>(() => ml.MulticlassClassification.Trainers.MblmTextClassifier(options with { Pretrained = Path.Combine(dir, "missing") }));
             Assert.AreEqual(nameof(MblmTrainingOptions.Pretrained), e.ParamName);
             var both = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.MulticlassClassification.Trainers.MblmTextClassifier(options with { BaseModel = Base }));
