@@ -14,6 +14,9 @@
 //            --variants full|short|full,short   --transfer-from LM.zip (also fine-tune from a language model pipeline
 //            pretrained elsewhere, e.g. by `benchmarks … transfer --keep-lm LM.zip`; same model shape as the classifier's)
 //            --pretrained NAME|DIR (also fine-tune from a pretrained model folder, e.g. mblm-base: the classifier takes its shape)
+//   dotnet run -c Release --project examples/TextClassification -- --fragments [--fragment-bytes 256,4096] [--fragment-rows 1200,12000]
+//            [--models sdca,lightgbm,featurize,mblm] [--pretrained NAME|DIR] [--epochs N] [--seed N]
+//                                                                 # which kind of file a fragment from inside a file comes from
 
 using System.Diagnostics;
 using System.Globalization;
@@ -47,6 +50,14 @@ if (flags.ContainsKey("experiment"))
 }
 
 var results = new List<Result>();
+if (flags.ContainsKey("fragments"))
+{
+    var fragmentModels = Flag("models", "sdca,lightgbm,featurize,mblm").Split(',', StringSplitOptions.RemoveEmptyEntries).ToHashSet();
+    Fragments.Run(Flag("fragment-bytes", "256,4096").Split(',').Select(int.Parse).ToArray(), Flag("fragment-rows", "1200").Split(',').Select(int.Parse).ToArray(),
+        seed, flags.TryGetValue("pretrained", out var p) ? p : null, epochs, fragmentModels, results);
+    PrintTable(results);
+    return;
+}
 string work = Path.Combine(Path.GetTempPath(), $"mblm-textclf-{Environment.ProcessId}");
 Directory.CreateDirectory(work);
 try
@@ -117,11 +128,16 @@ try
 }
 finally { Directory.Delete(work, recursive: true); }
 
-Console.WriteLine();
-Console.WriteLine("| task | model | accuracy | macro-accuracy | log-loss | fit s | scoring rows/s |");
-Console.WriteLine("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
-foreach (var r in results)
-    Console.WriteLine($"| {r.Task} | {r.Model} | {r.Accuracy:F3} | {r.MacroAccuracy:F3} | {r.LogLoss:F3} | {r.FitSeconds:F1} | {r.RowsPerSecond:F0} |");
+PrintTable(results);
 Console.WriteLine("\nfit s of \"MBLM LM Features + SDCA\" includes training the language model; \"TransferFrom LM\" starts from that model, whose training time is not included.");
+
+static void PrintTable(List<Result> results)
+{
+    Console.WriteLine();
+    Console.WriteLine("| task | model | accuracy | macro-accuracy | log-loss | fit s | scoring rows/s |");
+    Console.WriteLine("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    foreach (var r in results)
+        Console.WriteLine($"| {r.Task} | {r.Model} | {r.Accuracy:F3} | {r.MacroAccuracy:F3} | {r.LogLoss:F3} | {r.FitSeconds:F1} | {r.RowsPerSecond:F0} |");
+}
 
 static string Shown(string text) => (text.Length <= 70 ? text : text[..70] + "…").ReplaceLineEndings("⏎");
