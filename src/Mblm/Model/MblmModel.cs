@@ -126,18 +126,56 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     /// </summary>
     public (Tensor Hidden, Tensor StartHidden) HiddenStates(Tensor ids) => HiddenStatesOf(CheckIds(ids, nameof(ids)));
 
+    /// <summary>Width of <see cref="PooledFeatures"/>: D_0 + 2·D_n.</summary>
+    public long PooledWidth => Config.HiddenDims[0] + 2L * Config.HiddenDims[^1];
+
+    /// <summary>
+    /// One vector per sequence for classification heads <c>(B, D_0 + 2·D_n)</c>: the global stage's output after the last
+    /// patch that holds one of the sequence's bytes (it has read the whole sequence), then the mean and the maximum of the
+    /// last stage's final hidden states over the sequence's bytes. <paramref name="lengths"/> (B) gives each row's byte
+    /// count (1 ≤ length ≤ L); a row padded with the pad id up to the batch's length gives the same vector as the row alone.
+    /// Needs at least two stages.
+    /// </summary>
+    public Tensor PooledFeatures(Tensor ids, Tensor lengths)
+    {
+        ids = CheckIds(ids, nameof(ids));
+        using var scope = NewDisposeScope();
+        long batch = ids.size(0), length = ids.size(1);
+        if (lengths.dim() != 1 || lengths.size(0) != batch) throw new ArgumentException($"lengths must have shape ({batch}), got [{string.Join(", ", lengths.shape)}]", nameof(lengths));
+        var n = lengths.to(int64, Device);
+        var bounds = stack(new[] { n.min(), n.max() }).cpu().data<long>().ToArray();
+        if (bounds[0] < 1 || bounds[1] > length) throw new ArgumentOutOfRangeException(nameof(lengths), $"lengths must lie in [1, {length}], found [{bounds[0]}, {bounds[1]}]");
+        if (Config.NumStages < 2) throw new NotSupportedException("pooled features need at least two stages (a global and a local one)");
+        var (local, _, global) = HiddenStatesOf(ids, keepGlobal: true);            // (B, L, D_n), (B, 1+K, D_0)
+        var valid = arange(length, device: Device).unsqueeze(0).lt(n.unsqueeze(1)).unsqueeze(-1);  // (B, L, 1)
+        var mean = local.mul(valid).sum(1).div(n.unsqueeze(1).to(local.dtype));
+        var max = local.masked_fill(valid.logical_not(), double.NegativeInfinity).amax(1);
+        // Output j of stage 0 has read patches 0..j-1: the last patch with a byte of the row is ceil(n / Q) - 1.
+        var last = n.add(Config.PatchSize - 1).floor_divide(Config.PatchSize);
+        var g = global!.gather(1, last.view(batch, 1, 1).expand(batch, 1, global.size(2))).squeeze(1);
+        return cat(new[] { g, mean, max }, 1).MoveToOuterDisposeScope();
+    }
+
     // Hidden states of ids already checked by CheckIds.
     private (Tensor Hidden, Tensor StartHidden) HiddenStatesOf(Tensor ids)
     {
+        var (hidden, start, _) = HiddenStatesOf(ids, keepGlobal: false);
+        return (hidden, start);
+    }
+
+    // Hidden states of checked ids, and with keepGlobal stage 0's outputs (B, 1+K, D_0).
+    private (Tensor Hidden, Tensor StartHidden, Tensor? Global) HiddenStatesOf(Tensor ids, bool keepGlobal)
+    {
         using var scope = NewDisposeScope();
         long batch = ids.size(0), length = ids.size(1);
-        var h = RunStage(Config.NumStages - 1, LocalStageInput(ids)); // (R, 1+S, D_n), R = B·K·P_2…P_{n-1}
+        Tensor? global = null;
+        var h = RunStage(Config.NumStages - 1, LocalStageInput(ids, keepGlobal ? g => global = g : null)); // (R, 1+S, D_n), R = B·K·P_2…P_{n-1}
         long s1 = h.size(1), dn = h.size(2);
         var grid = h.view(batch, -1, s1, dn);                      // (B, rows per sample, 1+S, D_n)
         var start = grid[.., 0, 0, ..];                            // start position of the first local row
         var body = grid[.., .., 1.., ..].reshape(batch, -1, dn);   // drop every local start position: (B, K·Q, D_n)
         body = body[.., ..(int)length, ..];                        // truncate the patch padding
-        return (body.MoveToOuterDisposeScope(), start.MoveToOuterDisposeScope());
+        return (body.MoveToOuterDisposeScope(), start.MoveToOuterDisposeScope(), global?.MoveToOuterDisposeScope());
     }
 
     /// <summary>
@@ -345,7 +383,7 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     // Stage s sees the padded ids as rows of S_s units of U_s bytes (S_0 = K top-level patches, S_s = P_s after that).
     // Byte-level temporaries are released as soon as they are consumed (a dispose scope per stage), which keeps the
     // forward's peak memory near what autograd saves.
-    private Tensor LocalStageInput(Tensor ids)
+    private Tensor LocalStageInput(Tensor ids, Action<Tensor>? onGlobal = null)
     {
         int n = Config.NumStages;
         using var padded = PadToGrid(ids);
@@ -364,6 +402,7 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
             context?.Dispose(); // autograd keeps what backward needs; the handle itself can go now
             if (s == n - 1) return x.MoveToOuterDisposeScope();
             var h = RunStage(s, x);
+            if (s == 0 && onGlobal is not null) onGlobal(h.MoveToOuterDisposeScope());
             context = Context(s + 1, StepProfile.Mark(h[.., ..^1, ..], "next-stage-proj")).MoveToOuterDisposeScope(); // the last output feeds no unit
         }
     }
