@@ -1,10 +1,13 @@
-// MBLM quick start: an ML.NET pipeline that trains a small Multiscale Byte Language Model, evaluates it, saves it, reloads
-// it and writes a continuation. Runs on any machine with the .NET SDK; the default corpus is embedded in this program.
+// MBLM quick start: an ML.NET pipeline that fine-tunes the repository's pretrained base model (models/mblm-base) on text,
+// evaluates it, saves it, reloads it and writes a continuation. Runs on any machine with the .NET SDK; the default corpus
+// is embedded in this program. From the base, 400 steps take about as long as 12 epochs of a small model from scratch on
+// the embedded corpus and end far lower (1.76 against 2.13 bits per byte, measured; see the README).
 //
 //   dotnet run --project examples/QuickStart                      # the embedded corpus (this repository's docs and code)
 //   dotnet run --project examples/QuickStart -- --data my.txt     # your own text
 //   options: --epochs N  --max-steps N  --out DIR  --prompt TEXT  --bytes N
-//            --pretrained NAME|DIR  (start from a pretrained model folder, e.g. mblm-base in models/, instead of random weights)
+//            --pretrained NAME|DIR|none  (the model to start from: default mblm-base, found in models/ of the repository;
+//            none = a small model from random weights, 12 epochs)
 //   writes DIR/model.zip (the pipeline) and DIR/training-curve.png (training and validation bits per byte); DIR: out/quickstart
 
 using System.Diagnostics;
@@ -14,14 +17,17 @@ using Mblm.Generation;
 using Mblm.Examples;
 using Mblm.MLNet;
 using Mblm.MLNet.LanguageModel;
+using Mblm.Pretraining;
 using Mblm.Training;
 using Microsoft.ML;
 
 var flags = Flags.Parse(args);
 string outDir = flags.Get("out", "out/quickstart");
 string prompt = flags.Get("prompt", "/// <summary>");
+string? pretrained = flags.Get("pretrained", MblmPretrained.BaseName) is var from && from != "none" ? from : null;
 int epochs = int.Parse(flags.Get("epochs", "12"));
-long? maxSteps = flags.Has("max-steps") ? long.Parse(flags.Get("max-steps", "")) : null;
+// From the base, a step budget of about the same wall time as 12 epochs from scratch on the embedded corpus.
+long? maxSteps = flags.Has("max-steps") ? long.Parse(flags.Get("max-steps", "")) : pretrained is null ? null : 400;
 int newBytes = int.Parse(flags.Get("bytes", "160"));
 
 // 1. Data: rows of text. Each row is one document for the model (up to its 512-byte context; longer rows are cut into windows).
@@ -35,7 +41,7 @@ var split = (TrainSet: ml.Data.LoadFromEnumerable(rows.Where(r => !held.Contains
              TestSet: ml.Data.LoadFromEnumerable(rows.Where(held.Contains).Select(t => new TextRow { Text = t })));
 Console.WriteLine($"corpus: {Encoding.UTF8.GetByteCount(corpus):N0} bytes in {rows.Count} rows ({(flags.Has("data") ? flags.Get("data", "") : "embedded: this repository's docs and sources")})");
 
-// 2. The pipeline: the MBLM language model (default small preset) over the Text column.
+// 2. The pipeline: the MBLM language model over the Text column, starting from the pretrained base (or from scratch).
 var bar = new ProgressBar();
 var options = new MblmLanguageModelTrainer.Options
 {
@@ -46,9 +52,10 @@ var options = new MblmLanguageModelTrainer.Options
     Sampling = new SamplingOptions { Temperature = 0.7, TopK = 20, Seed = 1 },
     ValidationSet = split.TestSet,
     Progress = bar,
-    Pretrained = flags.Has("pretrained") ? flags.Get("pretrained", "") : null,
+    Pretrained = pretrained,
 };
 var pipeline = ml.Mblm().LanguageModel(options);
+Console.WriteLine(pretrained is null ? "model: a small MBLM from random weights" : $"model: starting from the pretrained {pretrained} ({MblmPretrained.Resolve(pretrained)})");
 
 var clock = Stopwatch.StartNew();
 using var model = pipeline.Fit(split.TrainSet);
@@ -144,7 +151,7 @@ internal sealed class Flags
         for (int i = 0; i < args.Length; i++)
         {
             if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length)
-                throw new ArgumentException($"expected --name value pairs (--data FILE, --epochs N, --max-steps N, --out DIR, --prompt TEXT, --bytes N, --pretrained NAME|DIR); got '{args[i]}'");
+                throw new ArgumentException($"expected --name value pairs (--data FILE, --epochs N, --max-steps N, --out DIR, --prompt TEXT, --bytes N, --pretrained NAME|DIR|none); got '{args[i]}'");
             f._values[args[i][2..]] = args[++i];
         }
         return f;

@@ -35,6 +35,17 @@ public sealed class ExamplesTests
 
     [TestMethod]
     [Timeout(600_000, CooperativeCancellation = true)]
+    public void TextClassification_FileFragments_FromScratchAndFromTheBaseModel()
+    {
+        var (code, output) = RunExample("TextClassification", "--fragments --fragment-bytes 256 --fragment-rows 160 --models sdca,mblm --epochs 1 --pretrained mblm-base");
+        Assert.AreEqual(0, code, output);
+        StringAssert.Contains(output, "| fragment kind, 256 B, ");
+        foreach (string model in new[] { "| byte histograms + SdcaMaximumEntropy |", "| MBLM text classifier (bytes) |", "| MBLM text classifier (bytes), from mblm-base |" })
+            StringAssert.Contains(output, model);
+    }
+
+    [TestMethod]
+    [Timeout(600_000, CooperativeCancellation = true)]
     public void CustomBlock_UsesAPluginBlockThroughAPipeline()
     {
         string outDir = Path.Combine(Path.GetTempPath(), $"mblm-cb-{Guid.NewGuid():N}");

@@ -35,6 +35,9 @@ public sealed class PackageTests
                 CollectionAssert.Contains(entries, "buildTransitive/Mblm.targets");
                 CollectionAssert.Contains(entries, "buildTransitive/GlibcxxWeakener.cs");
                 CollectionAssert.Contains(entries, "lib/net10.0/Mblm.xml");
+                // The pretrained base model travels as content copied to the application's output (MblmPretrained finds it there).
+                foreach (string file in new[] { "config.json", "model.safetensors", "README.md" })
+                    CollectionAssert.Contains(entries, $"contentFiles/any/any/models/mblm-base/{file}");
                 var nuspec = new StreamReader(nupkg.Entries.Single(e => e.FullName.EndsWith(".nuspec")).Open()).ReadToEnd();
                 // The application chooses the native libtorch: the library depends on TorchSharp only.
                 StringAssert.Contains(nuspec, "id=\"TorchSharp\"");
@@ -94,6 +97,7 @@ public sealed class PackageTests
             var train = BuildAndRun("train", "first program");
             if (!train.Build.Contains("Weakened GLIBCXX_3.4.32 requirement", StringComparison.Ordinal))
                 Assert.AreEqual(0, ConsumerProjectTests.StrongNeedsInPackageCache(), "the cache's copy needs patching, yet the build target did not patch the output:\n" + train.Build);
+            Assert.IsTrue(File.Exists(Path.Combine(app, "out", "models", "mblm-base", "model.safetensors")), "the base model is in the application's output");
             var patchedOutput = Directory.EnumerateFiles(Path.Combine(app, "out"), "libLibTorchSharp.so", SearchOption.AllDirectories).ToList();
             Assert.IsTrue(patchedOutput.Count > 0);
             foreach (string lib in patchedOutput)
