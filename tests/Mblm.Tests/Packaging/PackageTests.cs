@@ -35,9 +35,10 @@ public sealed class PackageTests
                 CollectionAssert.Contains(entries, "buildTransitive/Mblm.targets");
                 CollectionAssert.Contains(entries, "buildTransitive/GlibcxxWeakener.cs");
                 CollectionAssert.Contains(entries, "lib/net10.0/Mblm.xml");
-                // The pretrained base model travels as content copied to the application's output (MblmPretrained finds it there).
+                // The pretrained base model travels in the package; its buildTransitive target copies it to the application's output
+                // (MblmPretrained finds it there), also when the application references Mblm through Mblm.MLNet.
                 foreach (string file in new[] { "config.json", "model.safetensors", "README.md" })
-                    CollectionAssert.Contains(entries, $"contentFiles/any/any/models/mblm-base/{file}");
+                    CollectionAssert.Contains(entries, $"models/mblm-base/{file}");
                 var nuspec = new StreamReader(nupkg.Entries.Single(e => e.FullName.EndsWith(".nuspec")).Open()).ReadToEnd();
                 // The application chooses the native libtorch: the library depends on TorchSharp only.
                 StringAssert.Contains(nuspec, "id=\"TorchSharp\"");
