@@ -122,11 +122,11 @@ internal static class PretrainCommand
             foreach (var p in model.parameters()) p.copy_(p.to(ScalarType.BFloat16).to(p.dtype));
         }
 
-        var bitsPerByte = heldOut.BitsPerBytePerKind(model, evalBytes, batch);
+        // Each kind's held-out files are read once: the model and the compressors see the same bytes.
         var evaluation = heldOut.Kinds.Select(kind =>
         {
             var files = heldOut.EvaluationFiles(kind, evalBytes);
-            return new KindResult(kind, files.Count, files.Sum(f => (long)f.Length), bitsPerByte[kind],
+            return new KindResult(kind, files.Count, files.Sum(f => (long)f.Length), heldOut.BitsPerByte(model, files, batch),
                 compare ? Compressors.BitsPerByte(files, window) : [], compare ? Compressors.BitsPerByte(files, null) : []);
         }).ToList();
         string modelDir = Path.Combine(outDir, "model");
@@ -134,7 +134,7 @@ internal static class PretrainCommand
         stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
         {
             ["steps"] = done, ["stopped_by_time_budget"] = stoppedByBudget, ["model"] = modelDir,
-            ["held_out_bits_per_byte"] = bitsPerByte.ToDictionary(kv => kv.Key, kv => Math.Round(kv.Value, 4)),
+            ["held_out_bits_per_byte"] = evaluation.ToDictionary(e => e.Kind, e => Math.Round(e.Model, 4)),
             ["compressors_at_equal_context"] = evaluation.ToDictionary(e => e.Kind, e => e.Chunked.ToDictionary(c => c.Key, c => c.Value is double v ? Math.Round(v, 4) : (double?)null)),
             ["compressors_on_whole_files"] = evaluation.ToDictionary(e => e.Kind, e => e.Whole.ToDictionary(c => c.Key, c => c.Value is double v ? Math.Round(v, 4) : (double?)null)),
         }));

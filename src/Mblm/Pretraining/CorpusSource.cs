@@ -113,7 +113,11 @@ public sealed class CorpusSource : ISampleSource
     /// (at most <paramref name="maxBytesPerKind"/> bytes), cut into non-overlapping windows of the model's context.
     /// </summary>
     public IReadOnlyDictionary<string, double> BitsPerBytePerKind(MblmModel model, long maxBytesPerKind, int batchSize = 8) =>
-        Kinds.ToDictionary(k => k, k => Evaluator.Evaluate(model, new Samples(Windows(EvaluationFiles(k, maxBytesPerKind)).ToList()), batchSize).BitsPerByte);
+        Kinds.ToDictionary(k => k, k => BitsPerByte(model, EvaluationFiles(k, maxBytesPerKind), batchSize));
+
+    /// <summary>Bits per byte of <paramref name="model"/> over <paramref name="files"/>, read in non-overlapping windows (<see cref="Windows"/>).</summary>
+    public double BitsPerByte(MblmModel model, IReadOnlyList<byte[]> files, int batchSize = 8) =>
+        Evaluator.Evaluate(model, new Samples(Windows(files).ToList()), batchSize).BitsPerByte;
 
     private sealed class Samples(IReadOnlyList<ByteSample> samples) : ISampleSource
     {
