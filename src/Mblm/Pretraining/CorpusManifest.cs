@@ -163,7 +163,9 @@ public sealed class CorpusManifest
         {
             long bytes = 0;
             int scanned = 0;
-            foreach (string path in kind.Roots.Where(Directory.Exists).SelectMany(r => Walk(r, options.MaxDepth)).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal))
+            var found = kind.Roots.Where(Directory.Exists).SelectMany(r => Walk(r, options.MaxDepth).Select(p => (Root: r, Path: p)))
+                .DistinctBy(f => f.Path, StringComparer.Ordinal).OrderBy(f => f.Path, StringComparer.Ordinal);
+            foreach (var (root, path) in found)
             {
                 if (++scanned > options.MaxFilesScanned) break;
                 if (!kind.Accept(path)) continue;
@@ -181,7 +183,7 @@ public sealed class CorpusManifest
                 string sha = Convert.ToHexStringLower(SHA256.HashData(content));
                 if (!seen.Add(sha)) { duplicates++; continue; }
                 bytes += content.Length;
-                files.Add(new CorpusFile(path, content.Length, sha, kind.Name, IsHeldOut(path, options.HeldOutPercent), kind.Encoding));
+                files.Add(new CorpusFile(path, content.Length, sha, kind.Name, IsHeldOut(Path.GetRelativePath(root, path).Replace('\\', '/'), options.HeldOutPercent), kind.Encoding));
             }
         }
         return new CorpusManifest(files, kinds.ToDictionary(k => k.Name, k => k.Weight), duplicates);
@@ -229,7 +231,10 @@ public sealed class CorpusManifest
         }
     }
 
-    /// <summary>Stable across runs and machines (FNV-1a of the path's UTF-8 bytes), unlike string.GetHashCode.</summary>
+    /// <summary>
+    /// Whether a file is held out: FNV-1a of its path relative to the kind's root where it was found, so the split is the
+    /// same wherever the corpus lies and on every machine (unlike string.GetHashCode).
+    /// </summary>
     internal static bool IsHeldOut(string path, int percent)
     {
         uint h = 2166136261;

@@ -21,30 +21,21 @@ public sealed class PretrainCommandTests
         string outDir = Path.Combine(root, "run"), corpus = Path.Combine(root, "corpus.json");
         try
         {
-            // The split is by a hash of each path, and the paths hold a random folder name: folders are tried until each kind
-            // has files on both sides (at 50 % held out, a few tries at most).
-            for (int attempt = 0; ; attempt++)
+            // The split hashes each file's path under its root: at 50 %, t1/t4 and b0/b2/b4 are held out, wherever root lies.
+            string data = Path.Combine(root, "data");
+            Directory.CreateDirectory(data);
+            for (int i = 0; i < 6; i++)
             {
-                Assert.IsTrue(attempt < 100, "no folder name gave both kinds held-out and training files");
-                string data = Path.Combine(root, $"data{attempt}");
-                Directory.CreateDirectory(data);
-                for (int i = 0; i < 6; i++)
-                {
-                    File.WriteAllText(Path.Combine(data, $"t{i}.txt"), string.Concat(Enumerable.Repeat($"line {i}: the quick brown fox jumps over the lazy dog. ", 20)));
-                    File.WriteAllBytes(Path.Combine(data, $"b{i}.bin"), Enumerable.Range(0, 900).Select(j => (byte)(j * (i + 3))).ToArray());
-                }
-                var manifest = CorpusManifest.Build(
-                [
-                    new CorpusKind("text", 2, [data], p => p.EndsWith(".txt", StringComparison.Ordinal)),
-                    new CorpusKind("binary", 1, [data], p => p.EndsWith(".bin", StringComparison.Ordinal)),
-                ], new CorpusOptions { HeldOutPercent = 50 });
-                if (manifest.Files.GroupBy(f => f.Kind).Count(g => g.Any(f => f.HeldOut) && g.Any(f => !f.HeldOut)) == 2)
-                {
-                    manifest.Save(corpus);
-                    break;
-                }
-                Directory.Delete(data, true);
+                File.WriteAllText(Path.Combine(data, $"t{i}.txt"), string.Concat(Enumerable.Repeat($"line {i}: the quick brown fox jumps over the lazy dog. ", 20)));
+                File.WriteAllBytes(Path.Combine(data, $"b{i}.bin"), Enumerable.Range(0, 900).Select(j => (byte)(j * (i + 3))).ToArray());
             }
+            var manifest = CorpusManifest.Build(
+            [
+                new CorpusKind("text", 2, [data], p => p.EndsWith(".txt", StringComparison.Ordinal)),
+                new CorpusKind("binary", 1, [data], p => p.EndsWith(".bin", StringComparison.Ordinal)),
+            ], new CorpusOptions { HeldOutPercent = 50 });
+            Assert.AreEqual(2, manifest.Files.GroupBy(f => f.Kind).Count(g => g.Any(f => f.HeldOut) && g.Any(f => !f.HeldOut)), manifest.Summary());
+            manifest.Save(corpus);
             string config = Path.Combine(TestData.RepoRoot, "examples", "configs", "tiny-2d-st.json");
             string Args(int steps, bool resume) =>
                 $"pretrain --config \"{config}\" --corpus \"{corpus}\" --out \"{outDir}\" --steps {steps} --batch 2 --warmup-steps 5 --checkpoint-every 5 --eval-bytes-per-kind 2048" +

@@ -49,7 +49,7 @@ public sealed class CorpusManifestTests
             Assert.AreEqual(2.0, manifest.Weights["text"]);
             Assert.AreEqual(10L, manifest.Files[0].Size);
             Assert.AreEqual(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData("alpha text"u8.ToArray())), manifest.Files[0].Sha256);
-            foreach (var f in manifest.Files) Assert.AreEqual(CorpusManifest.IsHeldOut(f.Path, 50), f.HeldOut, f.Path);
+            foreach (var f in manifest.Files) Assert.AreEqual(CorpusManifest.IsHeldOut(Path.GetRelativePath(root, f.Path), 50), f.HeldOut, f.Path);
             StringAssert.Contains(manifest.Summary(), "text: 2 files, 37 bytes");
 
             // A per-kind byte cap: only what fits is taken.
@@ -232,6 +232,21 @@ public sealed class CorpusSourceTests
             StringAssert.Contains(e.Message, "in the corpus manifest");
         }
         finally { Directory.Delete(root, true); }
+    }
+
+    [TestMethod]
+    public void HeldOutSplit_DependsOnThePathUnderTheRoot_NotOnWhereTheCorpusLies()
+    {
+        var (root1, first) = Corpus(heldOutPercent: 50);
+        var (root2, second) = Corpus(heldOutPercent: 50);
+        try
+        {
+            static string Split(CorpusManifest m) => string.Join(" ", m.Files.Select(f => $"{Path.GetFileName(f.Path)}:{f.HeldOut}"));
+            Assert.AreNotEqual(root1, root2);
+            Assert.AreEqual(Split(first), Split(second));
+            CollectionAssert.AreEqual(new[] { "a1.txt", "d1.dat", "d2.dat" }, first.Files.Where(f => f.HeldOut).Select(f => Path.GetFileName(f.Path)).ToArray());
+        }
+        finally { Directory.Delete(root1, true); Directory.Delete(root2, true); }
     }
 
     [TestMethod]
