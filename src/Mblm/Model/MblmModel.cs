@@ -136,7 +136,19 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     /// count (1 ≤ length ≤ L); a row padded with the pad id up to the batch's length gives the same vector as the row alone.
     /// Needs at least two stages.
     /// </summary>
-    public Tensor PooledFeatures(Tensor ids, Tensor lengths)
+    public Tensor PooledFeatures(Tensor ids, Tensor lengths) => Pool(ids, lengths, null, withLoss: false).Pooled;
+
+    /// <summary>
+    /// <see cref="PooledFeatures"/> and the next-byte <see cref="Loss"/> of the same ids (loss mask as there) from one
+    /// forward pass: what a classifier trained with an auxiliary language-modelling term needs.
+    /// </summary>
+    public (Tensor Pooled, Tensor Loss) PooledFeaturesAndLoss(Tensor ids, Tensor lengths, Tensor? lossMask = null)
+    {
+        var (pooled, loss) = Pool(ids, lengths, lossMask, withLoss: true);
+        return (pooled, loss!);
+    }
+
+    private (Tensor Pooled, Tensor? Loss) Pool(Tensor ids, Tensor lengths, Tensor? lossMask, bool withLoss)
     {
         ids = CheckIds(ids, nameof(ids));
         using var scope = NewDisposeScope();
@@ -146,14 +158,18 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
         var bounds = stack(new[] { n.min(), n.max() }).cpu().data<long>().ToArray();
         if (bounds[0] < 1 || bounds[1] > length) throw new ArgumentOutOfRangeException(nameof(lengths), $"lengths must lie in [1, {length}], found [{bounds[0]}, {bounds[1]}]");
         if (Config.NumStages < 2) throw new NotSupportedException("pooled features need at least two stages (a global and a local one)");
-        var (local, _, global) = HiddenStatesOf(ids, keepGlobal: true);            // (B, L, D_n), (B, 1+K, D_0)
+        var (local, startHidden, global) = HiddenStatesOf(ids, keepGlobal: true);  // (B, L, D_n), (B, D_n), (B, 1+K, D_0)
         var valid = arange(length, device: Device).unsqueeze(0).lt(n.unsqueeze(1)).unsqueeze(-1);  // (B, L, 1)
         var mean = local.mul(valid).sum(1).div(n.unsqueeze(1).to(local.dtype));
         var max = local.masked_fill(valid.logical_not(), double.NegativeInfinity).amax(1);
         // Output j of stage 0 has read patches 0..j-1: the last patch with a byte of the row is ceil(n / Q) - 1.
         var last = n.add(Config.PatchSize - 1).floor_divide(Config.PatchSize);
         var g = global!.gather(1, last.view(batch, 1, 1).expand(batch, 1, global.size(2))).squeeze(1);
-        return cat(new[] { g, mean, max }, 1).MoveToOuterDisposeScope();
+        var pooled = cat(new[] { g, mean, max }, 1).MoveToOuterDisposeScope();
+        if (!withLoss) return (pooled, null);
+        var ce = TokenLosses(_toLogits.forward(local), _toLogits.forward(startHidden), ids, Config.PadTokenId);
+        var loss = ReduceLoss(ce, lossMask is null ? null : CheckMask(lossMask, ids));
+        return (pooled, loss.MoveToOuterDisposeScope());
     }
 
     // Hidden states of ids already checked by CheckIds.

@@ -2,8 +2,11 @@ using System.IO.MemoryMappedFiles;
 
 namespace Mblm.Training;
 
-/// <summary>One training sample: token ids and per-position loss weights (same length).</summary>
-public readonly record struct ByteSample(long[] Ids, float[] LossMask);
+/// <summary>One training sample: token ids and per-position loss weights (same length), and for classification its class.</summary>
+/// <param name="Ids">Token ids.</param>
+/// <param name="LossMask">Per-position weights of the next-byte loss.</param>
+/// <param name="Label">The 0-based class for a <see cref="ClassificationObjective"/>; -1 (none) otherwise.</param>
+public readonly record struct ByteSample(long[] Ids, float[] LossMask, int Label = -1);
 
 /// <summary>A source of training samples for the trainer; samples may have different lengths (batches are right-padded).</summary>
 public interface ISampleSource

@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Mblm.Model;
 using Mblm.Weights;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Mblm.Training;
@@ -19,6 +20,10 @@ public static class CheckpointStore
 {
     private const string TrainerFile = "trainer.json", WeightsFile = "weights.safetensors", OptimizerFile = "optimizer.safetensors", RngFile = "rng.bin";
     private static readonly string[] DataFiles = [WeightsFile, OptimizerFile, RngFile];
+    /// <summary>The head's weights (a <see cref="TrainingObjective.Head"/>), beside the model's in a checkpoint and in the output directory.</summary>
+    internal const string HeadFile = "head.safetensors";
+
+    private static string[] FilesOf(nn.Module? head) => head is null ? DataFiles : [.. DataFiles, HeadFile];
 
     /// <summary>Name of the checkpoint folder of <paramref name="step"/>.</summary>
     public static string FolderName(long step) => string.Create(CultureInfo.InvariantCulture, $"step-{step:D8}");
@@ -72,7 +77,7 @@ public static class CheckpointStore
         return removed;
     }
 
-    internal static void Save(string outputDirectory, long step, DataPosition position, MblmModel model, optim.Optimizer optimizer, JsonObject fingerprint)
+    internal static void Save(string outputDirectory, long step, DataPosition position, MblmModel model, nn.Module? head, optim.Optimizer optimizer, JsonObject fingerprint)
     {
         string root = Path.Combine(outputDirectory, "checkpoints");
         string final = Path.Combine(root, FolderName(step));
@@ -82,10 +87,11 @@ public static class CheckpointStore
         try
         {
             ModelWeights.Save(model, Path.Combine(temp, WeightsFile));
+            if (head is not null) ModelWeights.Save(head, Path.Combine(temp, HeadFile));
             OptimizerStateFile.Save(optimizer, Path.Combine(temp, OptimizerFile));
             using (var rng = get_rng_state()) File.WriteAllBytes(Path.Combine(temp, RngFile), rng.data<byte>().ToArray());
             var files = new JsonObject();
-            foreach (string f in DataFiles) files[f] = Describe(Path.Combine(temp, f));
+            foreach (string f in FilesOf(head)) files[f] = Describe(Path.Combine(temp, f));
             var meta = new JsonObject
             {
                 ["format"] = 2,
@@ -116,8 +122,8 @@ public static class CheckpointStore
     /// <see cref="CheckpointMismatchException"/>), each file's size and SHA-256, and the weights' names and shapes. Damage throws
     /// <see cref="MblmFormatException"/> (or the reader's own exception); the optimiser may then hold partial state.
     /// </summary>
-    internal static (long Step, DataPosition Position) Load(string folder, MblmModel model, optim.Optimizer optimizer, JsonObject fingerprint,
-        ICollection<string> notes)
+    internal static (long Step, DataPosition Position) Load(string folder, MblmModel model, nn.Module? head, optim.Optimizer optimizer,
+        IReadOnlyList<Parameter> parameters, JsonObject fingerprint, ICollection<string> notes)
     {
         string trainerPath = Path.Combine(folder, TrainerFile);
         JsonObject meta;
@@ -142,10 +148,11 @@ public static class CheckpointStore
         else notes.Add($"checkpoint '{folder}' has no run fingerprint (written by an older version): it is not checked against this run's settings");
 
         if (meta["files"] is JsonObject files)
-            foreach (string f in DataFiles) Verify(Path.Combine(folder, f), files[f], trainerPath);
+            foreach (string f in FilesOf(head)) Verify(Path.Combine(folder, f), files[f], trainerPath);
 
         string weightsPath = Path.Combine(folder, WeightsFile);
         var tensors = SafeTensors.Load(weightsPath);
+        Dictionary<string, Tensor>? headTensors = null;
         try
         {
             byte[] rngBytes = ReadBounded(Path.Combine(folder, RngFile), 1 << 20);
@@ -158,14 +165,21 @@ public static class CheckpointStore
                 throw new MblmFormatException(folder, "optimizer.bin",
                     "holds optimiser state in TorchSharp's unchecked binary format (checkpoints of an older version): it is not read; train afresh or from the weights (--init)");
             RequireWrittenByTheTrainer(tensors, model, weightsPath);
-            OptimizerStateFile.Load(optimizer, model.parameters().ToList(), optimizerPath);
+            if (head is not null)
+            {
+                headTensors = SafeTensors.Load(Path.Combine(folder, HeadFile));
+                RequireWrittenByTheTrainer(headTensors, head, Path.Combine(folder, HeadFile));
+            }
+            OptimizerStateFile.Load(optimizer, parameters, optimizerPath);
             ModelWeights.Load(model, tensors, weightsPath); // checks every name and shape before copying anything
+            if (head is not null) ModelWeights.Load(head, headTensors!, Path.Combine(folder, HeadFile));
             using var rng = tensor(rngBytes);
             set_rng_state(rng);
         }
         finally
         {
             foreach (var t in tensors.Values) t.Dispose();
+            if (headTensors is not null) foreach (var t in headTensors.Values) t.Dispose();
         }
         return (step, new DataPosition((int)epoch, index));
     }
@@ -191,7 +205,7 @@ public static class CheckpointStore
     // The trainer writes each weight in the model's own dtype, and only finite values (non-finite losses are skipped, never
     // stepped on). A tensor of another dtype, or one holding NaN or ±Inf, is damage (its hashes may have been updated to
     // match): refused here, so the resume takes the previous checkpoint instead of training on into non-finite losses.
-    private static void RequireWrittenByTheTrainer(IReadOnlyDictionary<string, Tensor> tensors, MblmModel model, string path)
+    private static void RequireWrittenByTheTrainer(IReadOnlyDictionary<string, Tensor> tensors, nn.Module model, string path)
     {
         var state = model.state_dict();
         foreach (var (name, value) in tensors)

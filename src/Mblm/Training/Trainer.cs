@@ -19,11 +19,15 @@ public sealed class Trainer
     /// <summary>The options (immutable).</summary>
     public TrainerOptions Options { get; }
 
-    /// <summary>Creates a trainer for <paramref name="model"/>.</summary>
-    public Trainer(MblmModel model, TrainerOptions options)
+    /// <summary>What is minimised: <see cref="TrainingObjective.NextByte"/> unless given.</summary>
+    public TrainingObjective Objective { get; }
+
+    /// <summary>Creates a trainer for <paramref name="model"/> (and the objective's head, trained with it).</summary>
+    public Trainer(MblmModel model, TrainerOptions options, TrainingObjective? objective = null)
     {
         _model = model;
         Options = options.Validate();
+        Objective = objective ?? TrainingObjective.NextByte;
     }
 
     /// <summary>
@@ -40,7 +44,7 @@ public sealed class Trainer
     public TrainingResult Train(ISampleSource train, ISampleSource? validation = null, IProgress<TrainingProgress>? progress = null,
         bool resume = false, CancellationToken cancellationToken = default)
     {
-        using var run = new Run(_model, Options, resume, progress);
+        using var run = new Run(_model, Options, Objective, resume, progress);
         return run.Execute(train, validation, progress, cancellationToken);
     }
 
@@ -50,7 +54,9 @@ public sealed class Trainer
     {
         private readonly MblmModel _model;
         private readonly TrainerOptions _o;
-        private readonly List<TorchSharp.Modules.Parameter> _parameters;
+        private readonly TrainingObjective _objective;
+        private readonly nn.Module? _head;
+        private readonly List<TorchSharp.Modules.Parameter> _parameters; // the model's, then the head's
         private optim.Optimizer _optimizer;
         private readonly LearningRateSchedule _schedule;
         private readonly long? _resumedFrom;
@@ -61,14 +67,15 @@ public sealed class Trainer
         private DataPosition _position = new(0, 0);
         private long _step;
 
-        public Run(MblmModel model, TrainerOptions o, bool resume, IProgress<TrainingProgress>? progress)
+        public Run(MblmModel model, TrainerOptions o, TrainingObjective objective, bool resume, IProgress<TrainingProgress>? progress)
         {
-            (_model, _o) = (model, o);
+            (_model, _o, _objective, _head) = (model, o, objective, objective.Head);
             if (o.Threads is int threads) set_num_threads(threads);
-            _parameters = model.parameters().ToList();
+            _parameters = [.. model.parameters(), .. _head?.parameters() ?? []];
             _optimizer = NewOptimizer();
             _schedule = o.LearningRates;
             _fingerprint = RunFingerprint.Of(model.Config, o);
+            if (objective.Fingerprint is { } objectiveFingerprint) _fingerprint["objective"] = objectiveFingerprint;
             if (o.OutputDirectory is not null)
             {
                 Directory.CreateDirectory(o.OutputDirectory);
@@ -85,6 +92,7 @@ public sealed class Trainer
                 manual_seed(o.Seed);
             }
             model.train();
+            _head?.train();
             if (o.Bf16)
             {
                 // Building the copy draws initial weights; keep the RNG stream as it was so runs and resumes stay identical.
@@ -118,7 +126,7 @@ public sealed class Trainer
                 var notes = new List<string>();
                 try
                 {
-                    (_step, _position) = CheckpointStore.Load(folder, _model, _optimizer, _fingerprint, notes);
+                    (_step, _position) = CheckpointStore.Load(folder, _model, _head, _optimizer, _parameters, _fingerprint, notes);
                     foreach (string note in notes) Warn(progress, note);
                     if (skipped is not null) Warn(progress, $"resuming from the previous complete checkpoint '{folder}' (step {_step})");
                     return _step;
@@ -155,13 +163,17 @@ public sealed class Trainer
             double? lastValidation = null;
             int nonFinite = 0;
             long savedStep = _resumedFrom ?? -1;
+            (long Step, double Value) best = (-1, double.PositiveInfinity);
+            int sinceBest = 0;
+            bool stoppedEarly = false;
+            Dictionary<string, Tensor>? bestState = null;
             while (_step < o.Steps)
             {
                 if (cancellationToken.IsCancellationRequested)
                 {
                     // Stopped between steps: the steps taken since the last checkpoint are kept, so a resume continues here.
                     if (o.OutputDirectory is not null && _step > 0 && _step != savedStep)
-                        CheckpointStore.Save(o.OutputDirectory, _step, _position, _model, _optimizer, _fingerprint);
+                        CheckpointStore.Save(o.OutputDirectory, _step, _position, _model, _head, _optimizer, _fingerprint);
                     cancellationToken.ThrowIfCancellationRequested();
                 }
                 double lr = _schedule.At(_step);
@@ -186,20 +198,69 @@ public sealed class Trainer
                 var eta = TimeSpan.FromSeconds(seconds / stepsThisRun * (o.Steps - _step));
                 bool validate = validation is not null && (_step == o.Steps || (o.ValidateEvery > 0 && _step % o.ValidateEvery == 0));
                 if (validate)
-                    lastValidation = Evaluator.Evaluate(_model, validation!, o.BatchSize, o.MaxValidationSamples).BitsPerByte;
-                progress?.Report(new TrainingProgress(_step, o.Steps, lossValue, lr, bytesSeen / Math.Max(seconds, 1e-9), eta, validate ? lastValidation : null));
+                {
+                    lastValidation = _objective.Validate(_model, validation!, o.BatchSize, o.MaxValidationSamples);
+                    if (lastValidation < best.Value || best.Step < 0)
+                    {
+                        (best, sinceBest) = ((_step, lastValidation.Value), 0);
+                        if (o.RestoreBestWeights) Remember(ref bestState);
+                    }
+                    else sinceBest++;
+                }
+                bool bitsPerByte = _objective.ValidatesBitsPerByte;
+                progress?.Report(new TrainingProgress(_step, o.Steps, lossValue, lr, bytesSeen / Math.Max(seconds, 1e-9), eta,
+                    validate && bitsPerByte ? lastValidation : null, null, validate && !bitsPerByte ? lastValidation : null));
 
                 // Warm-up–stable–decay also checkpoints where the decay starts: a longer run continues from there.
                 bool decayStart = o.Schedule == LearningRateScheduleKind.WarmupStableDecay && _step == _schedule.DecayStart;
                 if (o.OutputDirectory is not null && ((o.CheckpointEvery > 0 && _step % o.CheckpointEvery == 0) || _step == o.Steps || decayStart))
                 {
-                    CheckpointStore.Save(o.OutputDirectory, _step, _position, _model, _optimizer, _fingerprint);
+                    CheckpointStore.Save(o.OutputDirectory, _step, _position, _model, _head, _optimizer, _fingerprint);
                     savedStep = _step;
                 }
+                if (validate && o.EarlyStoppingPatience > 0 && sinceBest >= o.EarlyStoppingPatience && _step < o.Steps)
+                {
+                    stoppedEarly = true;
+                    progress?.Report(new TrainingProgress(_step, o.Steps, lossValue, lr, 0, TimeSpan.Zero, null,
+                        $"stopped early at step {_step}: {sinceBest} validations without improving on step {best.Step}'s"));
+                    break;
+                }
+            }
+            long? bestStep = null;
+            if (bestState is not null)
+            {
+                Restore(bestState);
+                (bestStep, lastValidation) = (best.Step, best.Value);
             }
             if (o.OutputDirectory is not null)
+            {
                 ModelWeights.Save(_model, Path.Combine(o.OutputDirectory, "weights.safetensors"));
-            return new TrainingResult(_step, lastLoss, lastValidation, _resumedFrom) { Warnings = _warnings.ToList() };
+                if (_head is not null) ModelWeights.Save(_head, Path.Combine(o.OutputDirectory, CheckpointStore.HeadFile));
+            }
+            bool bpb = _objective.ValidatesBitsPerByte;
+            return new TrainingResult(_step, lastLoss, bpb ? lastValidation : null, _resumedFrom)
+            {
+                Warnings = _warnings.ToList(), ValidationLoss = bpb ? null : lastValidation, BestStep = bestStep, StoppedEarly = stoppedEarly,
+            };
+        }
+
+        // A copy of the model's (and head's) state, on the device, outside any dispose scope.
+        private void Remember(ref Dictionary<string, Tensor>? state)
+        {
+            if (state is not null) foreach (var t in state.Values) t.Dispose();
+            state = [];
+            using var noGrad = no_grad();
+            foreach (var (name, value) in _model.state_dict()) state["model." + name] = value.detach().clone().DetachFromDisposeScope();
+            if (_head is not null)
+                foreach (var (name, value) in _head.state_dict()) state["head." + name] = value.detach().clone().DetachFromDisposeScope();
+        }
+
+        private void Restore(Dictionary<string, Tensor> state)
+        {
+            using var noGrad = no_grad();
+            foreach (var (name, value) in _model.state_dict()) value.copy_(state["model." + name]);
+            if (_head is not null) foreach (var (name, value) in _head.state_dict()) value.copy_(state["head." + name]);
+            foreach (var t in state.Values) t.Dispose();
         }
 
         // Zeroes gradients, runs the step's micro-batches forward and backward; returns the mean loss and the bytes seen.
@@ -210,7 +271,7 @@ public sealed class Trainer
             {
                 using var noGrad = no_grad();
                 _working.zero_grad();
-                for (int i = 0; i < _parameters.Count; i++) _workingParameters![i].copy_(_parameters[i]);
+                for (int i = 0; i < _workingParameters!.Count; i++) _workingParameters[i].copy_(_parameters[i]);
             }
             using var scope = NewDisposeScope();
             long bytes = 0;
@@ -220,7 +281,7 @@ public sealed class Trainer
                 var samples = new List<ByteSample>();
                 while (samples.Count < _o.BatchSize) samples.Add(order.Next(ref _position));
                 var (ids, mask) = Batching.Collate(samples, _model.Config.PadTokenId, _model.Device);
-                var loss = (_working ?? _model).Loss(ids, mask).to_type(ScalarType.Float32);
+                var loss = _objective.Loss(_working ?? _model, samples, ids, mask).to_type(ScalarType.Float32);
                 (loss / _o.GradientAccumulation).backward();
                 total = total + loss.detach();
                 bytes += samples.Sum(s => (long)s.Ids.Length);
@@ -234,8 +295,8 @@ public sealed class Trainer
             if (_working is not null)
                 using (no_grad())
                 using (NewDisposeScope())
-                    for (int i = 0; i < _parameters.Count; i++)
-                        if (_workingParameters![i].grad is { } g) _parameters[i].grad = g.to_type(ScalarType.Float32);
+                    for (int i = 0; i < _workingParameters!.Count; i++)   // the head (after the model's) trains in fp32 directly
+                        if (_workingParameters[i].grad is { } g) _parameters[i].grad = g.to_type(ScalarType.Float32);
             if (_o.GradientClipping is double clip) nn.utils.clip_grad_norm_(_parameters, clip);
             _optimizer.step();
         }

@@ -64,6 +64,18 @@ public sealed record TrainerOptions
     /// </summary>
     public int? Threads { get; init; }
 
+    /// <summary>
+    /// Stop after this many validations in a row without a better validation figure (0 = never stop early). Needs a
+    /// validation set and <see cref="ValidateEvery"/>.
+    /// </summary>
+    public int EarlyStoppingPatience { get; init; }
+
+    /// <summary>
+    /// With a validation set: keep (in memory) the weights of the best validation and restore them when training ends, so
+    /// the model returned is the best one seen (after a resume, the best since the resume).
+    /// </summary>
+    public bool RestoreBestWeights { get; init; }
+
     /// <summary>Non-finite losses in a row after which training stops with an error (each is skipped with a warning).</summary>
     public int MaxConsecutiveNonFinite { get; init; } = 5;
 
@@ -77,6 +89,7 @@ public sealed record TrainerOptions
     public TrainerOptions Validate()
     {
         if (Steps <= 0) throw new ArgumentException($"Steps must be positive, got {Steps}", nameof(Steps));
+        if (EarlyStoppingPatience < 0) throw new ArgumentException($"EarlyStoppingPatience must be ≥ 0, got {EarlyStoppingPatience}", nameof(EarlyStoppingPatience));
         if (BatchSize <= 0) throw new ArgumentException($"BatchSize must be positive, got {BatchSize}", nameof(BatchSize));
         if (!(LearningRate > 0) || !double.IsFinite(LearningRate)) throw new ArgumentException($"LearningRate must be positive and finite, got {LearningRate}", nameof(LearningRate));
         if (GradientAccumulation <= 0) throw new ArgumentException("GradientAccumulation must be positive", nameof(GradientAccumulation));
@@ -100,8 +113,9 @@ public sealed record TrainerOptions
 /// <param name="Eta">Estimated time to the last step.</param>
 /// <param name="ValidationBitsPerByte">Validation bits per byte when this report follows a validation.</param>
 /// <param name="Warning">A skipped step's reason, when the step was skipped.</param>
+/// <param name="ValidationLoss">Validation class cross-entropy (nats) when this report follows a classification validation.</param>
 public sealed record TrainingProgress(long Step, long TotalSteps, double Loss, double LearningRate, double BytesPerSecond, TimeSpan Eta,
-    double? ValidationBitsPerByte = null, string? Warning = null);
+    double? ValidationBitsPerByte = null, string? Warning = null, double? ValidationLoss = null);
 
 /// <summary>Outcome of <see cref="Trainer.Train"/>.</summary>
 /// <param name="Steps">Optimiser steps completed (including those before a resume).</param>
@@ -112,4 +126,13 @@ public sealed record TrainingResult(long Steps, double FinalLoss, double? Valida
 {
     /// <summary>Warnings of the run (also reported through the progress callback): damaged checkpoints skipped, leftovers removed, …</summary>
     public IReadOnlyList<string> Warnings { get; init; } = [];
+
+    /// <summary>The last validation class cross-entropy (nats) of a classification run, or of its best step when the best weights were restored.</summary>
+    public double? ValidationLoss { get; init; }
+
+    /// <summary>The step whose weights the model holds when <see cref="TrainerOptions.RestoreBestWeights"/> restored them; else null.</summary>
+    public long? BestStep { get; init; }
+
+    /// <summary>Whether training stopped early (<see cref="TrainerOptions.EarlyStoppingPatience"/>) before <see cref="Steps"/> reached the planned steps.</summary>
+    public bool StoppedEarly { get; init; }
 }

@@ -1,0 +1,162 @@
+using Mblm.Config;
+using Mblm.Inference;
+using Mblm.Model;
+using Mblm.Training;
+using static Mblm.Tests.TestData;
+using static TorchSharp.torch;
+
+namespace Mblm.Tests;
+
+/// <summary>
+/// The classification objective through the one trainer: a pooled head learns a task, resumes exactly from checkpoints
+/// (head and optimiser included), stops early and restores its best weights; scoring is batch-invariant.
+/// </summary>
+[TestClass]
+public sealed class ClassificationObjectiveTests
+{
+    private static MblmConfig Config => Cfg([16, 8], [4, 4], [T(pos: PosEmbType.None), T()]);
+
+    // Class 1 rows hold a 'z' somewhere; class 0 rows do not. Lengths 3..14, so padding and partial patches occur.
+    private static List<ByteSample> Rows(int count, int seed, bool flip = false)
+    {
+        var rng = new Random(seed);
+        var rows = new List<ByteSample>();
+        for (int i = 0; i < count; i++)
+        {
+            int label = i % 2, length = rng.Next(3, 15);
+            var ids = Enumerable.Range(0, length).Select(_ => (long)rng.Next('a', 'y')).ToArray();
+            if (label == 1) ids[rng.Next(length)] = 'z';
+            rows.Add(new ByteSample(ids, Enumerable.Repeat(1f, length).ToArray(), flip ? 1 - label : label));
+        }
+        return rows;
+    }
+
+    private sealed class Source(List<ByteSample> rows) : ISampleSource
+    {
+        public long Count(int epoch) => rows.Count;
+        public ByteSample Get(int epoch, long index) => rows[(int)index];
+    }
+
+    private static (MblmModel Model, PooledClassifierHead Head) New(int seed)
+    {
+        var model = RandomModel(Config, seed);
+        manual_seed(seed + 100);
+        return (model, new PooledClassifierHead(model.PooledWidth, 2, dropout: 0.1));
+    }
+
+    private static double Accuracy(MblmModel model, PooledClassifierHead head, List<ByteSample> rows)
+    {
+        var p = PooledClassScorer.Probabilities(model, head, rows.Select(r => r.Ids).ToList(), batchSize: 7);
+        return rows.Select((r, i) => (p[i][1] > p[i][0] ? 1 : 0) == r.Label ? 1.0 : 0.0).Average();
+    }
+
+    [TestMethod]
+    public void APooledHead_LearnsATaskTheUntrainedModelCannot()
+    {
+        var (model, head) = New(seed: 1);
+        using (model) using (head)
+        {
+            var test = Rows(200, seed: 99);
+            double before = Accuracy(model, head, test);
+            var objective = new ClassificationObjective(head, labelSmoothing: 0.05, nextByteWeight: 0.1);
+            var result = new Trainer(model, new TrainerOptions { Steps = 300, BatchSize = 16, LearningRate = 5e-3, Seed = 1, Shuffle = true }, objective)
+                .Train(new Source(Rows(400, seed: 2)));
+            double after = Accuracy(model, head, test);
+            Assert.IsTrue(after >= 0.9 && after > before + 0.2, $"accuracy {before:F3} → {after:F3}, loss {result.FinalLoss:F4}");
+        }
+    }
+
+    [TestMethod]
+    public void PooledFeaturesAndLoss_EqualPooledFeaturesAndLoss()
+    {
+        using var model = RandomModel(Config, seed: 3);
+        using var scope = NewDisposeScope();
+        var rows = Rows(4, seed: 5);
+        var (ids, mask) = Batching.Collate(rows, Config.PadTokenId, model.Device);
+        var lengths = tensor(rows.Select(r => (long)r.Ids.Length).ToArray());
+        using var eval = model.EvalMode();
+        var (pooled, loss) = model.PooledFeaturesAndLoss(ids, lengths, mask);
+        Assert.IsTrue((pooled - model.PooledFeatures(ids, lengths)).abs().max().item<float>() < 1e-6);
+        Assert.AreEqual(model.Loss(ids, mask).item<float>(), loss.item<float>(), 1e-6);
+    }
+
+    [TestMethod]
+    public void Scoring_DoesNotDependOnTheOtherRowsOfABatch_AndKeepsTheInputOrder()
+    {
+        var (model, head) = New(seed: 4);
+        using (model) using (head)
+        {
+            var rows = Rows(9, seed: 6).Select(r => r.Ids).ToList();
+            var together = PooledClassScorer.Probabilities(model, head, rows, batchSize: 4);
+            for (int i = 0; i < rows.Count; i++)
+            {
+                var alone = PooledClassScorer.Probabilities(model, head, [rows[i]], batchSize: 1)[0];
+                for (int k = 0; k < 2; k++) Assert.AreEqual(alone[k], together[i][k], 1e-5, $"row {i} class {k}");
+                Assert.AreEqual(1.0, together[i].Sum(), 1e-5);
+            }
+            Assert.IsTrue(head.training, "scoring leaves the head's mode as it was");
+            var features = PooledClassScorer.Features(model, rows, batchSize: 4);
+            Assert.AreEqual(model.PooledWidth, features[0].Length);
+        }
+    }
+
+    [TestMethod]
+    public void KilledAndResumed_EqualsStraight()
+    {
+        string straightDir = Path.Combine(Path.GetTempPath(), $"mblm-cls-{Guid.NewGuid():N}"), resumedDir = straightDir + "-r";
+        var data = new Source(Rows(60, seed: 7));
+        var options = new TrainerOptions { Steps = 6, BatchSize = 5, LearningRate = 3e-3, Seed = 3, Shuffle = true, CheckpointEvery = 3, AdamW = true };
+        try
+        {
+            var (a, headA) = New(seed: 8);
+            var (b, headB) = New(seed: 8);
+            using (a) using (headA) using (b) using (headB)
+            {
+                new Trainer(a, options with { OutputDirectory = straightDir }, new ClassificationObjective(headA, 0.1, 0.2)).Train(data);
+                using (var cts = new CancellationTokenSource())
+                    Assert.ThrowsExactly<OperationCanceledException>(() => new Trainer(b, options with { OutputDirectory = resumedDir }, new ClassificationObjective(headB, 0.1, 0.2))
+                        .Train(data, progress: new TrainingTests.SyncProgress(p => { if (p.Step == 3) cts.Cancel(); }), cancellationToken: cts.Token));
+                var (c, headC) = New(seed: 9);
+                using (c) using (headC)
+                {
+                    var result = new Trainer(c, options with { OutputDirectory = resumedDir }, new ClassificationObjective(headC, 0.1, 0.2)).Train(data, resume: true);
+                    Assert.AreEqual(3L, result.ResumedFromStep);
+                    foreach (var (name, t) in a.state_dict()) Assert.IsTrue(t.eq(c.state_dict()[name]).all().item<bool>(), $"model {name}");
+                    foreach (var (name, t) in headA.state_dict()) Assert.IsTrue(t.eq(headC.state_dict()[name]).all().item<bool>(), $"head {name}");
+                    Assert.IsTrue(File.Exists(Path.Combine(resumedDir, "head.safetensors")));
+                    // A head of another size is another run: its checkpoints are refused.
+                    using var other = new PooledClassifierHead(c.PooledWidth, 3, 0.1);
+                    Assert.ThrowsExactly<CheckpointMismatchException>(() =>
+                        new Trainer(c, options with { OutputDirectory = resumedDir }, new ClassificationObjective(other, 0.1, 0.2)).Train(data, resume: true));
+                }
+            }
+        }
+        finally
+        {
+            foreach (var d in new[] { straightDir, resumedDir }) if (Directory.Exists(d)) Directory.Delete(d, true);
+        }
+    }
+
+    [TestMethod]
+    public void EarlyStopping_StopsWhenValidationWorsens_AndRestoresTheBestWeights()
+    {
+        var (model, head) = New(seed: 10);
+        using (model) using (head)
+        {
+            // The validation rows carry the opposite labels: the better the model learns, the worse it validates.
+            var validation = new Source(Rows(40, seed: 12, flip: true));
+            var options = new TrainerOptions
+            {
+                Steps = 400, BatchSize = 16, LearningRate = 3e-3, Seed = 1, Shuffle = true, ValidateEvery = 10, EarlyStoppingPatience = 3, RestoreBestWeights = true,
+            };
+            var objective = new ClassificationObjective(head);
+            var result = new Trainer(model, options, objective).Train(new Source(Rows(400, seed: 11)), validation);
+            Assert.IsTrue(result.StoppedEarly, $"ran {result.Steps} steps");
+            Assert.IsTrue(result.Steps < 400);
+            Assert.IsNotNull(result.BestStep);
+            Assert.AreEqual(result.Steps - 30, result.BestStep, "three validations after the best");
+            Assert.IsNull(result.ValidationBitsPerByte);
+            Assert.AreEqual(result.ValidationLoss!.Value, objective.Validate(model, validation, 16, null), 1e-6, "the restored weights give the best validation");
+        }
+    }
+}
