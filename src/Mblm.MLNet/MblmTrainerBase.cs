@@ -100,8 +100,14 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
                     ch.Info(MessageSensitivity.None, $"{_logPrefix}: starting from the pretrained model: {Pretraining.MblmPretrained.LoadInto(model, pretrained)}");
                 InitializeModel(model, ch);
                 model.to(device);
+                using var objective = CreateObjective(o, model, data);
+                objective.Head?.to(device);
                 var trainer = new Trainer(model, new TrainerOptions
                 {
+                    AdamW = o.OptimizerWeightDecay is not null,
+                    WeightDecay = o.OptimizerWeightDecay ?? 0,
+                    EarlyStoppingPatience = data.Validation is null ? 0 : o.EarlyStoppingEpochs,
+                    RestoreBestWeights = data.Validation is not null,
                     Steps = steps,
                     BatchSize = o.BatchSize,
                     LearningRate = o.LearningRate,
@@ -117,7 +123,7 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
                     OutputDirectory = o.CheckpointDirectory,
                     CheckpointEvery = o.CheckpointEvery > 0 ? o.CheckpointEvery : stepsPerEpoch,
                     Data = o.CheckpointDirectory is null ? null : DataFingerprint.Of(data.Train),
-                });
+                }, objective.Objective);
                 using var cancellation = HostCancellation.Watching(_host, Cancellation);
                 TrainingResult result;
                 try
@@ -134,9 +140,14 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
                 if (result.ResumedFromStep is long from)
                     ch.Info(MessageSensitivity.None, $"{_logPrefix}: resumed from the checkpoint of step {from} in '{o.CheckpointDirectory}'");
                 ch.Info(MessageSensitivity.None, $"{_logPrefix}: trained {result.Steps} steps, final {_lossName} {result.FinalLoss:F4} nats" +
-                        (result.ValidationBitsPerByte is double v ? $", validation {v:F4} bits per byte" : ""));
-                var summary = new TrainingSummary(result.Steps, result.FinalLoss, result.ValidationBitsPerByte, data.TrainingBytes, seed);
-                var transformer = CreateTransformer(o, model, summary, data);
+                        (result.ValidationBitsPerByte is double v ? $", validation {v:F4} bits per byte" : "") +
+                        (result.ValidationLoss is double c ? $", validation class loss {c:F4} nats" : "") +
+                        (result.StoppedEarly ? " (stopped early)" : "") + (result.BestStep is long b ? $"; kept the weights of step {b}, the best validation" : ""));
+                var summary = new TrainingSummary(result.Steps, result.FinalLoss, result.ValidationBitsPerByte, data.TrainingBytes, seed)
+                {
+                    ValidationLoss = result.ValidationLoss, BestStep = result.BestStep,
+                };
+                var transformer = CreateTransformer(o, model, objective.Take(), summary, data);
                 (transformer as IMblmStage)?.AttachHost(_host);
                 return transformer;
             }
@@ -220,15 +231,21 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
         return data;
     }
 
+    /// <summary>
+    /// Hook: what training minimises (and the head it trains, which the transformer then owns); default: next-byte
+    /// prediction. Called after <see cref="InitializeModel"/>, inside the fit's seeded section.
+    /// </summary>
+    private protected virtual FitObjective CreateObjective(TOptions options, MblmModel model, TrainingSet data) => new(TrainingObjective.NextByte, null);
+
     /// <summary>Hook: sets the fresh model's weights before training (e.g. knowledge transfer); default: nothing.</summary>
     private protected virtual void InitializeModel(MblmModel model, IChannel ch) { }
 
     /// <summary>
-    /// Hook: the transformer that owns the trained <paramref name="model"/> (in eval mode from then on);
-    /// <paramref name="options"/> are the estimator's options with the concrete <see cref="MblmTrainingOptions.ModelConfig"/>
-    /// the model was built from.
+    /// Hook: the transformer that owns the trained <paramref name="model"/> (in eval mode from then on) and the objective's
+    /// trained <paramref name="head"/> (null for next-byte training); <paramref name="options"/> are the estimator's options
+    /// with the concrete <see cref="MblmTrainingOptions.ModelConfig"/> the model was built from.
     /// </summary>
-    private protected abstract TTransformer CreateTransformer(TOptions options, MblmModel model, TrainingSummary summary, TrainingSet data);
+    private protected abstract TTransformer CreateTransformer(TOptions options, MblmModel model, PooledClassifierHead? head, TrainingSummary summary, TrainingSet data);
 }
 
 /// <summary>What an estimator trains on, as its <c>Prepare</c> hook reads it.</summary>
@@ -246,6 +263,26 @@ internal record TrainingSet(ISampleSource Train, long TrainingBytes, string Desc
     public long LongestRow { get; init; }
     /// <summary>What to do when a sample is longer than the context (ends the error message), e.g. "make images smaller …".</summary>
     public string TooLongHint { get; init; } = "set ModelConfig to a config with a longer context (more seq_lens[0] patches)";
+}
+
+/// <summary>A fit's objective and the head it trains; disposes the head unless <see cref="Take"/> handed it on.</summary>
+internal sealed class FitObjective(TrainingObjective objective, PooledClassifierHead? head) : IDisposable
+{
+    private PooledClassifierHead? _head = head;
+
+    public TrainingObjective Objective => objective;
+
+    public nn.Module? Head => _head;
+
+    /// <summary>The head, now owned by the caller.</summary>
+    public PooledClassifierHead? Take()
+    {
+        var head = _head;
+        _head = null;
+        return head;
+    }
+
+    public void Dispose() => _head?.Dispose();
 }
 
 /// <summary>Samples held in memory.</summary>

@@ -171,6 +171,12 @@ public abstract record MblmTrainingOptions
         CheckTask();
     }
 
+    /// <summary>AdamW's weight decay for this estimator's training, or null for Adam (the reference's optimiser).</summary>
+    internal virtual double? OptimizerWeightDecay => null;
+
+    /// <summary>Validations (one per epoch) without improvement after which training stops; 0: never.</summary>
+    internal virtual int EarlyStoppingEpochs => 0;
+
     /// <summary>Hook: checks the estimator's own options (columns, vocabulary rule, task settings) with <see cref="Check(bool, string, string)"/>.</summary>
     private protected abstract void CheckTask();
 

@@ -28,14 +28,21 @@ public abstract class MblmTransformerBase<TOptions> : ITransformer, IDisposable,
     private readonly MblmModel _model;
     private bool _disposed;
 
-    private protected MblmTransformerBase(TOptions options, MblmModel model, TrainingSummary training)
+    private readonly PooledClassifierHead? _head;
+
+    private protected MblmTransformerBase(TOptions options, MblmModel model, TrainingSummary training, PooledClassifierHead? head = null)
     {
         if (options.ModelConfig is null) throw new ArgumentException("a fitted stage needs its concrete model config", nameof(options));
         Options = (TOptions)options.Settings();
         Training = training;
         _model = model;
         _model.eval();
+        _head = head;
+        _head?.eval();
     }
+
+    /// <summary>The classification head a pooled-head classifier owns with its model (saved as <c>head.safetensors</c>), or null.</summary>
+    private protected PooledClassifierHead? Head => _head;
 
     // The ML.NET environment the stage was fitted or loaded in: when it is cancelled (MLContext.CancelExecution), a batch
     // Transform stops at its next batch with OperationCanceledException.
@@ -119,6 +126,7 @@ public abstract class MblmTransformerBase<TOptions> : ITransformer, IDisposable,
             if (_disposed) return;
             _disposed = true;
             _model.Dispose();
+            _head?.Dispose();
         }
         finally
         {
@@ -144,7 +152,12 @@ public abstract class MblmTransformerBase<TOptions> : ITransformer, IDisposable,
         WriteFields(stage);
         stage["training"] = StageWriter.ToNode(Training);
         writer.WriteJson(StageEntries.Stage, stage);
-        WithModel(model => { writer.WriteModel(ModelConfig, model); return 0; });
+        WithModel(model =>
+        {
+            writer.WriteModel(ModelConfig, model);
+            if (_head is not null) writer.WriteHead(_head);
+            return 0;
+        });
     }
 
     /// <summary>Hook: adds what the stage knows besides its options to <c>stage.json</c> (e.g. the answers); default: nothing.</summary>

@@ -86,6 +86,39 @@ MblmConfig Tiny(int numTokens, int globalLength) => new MblmConfig
     Console.WriteLine($"{path}: {new FileInfo(path).Length} bytes");
 }
 
+// (c) A text classifier: MapValueToKey -> MBLM text classifier -> MapKeyToValue. The committed v1-text-classifier files
+// were written by this section at commit 08bbcb0, whose text classifier had one objective (label likelihood, stage
+// layout 1); run today it writes the current layout.
+{
+    var ml = new MLContext(seed: 3);
+    string[] kinds = ["greeting", "number", "code"];
+    string RowText(int i) => (i % 3) switch
+    {
+        0 => $"hello there friend number {i}, good morning",
+        1 => $"{i * 7919 % 10007} {i * 31 % 97} {i}",
+        _ => $"int x{i} = y + {i}; return x{i};",
+    };
+    var rows = Enumerable.Range(0, 36).Select(i => new TextKindRow { Text = RowText(i), Kind = kinds[i % 3] }).ToList();
+    var train = ml.Data.LoadFromEnumerable(rows);
+    var pipeline = ml.Transforms.Conversion.MapValueToKey("Label", "Kind")
+        .Append(ml.Mblm().TextClassifier(new Mblm.MLNet.Text.MblmTextClassifierTrainer.Options
+        {
+            ModelConfig = Tiny(260, 16), MaxSteps = 20, BatchSize = 8, LearningRate = 5e-3, ScoringBatchSize = 4,
+        }))
+        .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedKind", "PredictedLabel"));
+    using var model = pipeline.Fit(train);
+    string path = Path.Combine(dir, $"{Prefix}-text-classifier.zip");
+    ml.Mblm().SaveModel(model, train.Schema, path);
+
+    string[] inputs = ["hello there friend", "4242 17 9", "int q = y + 1; return q;", ""];
+    var scored = model.Transform(ml.Data.LoadFromEnumerable(inputs.Select(t => new TextKindRow { Text = t, Kind = "code" })));
+    var scores = scored.GetColumn<float[]>("Score").ToArray();
+    var predicted = scored.GetColumn<string>("PredictedKind").ToArray();
+    var expected = new TextClassifierFixture(1, inputs.Select((t, i) => new TextClassifierRow(t, scores[i], predicted[i])).ToList());
+    File.WriteAllText(Path.Combine(dir, $"{Prefix}-text-classifier.json"), JsonSerializer.Serialize(expected, json));
+    Console.WriteLine($"{path}: {new FileInfo(path).Length} bytes");
+}
+
 internal sealed class TextRow
 {
     public string Text { get; set; } = "";
@@ -98,3 +131,13 @@ internal sealed record LanguageModelFixture(int FormatVersion, List<LanguageMode
 internal sealed record AnswerClassifierRow(string ImagePng, string Question, string Answer, float[] Score, string PredictedAnswer);
 
 internal sealed record AnswerClassifierFixture(int FormatVersion, List<AnswerClassifierRow> Rows);
+
+internal sealed class TextKindRow
+{
+    public string Text { get; set; } = "";
+    public string Kind { get; set; } = "";
+}
+
+internal sealed record TextClassifierRow(string Text, float[] Score, string PredictedKind);
+
+internal sealed record TextClassifierFixture(int FormatVersion, List<TextClassifierRow> Rows);

@@ -178,7 +178,8 @@ public sealed class MblmLanguageModelTrainer : MblmTrainerBase<MblmLanguageModel
         { Validation = validation, LongestSample = d.LongestSample, LongestRow = d.LongestRow };
     }
 
-    private protected override MblmLanguageModelTransformer CreateTransformer(Options options, MblmModel model, TrainingSummary summary, TrainingSet data) =>
+    private protected override MblmLanguageModelTransformer CreateTransformer(Options options, MblmModel model, PooledClassifierHead? head, TrainingSummary summary,
+        TrainingSet data) =>
         new(options, model, summary);
 
     // The rows as read, before they are cut into windows.

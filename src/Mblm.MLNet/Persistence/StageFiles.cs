@@ -49,6 +49,7 @@ internal static class StageEntries
     public const string Stage = "stage.json";
     public const string Config = "model.json";
     public const string Weights = PipelineArchive.WeightsEntry;
+    public const string Head = "head.safetensors";
 
     /// <summary>
     /// Options as stored in <c>stage.json</c>: the options record itself, camelCase, enums as names, nulls written out, minus
@@ -95,6 +96,10 @@ internal sealed class StageWriter(PipelineWriter file, string folder)
         file.WriteText(folder + StageEntries.Config, ConfigWriter.ToJson(config));
         file.Write(folder + StageEntries.Weights, CompressionLevel.NoCompression, s => SafeTensors.Save(model.state_dict(), s));
     }
+
+    /// <summary>Writes a pooled classifier head's weights (<c>head.safetensors</c>).</summary>
+    public void WriteHead(PooledClassifierHead head) =>
+        file.Write(folder + StageEntries.Head, CompressionLevel.NoCompression, s => SafeTensors.Save(head.state_dict(), s));
 }
 
 /// <summary>
@@ -219,6 +224,48 @@ internal sealed class StageReader(MLContext? context, PipelineReader file, strin
         string prefix = $"'{e.FileName}'" + (e.Entry is null ? "" : $", entry '{e.Entry}'") + ": ";
         string problem = e.Message.StartsWith(prefix, StringComparison.Ordinal) ? e.Message[prefix.Length..] : e.Message;
         return e.Entry is null ? problem : $"tensor '{e.Entry}' {problem}";
+    }
+
+    /// <summary>
+    /// The head of a pooled-head classifier: <paramref name="classes"/> logits over <paramref name="width"/> features, its
+    /// entry bounded by that size, loaded strictly (names, shapes, finite values) and placed on the context's device.
+    /// </summary>
+    public PooledClassifierHead ReadHead(long width, long classes, double dropout)
+    {
+        long bytes = checked((width * classes + classes) * 4);
+        long limit = 8 + bytes + PipelineArchive.WeightsSlack(bytes);
+        var tensors = file.Read(folder + StageEntries.Head, limit, () => $"a head of {classes} classes over {width} features takes at most {Limits.FormatBytes(limit)}",
+            (stream, length) =>
+            {
+                try { return SafeTensors.Load(stream, folder + StageEntries.Head, length); }
+                catch (MblmFormatException e) when (e.FileName != file.Path) { throw Invalid(StageEntries.Head, ProblemOf(e), e); }
+            }, Dispose);
+        PooledClassifierHead? head = null;
+        try
+        {
+            using (var rng = get_rng_state())
+            {
+                head = new PooledClassifierHead(width, classes, dropout);
+                set_rng_state(rng);
+            }
+            foreach (var (name, value) in tensors)
+                if (value.is_floating_point() && !value.isfinite().all().item<bool>()) throw Invalid(StageEntries.Head, $"tensor '{name}' holds NaN or infinite values");
+            try { ModelWeights.Load(head, tensors, StageEntries.Head); }
+            catch (WeightsMismatchException e) { throw Invalid(StageEntries.Head, Mismatch(e), e); }
+            catch (MblmFormatException e) when (e.FileName != file.Path) { throw Invalid(StageEntries.Head, ProblemOf(e), e); }
+            head.to(DeviceChoice.For(Context));
+            head.eval();
+            return head;
+        }
+        catch
+        {
+            head?.Dispose();
+            throw;
+        }
+        finally
+        {
+            Dispose(tensors);
+        }
     }
 
     /// <summary>

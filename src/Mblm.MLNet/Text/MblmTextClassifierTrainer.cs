@@ -1,4 +1,5 @@
 using Mblm.Config;
+using Mblm.MLNet.Classification;
 using Mblm.Model;
 using Mblm.Training;
 using Microsoft.ML;
@@ -8,10 +9,13 @@ using Microsoft.ML.SearchSpace;
 namespace Mblm.MLNet.Text;
 
 /// <summary>
-/// Tokenizer-free text classification: an MBLM reads the row's bytes (a text column, UTF-8, or a byte vector) and learns,
-/// by next-byte prediction on the class's name only, to continue them with the class; prediction scores every class (the
-/// label's key values) by its log-likelihood and normalises over them (as <see cref="Vision.MblmAnswerClassifierTrainer"/>
-/// does for answers). An ML.NET multiclass trainer: <c>Score</c> and <c>PredictedLabel</c> work with
+/// Tokenizer-free text classification: an MBLM reads the row's bytes (a text column, UTF-8, or a byte vector). By default
+/// (<see cref="MblmClassifierObjective.PooledHead"/>) a pooled head over the model's states gives the K class logits,
+/// trained end to end with cross-entropy (plus the text's next-byte loss, weight <see cref="Options.TextLossWeight"/>), one
+/// forward per row when scoring. With <see cref="MblmClassifierObjective.LabelLikelihood"/> the model learns instead to
+/// continue the bytes with the class's name, and prediction scores every class (the label's key values) by its
+/// log-likelihood and normalises over them (as <see cref="Vision.MblmAnswerClassifierTrainer"/> does for answers).
+/// An ML.NET multiclass trainer: <c>Score</c> and <c>PredictedLabel</c> work with
 /// <c>mlContext.MulticlassClassification.Evaluate</c>, <c>CrossValidate</c>, <c>MapKeyToValue</c> and PredictionEngine.
 /// Create it with <c>mlContext.MulticlassClassification.Trainers.MblmTextClassifier(...)</c> or
 /// <c>mlContext.Mblm().TextClassifier(options)</c>.
@@ -27,7 +31,7 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
     /// sized to the data — see <see cref="MaxAutoContext"/> — <see cref="DefaultMaxEpochs"/> epochs, batches of <see cref="DefaultBatchSize"/>, learning rate
     /// <see cref="DefaultLearningRate"/>, 64 rows per Transform batch) plus the columns and knowledge transfer. Immutable.
     /// </summary>
-    public sealed record Options : MblmTrainingOptions
+    public sealed record Options : MblmClassifierOptions
     {
         /// <summary>Default of <see cref="MblmTrainingOptions.MaxEpochs"/>.</summary>
         public const int DefaultMaxEpochs = 8;
@@ -70,15 +74,15 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
         /// </summary>
         public string? TransferFrom { get; init; }
         /// <summary>
-        /// Start the class segment at a patch boundary (pad tokens after the text), so that the class is predicted from the
-        /// global stage's view of the whole text (default; measured better than unaligned on short texts, see
-        /// <c>examples/TextClassification</c>); false puts it right after the text.
+        /// Label likelihood only: start the class segment at a patch boundary (pad tokens after the text), so that the class
+        /// is predicted from the global stage's view of the whole text (default; measured better than unaligned on short
+        /// texts, see <c>examples/TextClassification</c>); false puts it right after the text.
         /// </summary>
         public bool AlignClassToPatch { get; init; } = true;
 
         /// <summary>
         /// Loss weight of the text's own bytes (next-byte prediction of the text, a language-modelling side task that shapes
-        /// the representation the class is read from), against weight 1 on the class; 0 trains on the class only.
+        /// the representation the class is read from), against weight 1 on the class loss; 0 trains on the class only.
         /// </summary>
         [Range(0.0, 1.0, false)]
         public double TextLossWeight { get; init; } = 0.1;
@@ -86,7 +90,7 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
         /// <summary>
         /// Data augmentation: in every epoch after the first, each training row is seen as a random span of its bytes (at
         /// least a quarter of the row, and at least 16 bytes when it has them) half of the time, so the model cannot learn a
-        /// row by heart and meets shorter inputs; seeded like the rest of Fit.
+        /// row by heart, meets shorter inputs and sees its bytes at every phase of the patch grid; seeded like the rest of Fit.
         /// </summary>
         public bool RandomSpans { get; init; } = true;
 
@@ -95,6 +99,7 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
 
         private protected override void CheckTask()
         {
+            CheckClassifier();
             CheckColumns([(nameof(TextColumnName), TextColumnName), (nameof(LabelColumnName), LabelColumnName)],
                 [(nameof(ScoreColumnName), ScoreColumnName), (nameof(PredictedLabelColumnName), PredictedLabelColumnName)]);
             Check(ModelShape.NumTokens >= VqaLayout.NumTokens && ModelShape.PadTokenId == VqaLayout.Pad, nameof(ModelConfig),
@@ -125,35 +130,54 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
         return LabelColumn.OutputShape(Context, input, o.ScoreColumnName, o.PredictedLabelColumnName);
     }
 
-    /// <summary>One sample per row with a label: the text, then the class, with the loss on the class only.</summary>
+    /// <summary>
+    /// One sample per row with a label: for the pooled head the text's bytes with its class; for label likelihood the text,
+    /// then the class, with the loss on the class. A seeded, stratified <see cref="MblmClassifierOptions.ValidationFraction"/>
+    /// of the rows validates each epoch.
+    /// </summary>
     private protected override TrainingSet Prepare(IDataView input, IChannel ch)
     {
         var o = TrainerOptions;
         var text = ByteColumn.Check(input.Schema, o.TextColumnName, role: "text");
         var label = LabelColumn.Check(input.Schema, o.LabelColumnName);
         var classes = LabelColumn.KeyValues(label);
+        bool pooled = o.Objective == MblmClassifierObjective.PooledHead;
+        if (pooled && classes.Length < 2)
+            throw new ArgumentException($"column '{o.LabelColumnName}' has {classes.Length} class; a classifier needs at least 2", "input");
         var segments = classes.Select(c => VqaLayout.Answer(VqaLayout.Utf8(c))).ToArray();
-        var rows = new List<(byte[] Text, long[] Class)>();
+        ByteSample SampleOf(byte[] bytes, uint key) => pooled
+            ? TextClassifierLayout.Pooled(bytes, (int)key - 1)
+            : TextClassifierLayout.Sample(bytes, segments[key - 1], o.Alignment, (float)o.TextLossWeight);
+        var rows = new List<(byte[] Text, uint Key)>();
         var (samples, longest, longestRow) = LabelColumn.ReadSamples(input, new[] { text, label }, label, classes.Length, cursor =>
         {
             var read = ByteColumn.Reader(cursor, text);
             return key =>
             {
                 var bytes = read();
-                rows.Add((bytes, segments[key - 1]));
-                return TextClassifierLayout.Sample(bytes, segments[key - 1], o.Alignment, (float)o.TextLossWeight);
+                rows.Add((bytes, key));
+                return SampleOf(bytes, key);
             };
         }, ch, "MBLM text");
-        long tokens = samples.Sum(s => (long)s.Ids.Length);
-        ISampleSource train = o.RandomSpans
-            ? new RandomSpanSource(rows, samples, r => TextClassifierLayout.Sample(r.Text, r.Class, o.Alignment, (float)o.TextLossWeight), Seed)
-            : new ListSource(samples);
+        var held = ValidationSplit.Choose(rows.Select(r => r.Key).ToList(), o.ValidationRows(rows.Count), Seed);
+        var trainRows = rows.Where((_, i) => !held.Contains(i)).ToList();
+        var trainSamples = samples.Where((_, i) => !held.Contains(i)).ToList();
+        long tokens = trainSamples.Sum(s => (long)s.Ids.Length);
+        ISampleSource train = o.RandomSpans ? new RandomSpanSource(trainRows, trainSamples, SampleOf, Seed) : new ListSource(trainSamples);
         return new ClassTrainingSet(train, tokens,
-            $"{samples.Count} rows (longest {longest} tokens), {classes.Length} classes", classes)
+            $"{trainSamples.Count} rows (longest {longest} tokens), {classes.Length} classes" + (held.Count > 0 ? $", {held.Count} rows held out to validate" : ""), classes)
         {
             LongestSample = longest, LongestRow = longestRow,
+            Validation = held.Count > 0 ? new ListSource(held.Order().Select(i => samples[i]).ToList()) : null,
             TooLongHint = $"shorten the texts of column '{o.TextColumnName}' or set ModelConfig to a config with a longer context (more seq_lens[0] patches)",
         };
+    }
+
+    private protected override FitObjective CreateObjective(Options options, MblmModel model, TrainingSet data)
+    {
+        if (options.Objective != MblmClassifierObjective.PooledHead) return base.CreateObjective(options, model, data);
+        var head = new PooledClassifierHead(model.PooledWidth, ((ClassTrainingSet)data).Classes.Length, options.Dropout);
+        return new FitObjective(new ClassificationObjective(head, options.LabelSmoothing, options.TextLossWeight), head);
     }
 
     private protected override void InitializeModel(MblmModel model, IChannel ch)
@@ -161,23 +185,22 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
         if (TrainerOptions.TransferFrom is { } from) ch.Info(MessageSensitivity.None, $"MBLM text: transferred {Transfer.Load(model, from)}");
     }
 
-    private protected override MblmTextClassifierTransformer CreateTransformer(Options options, MblmModel model, TrainingSummary summary, TrainingSet data) =>
-        new(options, model, ((ClassTrainingSet)data).Classes, summary);
+    private protected override MblmTextClassifierTransformer CreateTransformer(Options options, MblmModel model, PooledClassifierHead? head, TrainingSummary summary,
+        TrainingSet data) => new(options, model, ((ClassTrainingSet)data).Classes, summary, head);
 
     // Epoch 0 reads the rows whole; later epochs read a seeded random span of a row half of the time.
-    private sealed class RandomSpanSource(List<(byte[] Text, long[] Class)> rows, List<ByteSample> whole,
-        Func<(byte[] Text, long[] Class), ByteSample> sample, int seed) : ISampleSource
+    private sealed class RandomSpanSource(List<(byte[] Text, uint Key)> rows, List<ByteSample> whole, Func<byte[], uint, ByteSample> sample, int seed) : ISampleSource
     {
         public long Count(int epoch) => rows.Count;
 
         public ByteSample Get(int epoch, long index)
         {
             var rng = new Random(unchecked(seed * 1_000_003 + epoch * 7_919 + (int)index * 31));
-            var (text, cls) = rows[(int)index];
+            var (text, key) = rows[(int)index];
             if (epoch == 0 || rng.Next(2) == 0 || text.Length < 2) return whole[(int)index];
             int min = Math.Min(text.Length, Math.Max(16, text.Length / 4));
             int length = rng.Next(min, text.Length + 1), start = rng.Next(text.Length - length + 1);
-            return sample((text[start..(start + length)], cls));
+            return sample(text[start..(start + length)], key);
         }
     }
 

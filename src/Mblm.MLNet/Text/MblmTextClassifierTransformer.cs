@@ -1,4 +1,6 @@
 using System.Text.Json.Nodes;
+using Mblm.Inference;
+using Mblm.MLNet.Classification;
 using Mblm.Model;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -7,9 +9,10 @@ namespace Mblm.MLNet.Text;
 
 /// <summary>
 /// A trained MBLM text classifier: adds <c>Score</c> (Vector&lt;Single, K&gt;: probabilities over the K classes, slot names =
-/// the classes) and <c>PredictedLabel</c> (Key&lt;UInt32, K&gt; with the classes as key values, the label's key type). Every
-/// class is scored by the model's log-likelihood of its name after the row's bytes; the scores are normalised with a
-/// softmax over the classes. A row longer than the model's context fails with an error naming the option. Thread-safe;
+/// the classes) and <c>PredictedLabel</c> (Key&lt;UInt32, K&gt; with the classes as key values, the label's key type). With
+/// the pooled head (the default objective) one forward per row gives the K probabilities; with label likelihood every
+/// class is scored by the model's log-likelihood of its name after the row's bytes, normalised with a softmax over the
+/// classes. A row longer than the model's context fails with an error naming the option. Thread-safe;
 /// save with <c>mlContext.Mblm().SaveModel</c>.
 /// </summary>
 public sealed class MblmTextClassifierTransformer : MblmTransformerBase<MblmTextClassifierTrainer.Options>, IRowStage<byte[], (float[] Scores, uint Predicted)>,
@@ -17,8 +20,12 @@ public sealed class MblmTextClassifierTransformer : MblmTransformerBase<MblmText
 {
     /// <summary>The stage kind in a pipeline file.</summary>
     internal const string StageKind = "text-classifier";
-    /// <summary>The layout of its <c>stage.json</c>: the options, <c>classes</c>, <c>training</c>.</summary>
-    internal const int StageVersion = 1;
+    /// <summary>
+    /// The layout of its <c>stage.json</c>: the options, <c>classes</c>, <c>training</c>. Version 2 adds the classifier
+    /// options (<c>objective</c>, …) and, for the pooled head, the entry <c>head.safetensors</c>; a version 1 stage is read
+    /// as label likelihood (the only objective then).
+    /// </summary>
+    internal const int StageVersion = 2;
 
     // Prompts up to this many tokens are scored with every class in one batched forward; longer ones decode the prompt
     // once and step through the classes (ContinuationScorer). Both give the same probabilities up to rounding.
@@ -27,8 +34,14 @@ public sealed class MblmTextClassifierTransformer : MblmTransformerBase<MblmText
 
     private readonly LabelCandidates _classes;
 
-    internal MblmTextClassifierTransformer(MblmTextClassifierTrainer.Options options, MblmModel model, string[] classes, TrainingSummary training)
-        : base(options, model, training) => _classes = new LabelCandidates(classes);
+    internal MblmTextClassifierTransformer(MblmTextClassifierTrainer.Options options, MblmModel model, string[] classes, TrainingSummary training,
+        PooledClassifierHead? head)
+        : base(options, model, training, head)
+    {
+        _classes = new LabelCandidates(classes);
+        if ((head is not null) != (options.Objective == MblmClassifierObjective.PooledHead))
+            throw new ArgumentException($"a {options.Objective} text classifier {(head is null ? "needs" : "has no use for")} a pooled head", nameof(head));
+    }
 
     /// <summary>The classes, in key order (key k is Classes[k-1]).</summary>
     public IReadOnlyList<string> Classes => _classes.Labels;
@@ -46,10 +59,20 @@ public sealed class MblmTextClassifierTransformer : MblmTransformerBase<MblmText
     /// <summary>Reads a stage written by <see cref="IMblmStage.Save"/>.</summary>
     internal static MblmTextClassifierTransformer Load(StageReader reader)
     {
-        var (options, training, stage) = ReadSettings(reader, RequiredKeys);
+        var (options, training, stage) = ReadSettings(reader, RequiredKeys, stage =>
+        {
+            if (reader.Version < 2) stage["objective"] = nameof(MblmClassifierObjective.LabelLikelihood);
+        });
         long context = options.ModelConfig!.MaxContext;
         var classes = LabelCandidates.Read(reader, stage, "classes", context - TextClassifierLayout.PromptLength(0, options.Alignment), context);
-        return reader.ReadModel(options.ModelConfig!, model => new MblmTextClassifierTransformer(options, model, classes, training));
+        bool pooled = options.Objective == MblmClassifierObjective.PooledHead;
+        if (pooled && classes.Length < 2) throw reader.Invalid(StageEntries.Stage, $"a pooled-head classifier has at least 2 classes; 'classes' lists {classes.Length}");
+        return reader.ReadModel(options.ModelConfig!, model =>
+        {
+            var head = pooled ? reader.ReadHead(model.PooledWidth, classes.Length, options.Dropout) : null;
+            try { return new MblmTextClassifierTransformer(options, model, classes, training, head); }
+            catch { head?.Dispose(); throw; }
+        });
     }
 
     (string Entry, string Problem)? ICheckedAtLoad.ProblemAtLoad(DataViewSchema input) => _classes.ProblemAtLoad(input, Options.LabelColumnName, "classes");
@@ -77,6 +100,7 @@ public sealed class MblmTextClassifierTransformer : MblmTransformerBase<MblmText
     {
         ArgumentNullException.ThrowIfNull(texts);
         long context = ModelConfig.MaxContext;
+        if (Head is { } head) return ScorePooled(texts, head, context);
         var prompts = new long[texts.Count][];
         for (int i = 0; i < texts.Count; i++)
         {
@@ -90,5 +114,20 @@ public sealed class MblmTextClassifierTransformer : MblmTransformerBase<MblmText
         if (prompts.Length == 0) return [];
         bool batched = prompts.Max(p => p.Length) <= BatchedPromptTokens;
         return WithModel(model => batched ? _classes.ScoreBatched(model, prompts, SamplesPerForward) : _classes.ScoreCached(model, prompts));
+    }
+
+    private (float[] Scores, uint Predicted)[] ScorePooled(IReadOnlyList<byte[]> texts, PooledClassifierHead head, long context)
+    {
+        var rows = new long[texts.Count][];
+        for (int i = 0; i < texts.Count; i++)
+        {
+            if (texts[i].Length > context)
+                throw new InvalidDataException($"a row of column '{Options.TextColumnName}' has {texts[i].Length} bytes, more than the model's context of {context} " +
+                    "(MblmTextClassifierTrainer.Options.ModelConfig, or when it is null the context sized to the training rows: use a config with a longer context, " +
+                    "or shorten the texts)");
+            rows[i] = TextClassifierLayout.PooledIds(texts[i]);
+        }
+        var probabilities = WithModel(model => PooledClassScorer.Probabilities(model, head, rows, Options.ScoringBatchSize));
+        return probabilities.Select(p => (p, (uint)(Array.IndexOf(p, p.Max()) + 1))).ToArray();
     }
 }

@@ -26,6 +26,27 @@ internal static class TextClassifierLayout
     public static long PromptLength(long bytes, long align) => (bytes + 2 + align - 1) / align * align;
 
     /// <summary>
+    /// A pooled-head sample: the text's bytes (an empty text is one [EOM] token) with loss weight 1 on each (the auxiliary
+    /// next-byte term), and its 0-based class.
+    /// </summary>
+    public static Training.ByteSample Pooled(byte[] text, int label)
+    {
+        var ids = PooledIds(text);
+        var mask = new float[ids.Length];
+        Array.Fill(mask, text.Length == 0 ? 0f : 1f);
+        return new Training.ByteSample(ids, mask, label);
+    }
+
+    /// <summary>The tokens the pooled head reads for a text: its bytes, or one [EOM] token for an empty text.</summary>
+    public static long[] PooledIds(byte[] text)
+    {
+        if (text.Length == 0) return [VqaLayout.EndOfModality];
+        var ids = new long[text.Length];
+        for (int i = 0; i < text.Length; i++) ids[i] = text[i];
+        return ids;
+    }
+
+    /// <summary>
     /// A training sample: the prompt and the class segment, with loss weight 1 on the class segment and
     /// <paramref name="textWeight"/> on the text's bytes and its [EOM] (0: the class only).
     /// </summary>

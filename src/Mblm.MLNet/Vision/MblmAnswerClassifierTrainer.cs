@@ -1,5 +1,6 @@
 using System.Text.Json.Serialization;
 using Mblm.Config;
+using Mblm.MLNet.Classification;
 using Mblm.Model;
 using Mblm.Training;
 using Mblm.Weights;
@@ -9,9 +10,11 @@ using Microsoft.ML.Runtime;
 namespace Mblm.MLNet.Vision;
 
 /// <summary>
-/// Visual question answering with a byte model and no image encoder or classification head: an MBLM learns, by next-byte
-/// prediction on the answer bytes only, to continue "question, image bytes, question" with the answer; prediction scores
-/// every candidate answer (the label's key values) by its log-likelihood and normalises over them. An ML.NET multiclass
+/// Visual question answering with a byte model and no image encoder: an MBLM reads "question, image bytes, question". By
+/// default (<see cref="MblmClassifierObjective.PooledHead"/>) a pooled head over its states gives the answer logits, trained
+/// end to end with cross-entropy, one forward per row when scoring. With <see cref="MblmClassifierObjective.LabelLikelihood"/>
+/// (the paper's method) it learns, by next-byte prediction on the answer bytes only, to continue the prompt with the answer,
+/// and prediction scores every candidate answer (the label's key values) by its log-likelihood, normalised over them. An ML.NET multiclass
 /// trainer: <c>Score</c> and <c>PredictedLabel</c> work with <c>mlContext.MulticlassClassification.Evaluate</c> and
 /// <c>MapKeyToValue</c>. Create it with <c>mlContext.Mblm().AnswerClassifier(options)</c>.
 /// </summary>
@@ -29,7 +32,7 @@ public sealed class MblmAnswerClassifierTrainer : MblmTrainerBase<MblmAnswerClas
     /// 8 samples, learning rate 2e-3, 4 rows per Transform batch; images larger than 192 pixels are downscaled, see
     /// <see cref="ImageByteOptions.MaxPixels"/>) plus the columns, the image settings and knowledge transfer. Immutable.
     /// </summary>
-    public sealed record Options : MblmTrainingOptions
+    public sealed record Options : MblmClassifierOptions
     {
         /// <summary>
         /// Largest context (tokens) a model sized to the data gets (<see cref="MblmTrainingOptions.ModelConfig"/> null). A
@@ -74,11 +77,19 @@ public sealed class MblmAnswerClassifierTrainer : MblmTrainerBase<MblmAnswerClas
         /// </summary>
         public string? TransferFrom { get; init; }
 
+        /// <summary>
+        /// Pooled head only: weight of the prompt's own next-byte loss (question and image bytes, an auxiliary
+        /// language-modelling term) against weight 1 on the answer loss; 0 trains on the answers only (default 0.1).
+        /// </summary>
+        public double PromptLossWeight { get; init; } = 0.1;
+
         internal ImageByteOptions ImageOptions => (Image ?? throw new ArgumentOutOfRangeException(nameof(Image), "MblmAnswerClassifierTrainer.Options.Image is required"))
             .Checked("MblmAnswerClassifierTrainer.Options.Image");
 
         private protected override void CheckTask()
         {
+            CheckClassifier();
+            Check(PromptLossWeight is >= 0 and <= 1, nameof(PromptLossWeight), $"must be in [0, 1] (got {PromptLossWeight})");
             CheckColumns([(nameof(ImageColumnName), ImageColumnName), (nameof(QuestionColumnName), QuestionColumnName), (nameof(LabelColumnName), LabelColumnName)],
                 [(nameof(ScoreColumnName), ScoreColumnName), (nameof(PredictedLabelColumnName), PredictedLabelColumnName)]);
             Check(ModelShape.NumTokens >= VqaLayout.NumTokens && ModelShape.PadTokenId == VqaLayout.Pad, nameof(ModelConfig),
@@ -107,21 +118,30 @@ public sealed class MblmAnswerClassifierTrainer : MblmTrainerBase<MblmAnswerClas
         var o = TrainerOptions;
         var (image, question, label) = VqaColumns.Check(input.Schema, o);
         var answers = LabelColumn.KeyValues(label);
+        bool pooled = o.Objective == MblmClassifierObjective.PooledHead;
+        if (pooled && answers.Length < 2)
+            throw new ArgumentException($"column '{o.LabelColumnName}' has {answers.Length} answer; a classifier needs at least 2", "input");
         var reader = new VqaRowReader(o.ImageOptions);
+        var keys = new List<uint>();
         var (samples, longest, longestRow) = LabelColumn.ReadSamples(input, new[] { image, question, label }, label, answers.Length, cursor =>
         {
             var read = reader.Reader(cursor, image, question);
             return key =>
             {
                 var (q, img) = read();
+                keys.Add(key);
+                if (pooled) return VqaLayout.Pooled(q, img, (int)key - 1);
                 var (ids, mask) = VqaLayout.Sample(q, img, VqaLayout.Utf8(answers[key - 1]));
                 return new ByteSample(ids, mask);
             };
         }, ch, "MBLM VQA");
-        return new AnswerTrainingSet(new ListSource(samples), samples.Sum(s => (long)s.Ids.Length),
-            $"{samples.Count} samples (longest {longest} tokens), {answers.Length} answers", answers)
+        var held = ValidationSplit.Choose(keys, o.ValidationRows(samples.Count), Seed);
+        var train = samples.Where((_, i) => !held.Contains(i)).ToList();
+        return new AnswerTrainingSet(new ListSource(train), train.Sum(s => (long)s.Ids.Length),
+            $"{train.Count} samples (longest {longest} tokens), {answers.Length} answers" + (held.Count > 0 ? $", {held.Count} rows held out to validate" : ""), answers)
         {
             LongestSample = longest, LongestRow = longestRow,
+            Validation = held.Count > 0 ? new ListSource(held.Order().Select(i => samples[i]).ToList()) : null,
             TooLongHint = "make images smaller (Options.Image: ResizeWidth/ResizeHeight, Levels, or ImageEncoding Jpeg) or set ModelConfig to a config with a longer context (more " +
                 "seq_lens[0] patches)",
         };
@@ -132,8 +152,16 @@ public sealed class MblmAnswerClassifierTrainer : MblmTrainerBase<MblmAnswerClas
         if (TrainerOptions.TransferFrom is { } from) ch.Info(MessageSensitivity.None, $"MBLM VQA: transferred {Transfer.Load(model, from)}");
     }
 
-    private protected override MblmAnswerClassifierTransformer CreateTransformer(Options options, MblmModel model, TrainingSummary summary, TrainingSet data) =>
-        new(options, model, ((AnswerTrainingSet)data).Answers, summary);
+    private protected override MblmAnswerClassifierTransformer CreateTransformer(Options options, MblmModel model, PooledClassifierHead? head, TrainingSummary summary,
+        TrainingSet data) =>
+        new(options, model, ((AnswerTrainingSet)data).Answers, summary, head);
+
+    private protected override FitObjective CreateObjective(Options options, MblmModel model, TrainingSet data)
+    {
+        if (options.Objective != MblmClassifierObjective.PooledHead) return base.CreateObjective(options, model, data);
+        var head = new PooledClassifierHead(model.PooledWidth, ((AnswerTrainingSet)data).Answers.Length, options.Dropout);
+        return new FitObjective(new ClassificationObjective(head, options.LabelSmoothing, options.PromptLossWeight), head);
+    }
 
     private sealed record AnswerTrainingSet(ISampleSource Train, long TrainingBytes, string Description, string[] Answers)
         : TrainingSet(Train, TrainingBytes, Description);

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Mblm.Inference;
+using Mblm.MLNet.Classification;
 using Mblm.Model;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -8,7 +9,8 @@ namespace Mblm.MLNet.Vision;
 
 /// <summary>
 /// A trained MBLM answer classifier: adds <c>Score</c> (Vector&lt;Single, K&gt;: probabilities over the K answers, slot names
-/// = the answers) and <c>PredictedLabel</c> (Key&lt;UInt32, K&gt; with the answers as key values). Every candidate answer is
+/// = the answers) and <c>PredictedLabel</c> (Key&lt;UInt32, K&gt; with the answers as key values). With the pooled head (the
+/// default objective) one forward per row gives the K probabilities; with label likelihood every candidate answer is
 /// scored by the model's log-likelihood of its answer segment after the row's question–image–question prompt (the prompt is
 /// decoded once and its cached state repeated per candidate: <see cref="Mblm.Inference.ContinuationScorer"/>); the scores
 /// are normalised with a softmax over the candidates. Thread-safe; save with <c>mlContext.Mblm().SaveModel</c>.
@@ -18,15 +20,22 @@ public sealed class MblmAnswerClassifierTransformer : MblmTransformerBase<MblmAn
 {
     /// <summary>The stage kind in a pipeline file.</summary>
     internal const string StageKind = "answer-classifier";
-    /// <summary>The layout of its <c>stage.json</c>: the options, <c>answers</c>, <c>training</c>.</summary>
-    internal const int StageVersion = 1;
+    /// <summary>
+    /// The layout of its <c>stage.json</c>: the options, <c>answers</c>, <c>training</c>. Version 2 adds the classifier
+    /// options (<c>objective</c>, …) and, for the pooled head, the entry <c>head.safetensors</c>; a version 1 stage is read
+    /// as label likelihood (the only objective then).
+    /// </summary>
+    internal const int StageVersion = 2;
 
     private readonly LabelCandidates _answers;
     private readonly ImageByteOptions _image;
 
-    internal MblmAnswerClassifierTransformer(MblmAnswerClassifierTrainer.Options options, MblmModel model, string[] answers, TrainingSummary training)
-        : base(options, model, training)
+    internal MblmAnswerClassifierTransformer(MblmAnswerClassifierTrainer.Options options, MblmModel model, string[] answers, TrainingSummary training,
+        PooledClassifierHead? head)
+        : base(options, model, training, head)
     {
+        if ((head is not null) != (options.Objective == MblmClassifierObjective.PooledHead))
+            throw new ArgumentException($"a {options.Objective} answer classifier {(head is null ? "needs" : "has no use for")} a pooled head", nameof(head));
         _answers = new LabelCandidates(answers);
         _image = Options.ImageOptions;
     }
@@ -53,11 +62,22 @@ public sealed class MblmAnswerClassifierTransformer : MblmTransformerBase<MblmAn
     /// <summary>Reads a stage written by <see cref="IMblmStage.Save"/>.</summary>
     internal static MblmAnswerClassifierTransformer Load(StageReader reader)
     {
-        var (options, training, stage) = ReadSettings(reader, RequiredKeys, KeptSizes);
+        var (options, training, stage) = ReadSettings(reader, RequiredKeys, stage =>
+        {
+            KeptSizes(stage);
+            if (reader.Version < 2) stage["objective"] = nameof(MblmClassifierObjective.LabelLikelihood);
+        });
         // The answers are the classes: each short enough for the model to score after the shortest prompt (an empty question and image).
         long context = options.ModelConfig!.MaxContext;
         var answers = LabelCandidates.Read(reader, stage, "answers", context - VqaLayout.Prompt([], []).Length, context);
-        return reader.ReadModel(options.ModelConfig!, model => new MblmAnswerClassifierTransformer(options, model, answers, training));
+        bool pooled = options.Objective == MblmClassifierObjective.PooledHead;
+        if (pooled && answers.Length < 2) throw reader.Invalid(StageEntries.Stage, $"a pooled-head classifier has at least 2 classes; 'answers' lists {answers.Length}");
+        return reader.ReadModel(options.ModelConfig!, model =>
+        {
+            var head = pooled ? reader.ReadHead(model.PooledWidth, answers.Length, options.Dropout) : null;
+            try { return new MblmAnswerClassifierTransformer(options, model, answers, training, head); }
+            catch { head?.Dispose(); throw; }
+        });
     }
 
     // The answers are the label's key values at training; where the saved input schema yields the label column, they must
@@ -86,5 +106,15 @@ public sealed class MblmAnswerClassifierTransformer : MblmTransformerBase<MblmAn
         : (ValueGetter<uint>)((ref uint v) => v = current().Predicted);
 
     /// <summary>Probabilities over <see cref="Answers"/> and the predicted key for each prompt (question–image–question ids).</summary>
-    internal (float[] Scores, uint Predicted)[] Score(IReadOnlyList<long[]> prompts) => WithModel(model => _answers.ScoreCached(model, prompts));
+    internal (float[] Scores, uint Predicted)[] Score(IReadOnlyList<long[]> prompts)
+    {
+        if (Head is not { } head) return WithModel(model => _answers.ScoreCached(model, prompts));
+        long context = ModelConfig.MaxContext;
+        foreach (var p in prompts)
+            if (p.Length > context)
+                throw new InvalidDataException($"a row's question and image take {p.Length} tokens, more than the model's context of {context} " +
+                    "(MblmAnswerClassifierTrainer.Options.ModelConfig, or the context sized to the training rows: make images smaller with Options.Image, or use a config with a longer context)");
+        var probabilities = WithModel(model => PooledClassScorer.Probabilities(model, head, prompts, Options.ScoringBatchSize));
+        return probabilities.Select(p => (p, (uint)(Array.IndexOf(p, p.Max()) + 1))).ToArray();
+    }
 }

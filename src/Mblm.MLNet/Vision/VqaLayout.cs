@@ -50,6 +50,18 @@ public static class VqaLayout
         return (ids, mask);
     }
 
+    /// <summary>
+    /// A pooled-head sample: the prompt (question, image, question) with its 0-based answer class, the next-byte loss
+    /// weighted 1 on every prompt position (scaled by the objective's auxiliary weight).
+    /// </summary>
+    public static Training.ByteSample Pooled(byte[] question, byte[] image, int label)
+    {
+        var ids = Prompt(question, image);
+        var mask = new float[ids.Length];
+        Array.Fill(mask, 1f);
+        return new Training.ByteSample(ids, mask, label);
+    }
+
     /// <summary>UTF-8 bytes of a text.</summary>
     public static byte[] Utf8(string text) => Encoding.UTF8.GetBytes(text);
 

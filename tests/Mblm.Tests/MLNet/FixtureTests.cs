@@ -24,6 +24,15 @@ public sealed class FixtureTests
     private sealed record AnswerClassifierRow(string ImagePng, string Question, string Answer, float[] Score, string PredictedAnswer);
     private sealed record AnswerClassifierFixture(int FormatVersion, List<AnswerClassifierRow> Rows);
 
+    private sealed record TextClassifierRow(string Text, float[] Score, string PredictedKind);
+    private sealed record TextClassifierFixture(int FormatVersion, List<TextClassifierRow> Rows);
+
+    private sealed class TextKindRow
+    {
+        public string Text { get; set; } = "";
+        public string Kind { get; set; } = "";
+    }
+
     private sealed class ImageQuestion
     {
         [VectorType]
@@ -85,6 +94,25 @@ public sealed class FixtureTests
             {
                 AreClose(vqa.Rows[i].Score, scores[i], $"row {i} score");
                 Assert.AreEqual(vqa.Rows[i].PredictedAnswer, predicted[i], $"row {i} predicted answer");
+            }
+            Assert.AreEqual(Mblm.MLNet.Classification.MblmClassifierObjective.LabelLikelihood,
+                ((Mblm.MLNet.Vision.MblmAnswerClassifierTransformer)model.ElementAt(1)).Options.Objective, "a layout-1 stage is read as label likelihood");
+        }
+
+        // (c) MapValueToKey -> MBLM text classifier (layout 1: label likelihood, written at commit 08bbcb0) -> MapKeyToValue.
+        var text = Read<TextClassifierFixture>("v1-text-classifier.json");
+        Assert.AreEqual(1, text.FormatVersion);
+        using (var model = (TransformerChain<ITransformer>)ml.Mblm().LoadModel(Fixture("v1-text-classifier.zip"), out _))
+        {
+            var classifier = (Mblm.MLNet.Text.MblmTextClassifierTransformer)model.ElementAt(1);
+            Assert.AreEqual(Mblm.MLNet.Classification.MblmClassifierObjective.LabelLikelihood, classifier.Options.Objective, "a layout-1 stage is read as label likelihood");
+            var scored = model.Transform(ml.Data.LoadFromEnumerable(text.Rows.Select(r => new TextKindRow { Text = r.Text, Kind = "code" }).ToList()));
+            var scores = scored.GetColumn<float[]>("Score").ToArray();
+            var predicted = scored.GetColumn<string>("PredictedKind").ToArray();
+            for (int i = 0; i < text.Rows.Count; i++)
+            {
+                AreClose(text.Rows[i].Score, scores[i], $"text row {i} score");
+                Assert.AreEqual(text.Rows[i].PredictedKind, predicted[i], $"text row {i} predicted kind");
             }
         }
     }

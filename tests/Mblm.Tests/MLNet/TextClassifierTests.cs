@@ -249,14 +249,14 @@ public sealed class TextClassifierTests
         var logs = new List<string>();
         ml.Log += (_, e) => { if (e.Source.Contains("Mblm")) lock (logs) logs.Add(e.Message); };
         var rows = Rows(8, seed: 12);
-        rows[0].Text = new string('1', 400); // 402 + pad to 408, then the class: 418 tokens
+        rows[0].Text = new string('1', 400); // the pooled head reads the 400 bytes as they are
         using var model = ml.Transforms.Conversion.MapValueToKey("Label", "Kind")
             .Append(ml.Mblm().TextClassifier(new MblmTextClassifierTrainer.Options { MaxSteps = 1 })).Fit(ml.Data.LoadFromEnumerable(rows));
         var classifier = model.LastTransformer;
-        Assert.AreEqual(840, classifier.ModelConfig.MaxContext, "twice the longest sample, rounded up to patches of 8");
-        CollectionAssert.AreEqual(new[] { 105, 8 }, classifier.ModelConfig.SeqLens.ToArray());
+        Assert.AreEqual(800, classifier.ModelConfig.MaxContext, "twice the longest sample, rounded up to patches of 8");
+        CollectionAssert.AreEqual(new[] { 100, 8 }, classifier.ModelConfig.SeqLens.ToArray());
         CollectionAssert.AreEqual(MblmTextClassifierTrainer.BaseModelConfig.HiddenDims.ToArray(), classifier.ModelConfig.HiddenDims.ToArray());
-        Assert.IsTrue(logs.Any(l => l.Contains("MBLM text: ModelConfig not set: sized to the data: context 840 tokens")), string.Join("\n", logs));
+        Assert.IsTrue(logs.Any(l => l.Contains("MBLM text: ModelConfig not set: sized to the data: context 800 tokens")), string.Join("\n", logs));
         // A row longer than any training row still fits the headroom.
         rows[0].Text = new string('1', 700);
         Assert.AreEqual(8, model.Transform(ml.Data.LoadFromEnumerable(rows)).GetColumn<float[]>("Score").Count());
