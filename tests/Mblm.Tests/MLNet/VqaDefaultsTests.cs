@@ -61,8 +61,58 @@ public sealed class VqaDefaultsTests
         return rows;
     }
 
+    // A second generator, written apart from the first so that defaults are not fitted to one: jittered colours, objects
+    // of 3 to 8 pixels in radius, no anti-aliasing, a noisy background of one of three tones (light, dark, beige), squares
+    // turned by up to 45 degrees, circles drawn as a filled ellipse slightly squashed.
+    internal static List<SceneRow> OtherScenes(string folder, int count, int seed)
+    {
+        var rng = new Random(seed * 7 + 3);
+        SKColor[] backgrounds = [new(235, 235, 235), new(40, 40, 48), new(214, 200, 170)];
+        var rows = new List<SceneRow>();
+        byte Jitter(byte v) => (byte)Math.Clamp(v + rng.Next(-25, 26), 0, 255);
+        for (int i = 0; i < count; i++)
+        {
+            var (colour, rgb) = Colours[rng.Next(Colours.Length)];
+            string shape = Shapes[rng.Next(Shapes.Length)];
+            var background = backgrounds[rng.Next(backgrounds.Length)];
+            float r = 3 + (float)rng.NextDouble() * 5;
+            float x = r + 1 + (float)rng.NextDouble() * (32 - 2 * r - 2), y = r + 1 + (float)rng.NextDouble() * (24 - 2 * r - 2);
+            using var bitmap = new SKBitmap(new SKImageInfo(32, 24, SKColorType.Rgba8888, SKAlphaType.Opaque));
+            for (int py = 0; py < 24; py++)
+                for (int px = 0; px < 32; px++)
+                {
+                    int n = rng.Next(-12, 13);
+                    bitmap.SetPixel(px, py, new SKColor((byte)Math.Clamp(background.Red + n, 0, 255), (byte)Math.Clamp(background.Green + n, 0, 255),
+                        (byte)Math.Clamp(background.Blue + n, 0, 255)));
+                }
+            using (var canvas = new SKCanvas(bitmap))
+            using (var paint = new SKPaint { IsAntialias = false, Style = SKPaintStyle.Fill, Color = new SKColor(Jitter(rgb.Red), Jitter(rgb.Green), Jitter(rgb.Blue)) })
+            {
+                if (shape == "circle")
+                {
+                    float squash = 0.85f + (float)rng.NextDouble() * 0.15f;
+                    canvas.DrawOval(x, y, r, r * squash, paint);
+                }
+                else
+                {
+                    canvas.Save();
+                    canvas.RotateDegrees((float)rng.NextDouble() * 45, x, y);
+                    canvas.DrawRect(x - r * 0.9f, y - r * 0.9f, 1.8f * r, 1.8f * r, paint);
+                    canvas.Restore();
+                }
+            }
+            string name = $"other-{seed}-{i:D4}.png";
+            using (var png = bitmap.Encode(SKEncodedImageFormat.Png, 100)) File.WriteAllBytes(System.IO.Path.Combine(folder, name), png.ToArray());
+            rows.Add(new SceneRow { Path = name, Question = ColourQuestion, Answer = colour });
+            rows.Add(new SceneRow { Path = name, Question = ShapeQuestion, Answer = shape });
+        }
+        return rows;
+    }
+
     [TestMethod]
-    public void AnswerClassifier_DefaultOptions_LearnColourAndShapeOfSmallImages()
+    [DataRow("first")]
+    [DataRow("second")]
+    public void AnswerClassifier_DefaultOptions_LearnColourAndShapeOfSmallImages(string generator)
     {
         string dir = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"mblm-vqa-defaults-{Guid.NewGuid():N}");
         Directory.CreateDirectory(dir);
@@ -71,8 +121,9 @@ public sealed class VqaDefaultsTests
             var ml = new MLContext(seed: 1);
             var logs = new List<string>();
             ml.Log += (_, e) => { if (e.Message.Contains("MBLM")) lock (logs) logs.Add(e.Message); };
-            var train = ml.Data.LoadFromEnumerable(Scenes(dir, 400, seed: 1));
-            var test = ml.Data.LoadFromEnumerable(Scenes(dir, 100, seed: 2));
+            Func<string, int, int, List<SceneRow>> scenes = generator == "first" ? Scenes : OtherScenes;
+            var train = ml.Data.LoadFromEnumerable(scenes(dir, 400, 1));
+            var test = ml.Data.LoadFromEnumerable(scenes(dir, 100, 2));
             var pipeline = ml.Transforms.LoadImages("Image", dir, "Path")
                 .Append(ml.Transforms.Conversion.MapValueToKey("Label", "Answer"))
                 .Append(ml.Mblm().AnswerClassifier(new MblmAnswerClassifierTrainer.Options { LabelColumnName = "Label", MaxEpochs = 6 }))
@@ -84,11 +135,11 @@ public sealed class VqaDefaultsTests
             double Accuracy(string question) =>
                 predictions.Where(p => p.Question == question).Average(p => p.PredictedAnswer == p.Answer ? 1.0 : 0.0);
             double colour = Accuracy(ColourQuestion), shape = Accuracy(ShapeQuestion);
-            string report = $"colour {colour:F2}, shape {shape:F2}, fit {fitTime.TotalSeconds:F0} s; log:\n{string.Join("\n", logs)}";
+            string report = $"{generator} generator: colour {colour:F2}, shape {shape:F2}, fit {fitTime.TotalSeconds:F0} s; log:\n{string.Join("\n", logs)}";
             Console.WriteLine(report);
-            Assert.IsTrue(logs.Any(l => l.Contains("sized to the data: context 648 tokens (seq_lens [81, 8], patches of 8)")), report);
+            Assert.IsTrue(logs.Any(l => l.Contains("sized to the data: context 640 tokens (seq_lens [80, 8], patches of 8)")), report);
             Assert.IsTrue(colour >= 0.8, report);
-            Assert.IsTrue(shape >= 0.6, report);
+            Assert.IsTrue(shape >= 0.65, report);
         }
         finally { Directory.Delete(dir, true); }
     }
