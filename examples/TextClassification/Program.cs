@@ -10,7 +10,7 @@
 //                                                                 # ASHA vs random search at the same budget (language task)
 //   options: --rows N (training rows per task) --test-rows N --epochs N (MBLM classifier) --lm-epochs N (language model)
 //            --short-bytes N (the short-input variant) --seed N --tasks languages,code --languages es,pt_BR,…
-//            --models sdca,lightgbm,lm-sdca,mblm,mblm-likelihood,mblm-transfer,mblm-unaligned --lr X --text-loss W --spans 0|1 (MBLM classifier options)
+//            --models sdca,lightgbm,lm-sdca,mblm,mblm-likelihood,hybrid,hybrid-pretrained,mblm-transfer,mblm-unaligned --edits 5,10,20 --lr X --text-loss W --spans 0|1 (MBLM classifier options)
 //            --variants full|short|full,short   --transfer-from LM.zip (also fine-tune from a language model pipeline
 //            pretrained elsewhere, e.g. by `benchmarks … transfer --keep-lm LM.zip`; same model shape as the classifier's)
 //            --pretrained NAME|DIR (also fine-tune from a pretrained model folder, e.g. mblm-base: the classifier takes its shape)
@@ -101,7 +101,7 @@ try
         foreach (var variant in variants)
         {
             Console.WriteLine($"  {variant.Name}:");
-            var run = new Runs(variant, seed, results);
+            var run = new Runs(variant, seed, results, flags.TryGetValue("edits", out var edits) ? edits.Split(',').Select(int.Parse).ToArray() : null);
             if (models.Contains("sdca"))
                 run.Classic("FeaturizeText + SdcaMaximumEntropy", ml => ml.MulticlassClassification.Trainers.SdcaMaximumEntropy());
             if (models.Contains("lightgbm"))
@@ -114,6 +114,10 @@ try
             if (flags.TryGetValue("spans", out var sp)) options = options with { RandomSpans = sp is "1" or "true" };
             if (models.Contains("mblm"))
                 run.Mblm("MBLM text classifier", options);
+            if (models.Contains("hybrid"))
+                run.Hybrid("MBLM features + FeaturizeText + SDCA", options);
+            if (models.Contains("hybrid-pretrained") && flags.TryGetValue("pretrained", out var hp))
+                run.Hybrid($"MBLM features ({Path.GetFileName(hp.TrimEnd('/'))}) + FeaturizeText + SDCA", options with { Pretrained = hp });
             if (models.Contains("mblm-likelihood"))
                 run.Mblm("MBLM text classifier, label likelihood", options with { Objective = Mblm.MLNet.Classification.MblmClassifierObjective.LabelLikelihood });
             if (models.Contains("mblm-unaligned"))

@@ -18,7 +18,7 @@ internal sealed class TextRow
 }
 
 /// <summary>Fits and scores every model of one task variant, each in a fresh <see cref="MLContext"/> with the same seed.</summary>
-internal sealed class Runs(TaskData task, int seed, List<Result> results)
+internal sealed class Runs(TaskData task, int seed, List<Result> results, IReadOnlyList<int>? editPercents = null)
 {
     public static IDataView Load(MLContext ml, Row[] rows) => ml.Data.LoadFromEnumerable(rows.Select(r => new TextRow { Text = r.Text, Class = r.Class }));
 
@@ -35,6 +35,22 @@ internal sealed class Runs(TaskData task, int seed, List<Result> results)
             .Append(ml.Transforms.NormalizeMinMax("Features"))
             .AppendCacheCheckpoint(ml)
             .Append(ml.MulticlassClassification.Trainers.SdcaMaximumEntropy()), lm.Transform, lmSeconds);
+
+    /// <summary>
+    /// Hybrid: the MBLM classifier's pooled features (<c>FeaturesColumnName</c>, L2-normalised) concatenated with
+    /// FeaturizeText's, into SDCA; the MBLM fit is part of the fit time.
+    /// </summary>
+    public void Hybrid(string name, MblmTextClassifierTrainer.Options options) =>
+        Run(name, ml => ml.Transforms.Conversion.MapValueToKey("Label", "Class")
+            .Append(ml.MulticlassClassification.Trainers.MblmTextClassifier(options with
+            {
+                Progress = new Bar(name), FeaturesColumnName = "MblmFeatures", ScoreColumnName = "MblmScore", PredictedLabelColumnName = "MblmLabel",
+            }))
+            .Append(ml.Transforms.NormalizeLpNorm("MblmFeatures"))
+            .Append(ml.Transforms.Text.FeaturizeText("TextFeatures", "Text"))
+            .Append(ml.Transforms.Concatenate("Features", "TextFeatures", "MblmFeatures"))
+            .AppendCacheCheckpoint(ml)
+            .Append(ml.MulticlassClassification.Trainers.SdcaMaximumEntropy()));
 
     /// <summary>The MBLM text classifier from ML.NET's multiclass catalog.</summary>
     public void Mblm(string name, MblmTextClassifierTrainer.Options options) =>
@@ -53,10 +69,39 @@ internal sealed class Runs(TaskData task, int seed, List<Result> results)
         clock.Restart();
         var metrics = ml.MulticlassClassification.Evaluate(model.Transform(test));
         double scoring = clock.Elapsed.TotalSeconds;
+        Report(task.Name, name, metrics, fit, task.Test.Length / scoring);
+        // Robustness: the same model on the held-out rows with a share of their characters replaced at random.
+        foreach (int percent in editPercents ?? [])
+        {
+            var edited = before(Load(ml, Edited(task.Test, percent / 100.0, seed)));
+            clock.Restart();
+            var m = ml.MulticlassClassification.Evaluate(model.Transform(edited));
+            Report($"{task.Name}, {percent} % edits", name, m, fit, task.Test.Length / clock.Elapsed.TotalSeconds);
+        }
         (model as IDisposable)?.Dispose();
-        var r = new Result(task.Name, name, metrics.MicroAccuracy, metrics.MacroAccuracy, metrics.LogLoss, fit, task.Test.Length / scoring);
+    }
+
+    private void Report(string taskName, string name, MulticlassClassificationMetrics metrics, double fit, double rowsPerSecond)
+    {
+        var r = new Result(taskName, name, metrics.MicroAccuracy, metrics.MacroAccuracy, metrics.LogLoss, fit, rowsPerSecond);
         results.Add(r);
-        Console.WriteLine($"    {name}: accuracy {r.Accuracy:F3}, macro {r.MacroAccuracy:F3}, log-loss {r.LogLoss:F3}, fit {r.FitSeconds:F1} s, {r.RowsPerSecond:F0} rows/s");
+        Console.WriteLine($"    {taskName} — {name}: accuracy {r.Accuracy:F3}, macro {r.MacroAccuracy:F3}, log-loss {r.LogLoss:F3}, fit {r.FitSeconds:F1} s, {r.RowsPerSecond:F0} rows/s");
+    }
+
+    /// <summary>
+    /// The rows with each character replaced, with probability <paramref name="rate"/>, by a random printable ASCII character
+    /// (a byte edit for ASCII text; a whole character for others, so the text stays valid UTF-8); seeded.
+    /// </summary>
+    internal static Row[] Edited(Row[] rows, double rate, int seed)
+    {
+        var rng = new Random(seed * 7919 + (int)(rate * 1000));
+        string Edit(string c) => rng.NextDouble() < rate ? ((char)rng.Next(0x20, 0x7F)).ToString() : c;
+        return rows.Select(r => r with { Text = string.Concat(Elements(System.Globalization.StringInfo.GetTextElementEnumerator(r.Text)).Select(Edit)) }).ToArray();
+    }
+
+    private static IEnumerable<string> Elements(System.Globalization.TextElementEnumerator e)
+    {
+        while (e.MoveNext()) yield return e.GetTextElement();
     }
 }
 

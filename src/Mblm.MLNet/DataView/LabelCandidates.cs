@@ -195,8 +195,9 @@ internal static class LabelColumn
     public static SchemaShape OutputShape(MLContext context, SchemaShape input, string scoreColumnName, string predictedLabelColumnName)
     {
         var definition = SchemaDefinition.Create(typeof(Outputs));
-        definition["Score"].ColumnName = scoreColumnName;
-        definition["Score"].ColumnType = new VectorDataViewType(NumberDataViewType.Single, 2);
+        var score = definition["Score"];   // looked up once: the indexer finds columns by their (renamed) column name
+        score.ColumnName = scoreColumnName;
+        score.ColumnType = new VectorDataViewType(NumberDataViewType.Single, 2);
         var predicted = definition["PredictedLabel"];
         predicted.ColumnName = predictedLabelColumnName;
         predicted.ColumnType = new KeyDataViewType(typeof(uint), 2);

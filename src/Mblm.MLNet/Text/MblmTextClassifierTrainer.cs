@@ -67,6 +67,12 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
         /// <summary>Output: the most likely class (a key of the label's key type).</summary>
         public string PredictedLabelColumnName { get; init; } = "PredictedLabel";
         /// <summary>
+        /// Optional output (pooled head only): the row's pooled feature vector (Vector&lt;Single&gt; of D_0 + 2·D_n: the global
+        /// state after the last patch, the mean and the maximum of the local states), for hybrid pipelines — e.g.
+        /// <c>Concatenate</c> it with <c>FeaturizeText</c>'s features before SDCA or LightGbm. Null (default): not added.
+        /// </summary>
+        public string? FeaturesColumnName { get; init; }
+        /// <summary>
         /// Knowledge transfer: start from a trained language model — a pipeline file saved by <c>SaveModel</c> that holds an
         /// MBLM language model, or a safetensors weights file — whose weights have the shapes of
         /// <see cref="MblmTrainingOptions.ModelConfig"/>'s except for the vocabulary (e.g. <see cref="MblmPresets.Small"/> into
@@ -101,7 +107,10 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
         {
             CheckClassifier();
             CheckColumns([(nameof(TextColumnName), TextColumnName), (nameof(LabelColumnName), LabelColumnName)],
-                [(nameof(ScoreColumnName), ScoreColumnName), (nameof(PredictedLabelColumnName), PredictedLabelColumnName)]);
+                [(nameof(ScoreColumnName), ScoreColumnName), (nameof(PredictedLabelColumnName), PredictedLabelColumnName),
+                    .. FeaturesColumnName is null ? Array.Empty<(string, string)>() : [(nameof(FeaturesColumnName), FeaturesColumnName)]]);
+            Check(FeaturesColumnName is null || Objective == MblmClassifierObjective.PooledHead, nameof(FeaturesColumnName),
+                $"needs Objective PooledHead (the features are the head's input; got {Objective})");
             Check(ModelShape.NumTokens >= VqaLayout.NumTokens && ModelShape.PadTokenId == VqaLayout.Pad, nameof(ModelConfig),
                 $"needs num_tokens >= {VqaLayout.NumTokens} and pad_token_id {VqaLayout.Pad} (bytes, pad, end of modality, start of text); got {ModelShape.NumTokens} and {ModelShape.PadTokenId}");
             Check(TextLossWeight is >= 0 and <= 1, nameof(TextLossWeight), $"must be in [0, 1] (got {TextLossWeight})");
@@ -127,7 +136,10 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
         var o = TrainerOptions;
         ByteColumn.Check(input, o.TextColumnName, role: "text");
         LabelColumn.Check(input, o.LabelColumnName);
-        return LabelColumn.OutputShape(Context, input, o.ScoreColumnName, o.PredictedLabelColumnName);
+        var shape = LabelColumn.OutputShape(Context, input, o.ScoreColumnName, o.PredictedLabelColumnName);
+        if (o.FeaturesColumnName is not { } features) return shape;
+        var dims = o.ModelShape.HiddenDims;
+        return DataView.OutputShape.AddVector(Context, shape, features, dims[0] + 2 * dims[^1]);
     }
 
     /// <summary>

@@ -15,7 +15,7 @@ namespace Mblm.MLNet.Text;
 /// classes. A row longer than the model's context fails with an error naming the option. Thread-safe;
 /// save with <c>mlContext.Mblm().SaveModel</c>.
 /// </summary>
-public sealed class MblmTextClassifierTransformer : MblmTransformerBase<MblmTextClassifierTrainer.Options>, IRowStage<byte[], (float[] Scores, uint Predicted)>,
+public sealed class MblmTextClassifierTransformer : MblmTransformerBase<MblmTextClassifierTrainer.Options>, IRowStage<byte[], TextOutput>,
     ICheckedAtLoad
 {
     /// <summary>The stage kind in a pipeline file.</summary>
@@ -77,22 +77,31 @@ public sealed class MblmTextClassifierTransformer : MblmTransformerBase<MblmText
 
     (string Entry, string Problem)? ICheckedAtLoad.ProblemAtLoad(DataViewSchema input) => _classes.ProblemAtLoad(input, Options.LabelColumnName, "classes");
 
-    IReadOnlyList<DataViewSchema.Column> IRowStage<byte[], (float[] Scores, uint Predicted)>.Sources(DataViewSchema input) =>
+    IReadOnlyList<DataViewSchema.Column> IRowStage<byte[], TextOutput>.Sources(DataViewSchema input) =>
         [ByteColumn.Check(input, Options.TextColumnName, role: "text")];
 
-    IReadOnlyList<AddedColumnInfo> IRowStage<byte[], (float[] Scores, uint Predicted)>.Added =>
-        _classes.Columns(Options.ScoreColumnName, Options.PredictedLabelColumnName);
+    IReadOnlyList<AddedColumnInfo> IRowStage<byte[], TextOutput>.Added =>
+        Options.FeaturesColumnName is { } features
+            ? [.. _classes.Columns(Options.ScoreColumnName, Options.PredictedLabelColumnName),
+                new AddedColumnInfo(features, new VectorDataViewType(NumberDataViewType.Single, (int)Model.PooledWidth), null)]
+            : _classes.Columns(Options.ScoreColumnName, Options.PredictedLabelColumnName);
 
-    int IRowStage<byte[], (float[] Scores, uint Predicted)>.BatchSize => Options.ScoringBatchSize;
+    int IRowStage<byte[], TextOutput>.BatchSize => Options.ScoringBatchSize;
 
-    Func<byte[]> IRowStage<byte[], (float[] Scores, uint Predicted)>.Reader(DataViewRow row, IReadOnlyList<DataViewSchema.Column> sources) =>
+    Func<byte[]> IRowStage<byte[], TextOutput>.Reader(DataViewRow row, IReadOnlyList<DataViewSchema.Column> sources) =>
         ByteColumn.Reader(row, sources[0]);
 
-    (float[] Scores, uint Predicted)[] IRowStage<byte[], (float[] Scores, uint Predicted)>.Compute(IReadOnlyList<byte[]> rows, bool[] active) => Score(rows);
+    TextOutput[] IRowStage<byte[], TextOutput>.Compute(IReadOnlyList<byte[]> rows, bool[] active) =>
+        active.Length > 2 && active[2] && Head is { } head
+            ? ScorePooled(rows, head, ModelConfig.MaxContext, features: true)
+            : Score(rows).Select(r => new TextOutput(r.Scores, r.Predicted, null)).ToArray();
 
-    Delegate IRowStage<byte[], (float[] Scores, uint Predicted)>.Getter(int added, Func<(float[] Scores, uint Predicted)> current) => added == 0
-        ? (ValueGetter<VBuffer<float>>)((ref VBuffer<float> v) => RowStages.Copy(current().Scores, ref v))
-        : (ValueGetter<uint>)((ref uint v) => v = current().Predicted);
+    Delegate IRowStage<byte[], TextOutput>.Getter(int added, Func<TextOutput> current) => added switch
+    {
+        0 => (ValueGetter<VBuffer<float>>)((ref VBuffer<float> v) => RowStages.Copy(current().Scores, ref v)),
+        1 => (ValueGetter<uint>)((ref uint v) => v = current().Predicted),
+        _ => (ValueGetter<VBuffer<float>>)((ref VBuffer<float> v) => RowStages.Copy(current().Features!, ref v)),
+    };
 
     /// <summary>Probabilities over <see cref="Classes"/> and the predicted key (1-based) for each text's bytes.</summary>
     /// <exception cref="InvalidDataException">A text too long for the model's context with the longest class.</exception>
@@ -100,7 +109,7 @@ public sealed class MblmTextClassifierTransformer : MblmTransformerBase<MblmText
     {
         ArgumentNullException.ThrowIfNull(texts);
         long context = ModelConfig.MaxContext;
-        if (Head is { } head) return ScorePooled(texts, head, context);
+        if (Head is { } head) return ScorePooled(texts, head, context, features: false).Select(r => (r.Scores, r.Predicted)).ToArray();
         var prompts = new long[texts.Count][];
         for (int i = 0; i < texts.Count; i++)
         {
@@ -116,7 +125,7 @@ public sealed class MblmTextClassifierTransformer : MblmTransformerBase<MblmText
         return WithModel(model => batched ? _classes.ScoreBatched(model, prompts, SamplesPerForward) : _classes.ScoreCached(model, prompts));
     }
 
-    private (float[] Scores, uint Predicted)[] ScorePooled(IReadOnlyList<byte[]> texts, PooledClassifierHead head, long context)
+    private TextOutput[] ScorePooled(IReadOnlyList<byte[]> texts, PooledClassifierHead head, long context, bool features)
     {
         var rows = new long[texts.Count][];
         for (int i = 0; i < texts.Count; i++)
@@ -127,7 +136,12 @@ public sealed class MblmTextClassifierTransformer : MblmTransformerBase<MblmText
                     "or shorten the texts)");
             rows[i] = TextClassifierLayout.PooledIds(texts[i]);
         }
-        var probabilities = WithModel(model => PooledClassScorer.Probabilities(model, head, rows, Options.ScoringBatchSize));
-        return probabilities.Select(p => (p, (uint)(Array.IndexOf(p, p.Max()) + 1))).ToArray();
+        var (probabilities, pooled) = WithModel(model => features
+            ? PooledClassScorer.ProbabilitiesAndFeatures(model, head, rows, Options.ScoringBatchSize)
+            : (PooledClassScorer.Probabilities(model, head, rows, Options.ScoringBatchSize), null!));
+        return probabilities.Select((p, i) => new TextOutput(p, (uint)(Array.IndexOf(p, p.Max()) + 1), pooled?[i])).ToArray();
     }
 }
+
+/// <summary>A text classifier's outputs for one row: probabilities, predicted key and (when asked for) pooled features.</summary>
+internal readonly record struct TextOutput(float[] Scores, uint Predicted, float[]? Features);

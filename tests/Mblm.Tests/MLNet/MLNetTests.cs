@@ -92,7 +92,7 @@ public sealed class MLNetTests
     private sealed class NoColumns { }
 
     // SchemaShape.Create is internal to ML.NET: a never-fitted CustomMapping adds TRow's columns to an empty shape.
-    private static SchemaShape ShapeOf<TRow>(MLContext ml) where TRow : class, new() =>
+    internal static SchemaShape ShapeOf<TRow>(MLContext ml) where TRow : class, new() =>
         ml.Transforms.CustomMapping<NoColumns, TRow>((_, _) => { }, null).GetOutputSchema(new SchemaShape(Array.Empty<SchemaShape.Column>()));
 
     private static float[] Bpb(MLContext ml, ITransformer model, IDataView data, string column = "BitsPerByte") =>

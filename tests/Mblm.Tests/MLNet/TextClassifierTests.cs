@@ -295,6 +295,89 @@ public sealed class TextClassifierTests
     }
 
     [TestMethod]
+    public void LabelLikelihood_StillFitsScoresAndSaves_WithoutAHead()
+    {
+        var ml = new MLContext(seed: 1);
+        var train = ml.Data.LoadFromEnumerable(Rows(96, seed: 1));
+        var test = ml.Data.LoadFromEnumerable(Rows(40, seed: 2));
+        var options = TinyOptions with { MaxSteps = 120, Objective = Mblm.MLNet.Classification.MblmClassifierObjective.LabelLikelihood };
+        var model = Pipeline(ml, options).Fit(train);
+        string path = Path.Combine(Path.GetTempPath(), $"mblm-textclf-ll-{Guid.NewGuid():N}.zip");
+        try
+        {
+            var metrics = ml.MulticlassClassification.Evaluate(model.Transform(test));
+            Assert.IsTrue(metrics.MicroAccuracy >= 0.8, $"accuracy {metrics.MicroAccuracy:F2} (chance 0.25)");
+            ml.Mblm().SaveModel(model, train.Schema, path);
+            using (var zip = System.IO.Compression.ZipFile.OpenRead(path))
+                Assert.IsFalse(zip.Entries.Any(e => e.Name == "head.safetensors"), "label likelihood has no head");
+            using var loaded = (TransformerChain<ITransformer>)new MLContext().Mblm().LoadModel(path, out _);
+            Assert.AreEqual(options.Objective, ((MblmTextClassifierTransformer)loaded.ElementAt(1)).Options.Objective);
+            var before = model.Transform(test).GetColumn<float[]>("Score").ToArray();
+            var after = loaded.Transform(test).GetColumn<float[]>("Score").ToArray();
+            for (int i = 0; i < before.Length; i++) CollectionAssert.AreEqual(before[i], after[i], $"row {i}");
+        }
+        finally { File.Delete(path); ((IDisposable)model).Dispose(); }
+    }
+
+    [TestMethod]
+    public void FeaturesColumn_JoinsFeaturizeTextInAHybridPipeline_AndSurvivesSaveLoad()
+    {
+        var ml = new MLContext(seed: 1);
+        var train = ml.Data.LoadFromEnumerable(Rows(96, seed: 1));
+        var test = ml.Data.LoadFromEnumerable(Rows(40, seed: 2));
+        var options = TinyOptions with { MaxSteps = 60, FeaturesColumnName = "MblmFeatures", ScoreColumnName = "MblmScore", PredictedLabelColumnName = "MblmLabel" };
+        long width = TinyText.HiddenDims[0] + 2L * TinyText.HiddenDims[^1];
+        var classifier = ml.MulticlassClassification.Trainers.MblmTextClassifier(options);
+        var hybrid = ml.Transforms.Conversion.MapValueToKey("Label", "Kind")
+            .Append(classifier)
+            .Append(ml.Transforms.Text.FeaturizeText("TextFeatures", "Text"))
+            .Append(ml.Transforms.Concatenate("Features", "TextFeatures", "MblmFeatures"))
+            .Append(ml.MulticlassClassification.Trainers.SdcaMaximumEntropy(labelColumnName: "Label", featureColumnName: "Features"));
+        var shape = ml.Transforms.Conversion.MapValueToKey("Label", "Kind").Append(classifier).GetOutputSchema(MLNetTests.ShapeOf<LabelledText>(ml));
+        var column = shape.Single(c => c.Name == "MblmFeatures");
+        Assert.AreEqual(SchemaShape.Column.VectorKind.Vector, column.Kind);
+        Assert.AreEqual(NumberDataViewType.Single, column.ItemType);
+        var model = hybrid.Fit(train);
+        string path = Path.Combine(Path.GetTempPath(), $"mblm-textclf-hybrid-{Guid.NewGuid():N}.zip");
+        try
+        {
+            var scored = model.Transform(test);
+            Assert.AreEqual(new VectorDataViewType(NumberDataViewType.Single, (int)width), scored.Schema["MblmFeatures"].Type);
+            var features = scored.GetColumn<float[]>("MblmFeatures").ToArray();
+            var fitted = (MblmTextClassifierTransformer)((IEnumerable<ITransformer>)model).ElementAt(1);
+            var texts = ml.Data.CreateEnumerable<LabelledText>(test, false).Select(r => System.Text.Encoding.UTF8.GetBytes(r.Text).Select(b => (long)b).ToArray()).ToList();
+            var direct = Mblm.Inference.PooledClassScorer.Features(fitted.Model, texts, batchSize: 5);
+            for (int i = 0; i < features.Length; i++)
+                for (int j = 0; j < width; j++) Assert.AreEqual(direct[i][j], features[i][j], 1e-5, $"row {i} feature {j}: the pooled features");
+            var metrics = ml.MulticlassClassification.Evaluate(scored, labelColumnName: "Label");
+            Assert.IsTrue(metrics.MicroAccuracy >= 0.8, $"hybrid accuracy {metrics.MicroAccuracy:F2}");
+            ml.Mblm().SaveModel(model, train.Schema, path);
+            using var loaded = (TransformerChain<ITransformer>)new MLContext().Mblm().LoadModel(path, out _);
+            var again = loaded.Transform(test).GetColumn<float[]>("MblmFeatures").ToArray();
+            for (int i = 0; i < features.Length; i++) CollectionAssert.AreEqual(features[i], again[i], $"row {i} after load");
+        }
+        finally { File.Delete(path); ((IDisposable)model).Dispose(); }
+    }
+
+    [TestMethod]
+    public void AValidationSplit_StopsEarly_AndKeepsTheBestWeights()
+    {
+        var ml = new MLContext(seed: 1);
+        var logs = new List<string>();
+        ml.Log += (_, e) => { if (e.Source.Contains("Mblm")) lock (logs) logs.Add(e.Message); };
+        var options = TinyOptions with { MaxSteps = null, MaxEpochs = 40, ValidationFraction = 0.25, EarlyStoppingPatience = 2 };
+        var model = Pipeline(ml, options).Fit(ml.Data.LoadFromEnumerable(Rows(120, seed: 5)));
+        using var owner = (IDisposable)model;
+        var classifier = (MblmTextClassifierTransformer)((IEnumerable<ITransformer>)model).ElementAt(1);
+        string log = string.Join("\n", logs);
+        StringAssert.Contains(log, "rows held out to validate");
+        Assert.IsNotNull(classifier.Training.BestStep, log);
+        Assert.IsNotNull(classifier.Training.ValidationLoss, log);
+        Assert.IsTrue(classifier.Training.BestStep <= classifier.Training.Steps);
+        Assert.IsTrue(classifier.Training.Steps < 40 * 12, $"90 training rows in batches of 8 for 40 epochs would be 480 steps; it stopped at {classifier.Training.Steps}; {log}");
+    }
+
+    [TestMethod]
     public void BadOptionsAndColumns_AreNamed()
     {
         var ml = new MLContext();
@@ -309,6 +392,19 @@ public sealed class TextClassifierTests
         StringAssert.Contains(e.Message, "MblmTextClassifierTrainer.Options.TextLossWeight must be in [0, 1] (got 2)");
         e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => trainers.MblmTextClassifier(TinyOptions with { ScoreColumnName = "PredictedLabel" }));
         StringAssert.Contains(e.Message, "output column names must differ");
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => trainers.MblmTextClassifier(TinyOptions with { FeaturesColumnName = "Score" }));
+        StringAssert.Contains(e.Message, "output column names must differ");
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => trainers.MblmTextClassifier(TinyOptions with
+        {
+            FeaturesColumnName = "F", Objective = Mblm.MLNet.Classification.MblmClassifierObjective.LabelLikelihood,
+        }));
+        StringAssert.Contains(e.Message, "MblmTextClassifierTrainer.Options.FeaturesColumnName needs Objective PooledHead");
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => trainers.MblmTextClassifier(TinyOptions with { Dropout = 1 }));
+        StringAssert.Contains(e.Message, "MblmTextClassifierTrainer.Options.Dropout must be in [0, 1) (got 1)");
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => trainers.MblmTextClassifier(TinyOptions with { ValidationFraction = 0.5 }));
+        StringAssert.Contains(e.Message, "MblmTextClassifierTrainer.Options.ValidationFraction must be in [0, 0.5)");
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => trainers.MblmTextClassifier(TinyOptions with { LabelSmoothing = -0.1 }));
+        StringAssert.Contains(e.Message, "MblmTextClassifierTrainer.Options.LabelSmoothing must be in [0, 1)");
 
         var data = ml.Data.LoadFromEnumerable(Rows(8, seed: 9));
         e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => trainers.MblmTextClassifier(TinyOptions with { LabelColumnName = "Kind" }).Fit(data));
