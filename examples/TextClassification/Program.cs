@@ -140,10 +140,11 @@ Console.WriteLine("\nfit s of \"MBLM LM Features + SDCA\" includes training the 
 static void PrintTable(List<Result> results)
 {
     Console.WriteLine();
-    Console.WriteLine("| task | model | accuracy | macro-accuracy | log-loss | fit s | scoring rows/s |");
-    Console.WriteLine("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    Console.WriteLine("| task | model | accuracy | macro-accuracy | log-loss | fit s | scoring rows/s | PredictionEngine ms/row |");
+    Console.WriteLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     foreach (var r in results)
-        Console.WriteLine($"| {r.Task} | {r.Model} | {r.Accuracy:F3} | {r.MacroAccuracy:F3} | {r.LogLoss:F3} | {r.FitSeconds:F1} | {r.RowsPerSecond:F0} |");
+        Console.WriteLine($"| {r.Task} | {r.Model} | {r.Accuracy:F3} | {r.MacroAccuracy:F3} | {r.LogLoss:F3} | {r.FitSeconds:F1} | {r.RowsPerSecond:F0} | " +
+                          (r.PredictMilliseconds is double ms ? $"{ms:F2}" : "") + " |");
 }
 
 static string Shown(string text) => (text.Length <= 70 ? text : text[..70] + "…").ReplaceLineEndings("⏎");

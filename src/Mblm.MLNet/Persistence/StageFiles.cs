@@ -227,6 +227,28 @@ internal sealed class StageReader(MLContext? context, PipelineReader file, strin
     }
 
     /// <summary>
+    /// A classifier's model and, for the pooled head, its head (<see cref="ReadHead"/>), handed to <paramref name="create"/>;
+    /// both are disposed if anything fails. <paramref name="classesKey"/> names the classes' entry in <c>stage.json</c>.
+    /// </summary>
+    public T ReadClassifier<T>(Classification.MblmClassifierOptions options, int classes, string classesKey, Func<MblmModel, PooledClassifierHead?, T> create)
+    {
+        bool pooled = options.Objective == Classification.MblmClassifierObjective.PooledHead;
+        if (pooled && classes < 2) throw Invalid(StageEntries.Stage, $"a pooled-head classifier has at least 2 classes; '{classesKey}' lists {classes}");
+        return ReadModel(options.ModelConfig!, model =>
+        {
+            var head = pooled ? ReadHead(model.PooledWidth, classes, options.Dropout) : null;
+            try { return create(model, head); }
+            catch { head?.Dispose(); throw; }
+        });
+    }
+
+    /// <summary>Stage layout 1 had one classifier objective, label likelihood: a layout-1 <c>stage.json</c> says so from now on.</summary>
+    public void UpgradeClassifierLayout(System.Text.Json.Nodes.JsonObject stage)
+    {
+        if (Version < 2) stage["objective"] = nameof(Classification.MblmClassifierObjective.LabelLikelihood);
+    }
+
+    /// <summary>
     /// The head of a pooled-head classifier: <paramref name="classes"/> logits over <paramref name="width"/> features, its
     /// entry bounded by that size, loaded strictly (names, shapes, finite values) and placed on the context's device.
     /// </summary>

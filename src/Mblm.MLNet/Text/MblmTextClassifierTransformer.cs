@@ -59,20 +59,10 @@ public sealed class MblmTextClassifierTransformer : MblmTransformerBase<MblmText
     /// <summary>Reads a stage written by <see cref="IMblmStage.Save"/>.</summary>
     internal static MblmTextClassifierTransformer Load(StageReader reader)
     {
-        var (options, training, stage) = ReadSettings(reader, RequiredKeys, stage =>
-        {
-            if (reader.Version < 2) stage["objective"] = nameof(MblmClassifierObjective.LabelLikelihood);
-        });
+        var (options, training, stage) = ReadSettings(reader, RequiredKeys, reader.UpgradeClassifierLayout);
         long context = options.ModelConfig!.MaxContext;
         var classes = LabelCandidates.Read(reader, stage, "classes", context - TextClassifierLayout.PromptLength(0, options.Alignment), context);
-        bool pooled = options.Objective == MblmClassifierObjective.PooledHead;
-        if (pooled && classes.Length < 2) throw reader.Invalid(StageEntries.Stage, $"a pooled-head classifier has at least 2 classes; 'classes' lists {classes.Length}");
-        return reader.ReadModel(options.ModelConfig!, model =>
-        {
-            var head = pooled ? reader.ReadHead(model.PooledWidth, classes.Length, options.Dropout) : null;
-            try { return new MblmTextClassifierTransformer(options, model, classes, training, head); }
-            catch { head?.Dispose(); throw; }
-        });
+        return reader.ReadClassifier(options, classes.Length, "classes", (model, head) => new MblmTextClassifierTransformer(options, model, classes, training, head));
     }
 
     (string Entry, string Problem)? ICheckedAtLoad.ProblemAtLoad(DataViewSchema input) => _classes.ProblemAtLoad(input, Options.LabelColumnName, "classes");

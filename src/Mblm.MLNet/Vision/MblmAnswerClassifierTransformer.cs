@@ -65,19 +65,12 @@ public sealed class MblmAnswerClassifierTransformer : MblmTransformerBase<MblmAn
         var (options, training, stage) = ReadSettings(reader, RequiredKeys, stage =>
         {
             KeptSizes(stage);
-            if (reader.Version < 2) stage["objective"] = nameof(MblmClassifierObjective.LabelLikelihood);
+            reader.UpgradeClassifierLayout(stage);
         });
         // The answers are the classes: each short enough for the model to score after the shortest prompt (an empty question and image).
         long context = options.ModelConfig!.MaxContext;
         var answers = LabelCandidates.Read(reader, stage, "answers", context - VqaLayout.Prompt([], []).Length, context);
-        bool pooled = options.Objective == MblmClassifierObjective.PooledHead;
-        if (pooled && answers.Length < 2) throw reader.Invalid(StageEntries.Stage, $"a pooled-head classifier has at least 2 classes; 'answers' lists {answers.Length}");
-        return reader.ReadModel(options.ModelConfig!, model =>
-        {
-            var head = pooled ? reader.ReadHead(model.PooledWidth, answers.Length, options.Dropout) : null;
-            try { return new MblmAnswerClassifierTransformer(options, model, answers, training, head); }
-            catch { head?.Dispose(); throw; }
-        });
+        return reader.ReadClassifier(options, answers.Length, "answers", (model, head) => new MblmAnswerClassifierTransformer(options, model, answers, training, head));
     }
 
     // The answers are the label's key values at training; where the saved input schema yields the label column, they must

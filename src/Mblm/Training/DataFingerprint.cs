@@ -35,6 +35,12 @@ public sealed record DataFingerprint(long Samples, long Tokens, string Sha256)
                 BinaryPrimitives.WriteSingleLittleEndian(word[..4], w);
                 hash.AppendData(word[..4]);
             }
+            if (sample.Label >= 0)
+            {
+                // Classes are part of labelled data (unlabelled samples hash as before, so their fingerprints do not change).
+                BinaryPrimitives.WriteInt32LittleEndian(word[..4], sample.Label);
+                hash.AppendData(word[..4]);
+            }
             tokens += sample.Ids.Length;
         }
         return new DataFingerprint(count, tokens, Convert.ToHexStringLower(hash.GetHashAndReset()));

@@ -618,4 +618,37 @@ public sealed class PipelineHardeningTests
         e = Refused(Save(ms.ToArray()), "stages/001/model.json");
         StringAssert.Contains(e.Message, "appears twice");
     }
+
+    [TestMethod]
+    public void APooledHeadEntry_IsCheckedLikeTheWeights()
+    {
+        var ml = new MLContext(seed: 1);
+        var data = ml.Data.LoadFromEnumerable(TextClassifierTests.Rows(16, seed: 1));
+        using var model = ml.Transforms.Conversion.MapValueToKey("Label", "Kind")
+            .Append(ml.MulticlassClassification.Trainers.MblmTextClassifier(TextClassifierTests.TinyOptions with { MaxSteps = 1 })).Fit(data);
+        string saved = Temp("pooled.zip");
+        ml.Mblm().SaveModel(model, data.Schema, saved);
+        string head = Entries(saved).Keys.Single(k => k.EndsWith("/head.safetensors", StringComparison.Ordinal));
+        Loads(saved);
+
+        // Missing (the manifest resealed without it), of another shape, or holding NaN: each refused, naming the entry.
+        var e = Refused(Edited(saved, es => es.Remove(head)), head);
+        StringAssert.Contains(e.Message, "missing");
+        var classes = model.LastTransformer.Classes.Count;
+        using (var other = new Mblm.Model.PooledClassifierHead(model.LastTransformer.Model.PooledWidth, classes + 1, 0.1))
+        {
+            var bytes = new MemoryStream();
+            Mblm.Weights.SafeTensors.Save(other.state_dict(), bytes);
+            e = Refused(Edited(saved, es => es[head] = bytes.ToArray()), head);
+            StringAssert.Contains(e.Message, "proj.weight");
+        }
+        using (var nan = new Mblm.Model.PooledClassifierHead(model.LastTransformer.Model.PooledWidth, classes, 0.1))
+        {
+            using (TorchSharp.torch.no_grad()) nan.state_dict()["proj.bias"].fill_(double.NaN);
+            var bytes = new MemoryStream();
+            Mblm.Weights.SafeTensors.Save(nan.state_dict(), bytes);
+            e = Refused(Edited(saved, es => es[head] = bytes.ToArray()), head);
+            StringAssert.Contains(e.Message, "NaN");
+        }
+    }
 }

@@ -138,6 +138,15 @@ public sealed class ClassificationObjectiveTests
     }
 
     [TestMethod]
+    public void DataFingerprint_CoversTheLabels_SoAResumeOverRelabelledDataIsRefused()
+    {
+        var rows = Rows(10, seed: 1);
+        string labelled = DataFingerprint.Of(new Source(rows)).Sha256;
+        Assert.AreNotEqual(labelled, DataFingerprint.Of(new Source(Rows(10, seed: 1, flip: true))).Sha256);
+        Assert.AreNotEqual(labelled, DataFingerprint.Of(new Source(rows.Select(r => new ByteSample(r.Ids, r.LossMask)).ToList())).Sha256);
+    }
+
+    [TestMethod]
     public void EarlyStopping_StopsWhenValidationWorsens_AndRestoresTheBestWeights()
     {
         var (model, head) = New(seed: 10);
