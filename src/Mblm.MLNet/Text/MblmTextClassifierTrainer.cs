@@ -24,7 +24,7 @@ namespace Mblm.MLNet.Text;
 /// A row longer than the model's context is an error (Fit names the row; nothing is cut silently): choose a
 /// <see cref="MblmTrainingOptions.ModelConfig"/> with longer <c>seq_lens</c>, or shorten the texts first.
 /// </remarks>
-public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifierTrainer.Options, MblmTextClassifierTransformer>
+public sealed class MblmTextClassifierTrainer : MblmClassifierTrainerBase<MblmTextClassifierTrainer.Options, MblmTextClassifierTransformer>
 {
     /// <summary>
     /// Options: the shared training settings of <see cref="MblmTrainingOptions"/> (default model: <see cref="BaseModelConfig"/>
@@ -153,9 +153,8 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
         var text = ByteColumn.Check(input.Schema, o.TextColumnName, role: "text");
         var label = LabelColumn.Check(input.Schema, o.LabelColumnName);
         var classes = LabelColumn.KeyValues(label);
+        CheckClassCount(classes.Length, o.LabelColumnName);
         bool pooled = o.Objective == MblmClassifierObjective.PooledHead;
-        if (pooled && classes.Length < 2)
-            throw new ArgumentException($"column '{o.LabelColumnName}' has {classes.Length} class; a classifier needs at least 2", "input");
         var segments = classes.Select(c => VqaLayout.Answer(VqaLayout.Utf8(c))).ToArray();
         ByteSample SampleOf(byte[] bytes, uint key) => pooled
             ? TextClassifierLayout.Pooled(bytes, (int)key - 1)
@@ -171,34 +170,22 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
                 return SampleOf(bytes, key);
             };
         }, ch, "MBLM text");
-        var held = ValidationSplit.Choose(rows.Select(r => r.Key).ToList(), o.ValidationRows(rows.Count), Seed);
-        var trainRows = rows.Where((_, i) => !held.Contains(i)).ToList();
-        var trainSamples = samples.Where((_, i) => !held.Contains(i)).ToList();
-        long tokens = trainSamples.Sum(s => (long)s.Ids.Length);
-        ISampleSource train = o.RandomSpans ? new RandomSpanSource(trainRows, trainSamples, SampleOf, Seed) : new ListSource(trainSamples);
-        return new ClassTrainingSet(train, tokens,
-            $"{trainSamples.Count} rows (longest {longest} tokens), {classes.Length} classes" + (held.Count > 0 ? $", {held.Count} rows held out to validate" : ""), classes)
-        {
-            LongestSample = longest, LongestRow = longestRow,
-            Validation = held.Count > 0 ? new ListSource(held.Order().Select(i => samples[i]).ToList()) : null,
-            TooLongHint = $"shorten the texts of column '{o.TextColumnName}' or set ModelConfig to a config with a longer context (more seq_lens[0] patches)",
-        };
+        ISampleSource Train(List<int> indices) => o.RandomSpans
+            ? new RandomSpanSource(indices.Select(i => rows[i]).ToList(), indices.Select(i => samples[i]).ToList(), SampleOf, Seed)
+            : new ListSource(indices.Select(i => samples[i]).ToList());
+        return Split(samples, rows.Select(r => r.Key).ToList(), classes, longest, longestRow, "rows",
+            $"shorten the texts of column '{o.TextColumnName}' or set ModelConfig to a config with a longer context (more seq_lens[0] patches)", Train);
     }
 
-    private protected override FitObjective CreateObjective(Options options, MblmModel model, TrainingSet data)
-    {
-        if (options.Objective != MblmClassifierObjective.PooledHead) return base.CreateObjective(options, model, data);
-        var head = new PooledClassifierHead(model.PooledWidth, ((ClassTrainingSet)data).Classes.Length, options.Dropout);
-        return new FitObjective(new ClassificationObjective(head, options.LabelSmoothing, options.TextLossWeight), head);
-    }
+    private protected override double NextByteWeight(Options options) => options.TextLossWeight;
 
     private protected override void InitializeModel(MblmModel model, IChannel ch)
     {
         if (TrainerOptions.TransferFrom is { } from) ch.Info(MessageSensitivity.None, $"MBLM text: transferred {Transfer.Load(model, from)}");
     }
 
-    private protected override MblmTextClassifierTransformer CreateTransformer(Options options, MblmModel model, PooledClassifierHead? head, TrainingSummary summary,
-        TrainingSet data) => new(options, model, ((ClassTrainingSet)data).Classes, summary, head);
+    private protected override MblmTextClassifierTransformer CreateClassifier(Options options, MblmModel model, string[] classes, TrainingSummary summary,
+        PooledClassifierHead? head) => new(options, model, classes, summary, head);
 
     // Epoch 0 reads the rows whole; later epochs read a seeded random span of a row half of the time.
     private sealed class RandomSpanSource(List<(byte[] Text, uint Key)> rows, List<ByteSample> whole, Func<byte[], uint, ByteSample> sample, int seed) : ISampleSource
@@ -215,7 +202,4 @@ public sealed class MblmTextClassifierTrainer : MblmTrainerBase<MblmTextClassifi
             return sample(text[start..(start + length)], key);
         }
     }
-
-    private sealed record ClassTrainingSet(ISampleSource Train, long TrainingBytes, string Description, string[] Classes)
-        : TrainingSet(Train, TrainingBytes, Description, "rows");
 }

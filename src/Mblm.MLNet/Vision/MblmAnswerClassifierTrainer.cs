@@ -23,7 +23,7 @@ namespace Mblm.MLNet.Vision;
 /// a text question column and a key-typed label column whose key values are the answer texts. Sequence layout and special
 /// tokens: <see cref="VqaLayout"/>; image bytes: <see cref="ImageBytes"/>.
 /// </remarks>
-public sealed class MblmAnswerClassifierTrainer : MblmTrainerBase<MblmAnswerClassifierTrainer.Options, MblmAnswerClassifierTransformer>
+public sealed class MblmAnswerClassifierTrainer : MblmClassifierTrainerBase<MblmAnswerClassifierTrainer.Options, MblmAnswerClassifierTransformer>
 {
     /// <summary>
     /// Options: the shared training settings of <see cref="MblmTrainingOptions"/> (default model:
@@ -118,9 +118,8 @@ public sealed class MblmAnswerClassifierTrainer : MblmTrainerBase<MblmAnswerClas
         var o = TrainerOptions;
         var (image, question, label) = VqaColumns.Check(input.Schema, o);
         var answers = LabelColumn.KeyValues(label);
+        CheckClassCount(answers.Length, o.LabelColumnName);
         bool pooled = o.Objective == MblmClassifierObjective.PooledHead;
-        if (pooled && answers.Length < 2)
-            throw new ArgumentException($"column '{o.LabelColumnName}' has {answers.Length} answer; a classifier needs at least 2", "input");
         var reader = new VqaRowReader(o.ImageOptions);
         var keys = new List<uint>();
         var (samples, longest, longestRow) = LabelColumn.ReadSamples(input, new[] { image, question, label }, label, answers.Length, cursor =>
@@ -135,34 +134,18 @@ public sealed class MblmAnswerClassifierTrainer : MblmTrainerBase<MblmAnswerClas
                 return new ByteSample(ids, mask);
             };
         }, ch, "MBLM VQA");
-        var held = ValidationSplit.Choose(keys, o.ValidationRows(samples.Count), Seed);
-        var train = samples.Where((_, i) => !held.Contains(i)).ToList();
-        return new AnswerTrainingSet(new ListSource(train), train.Sum(s => (long)s.Ids.Length),
-            $"{train.Count} samples (longest {longest} tokens), {answers.Length} answers" + (held.Count > 0 ? $", {held.Count} rows held out to validate" : ""), answers)
-        {
-            LongestSample = longest, LongestRow = longestRow,
-            Validation = held.Count > 0 ? new ListSource(held.Order().Select(i => samples[i]).ToList()) : null,
-            TooLongHint = "make images smaller (Options.Image: ResizeWidth/ResizeHeight, Levels, or ImageEncoding Jpeg) or set ModelConfig to a config with a longer context (more " +
-                "seq_lens[0] patches)",
-        };
+        return Split(samples, keys, answers, longest, longestRow, "samples",
+            "make images smaller (Options.Image: ResizeWidth/ResizeHeight, Levels, or ImageEncoding Jpeg) or set ModelConfig to a config with a longer context (more " +
+                "seq_lens[0] patches)");
     }
+
+    private protected override double NextByteWeight(Options options) => options.PromptLossWeight;
 
     private protected override void InitializeModel(MblmModel model, IChannel ch)
     {
         if (TrainerOptions.TransferFrom is { } from) ch.Info(MessageSensitivity.None, $"MBLM VQA: transferred {Transfer.Load(model, from)}");
     }
 
-    private protected override MblmAnswerClassifierTransformer CreateTransformer(Options options, MblmModel model, PooledClassifierHead? head, TrainingSummary summary,
-        TrainingSet data) =>
-        new(options, model, ((AnswerTrainingSet)data).Answers, summary, head);
-
-    private protected override FitObjective CreateObjective(Options options, MblmModel model, TrainingSet data)
-    {
-        if (options.Objective != MblmClassifierObjective.PooledHead) return base.CreateObjective(options, model, data);
-        var head = new PooledClassifierHead(model.PooledWidth, ((AnswerTrainingSet)data).Answers.Length, options.Dropout);
-        return new FitObjective(new ClassificationObjective(head, options.LabelSmoothing, options.PromptLossWeight), head);
-    }
-
-    private sealed record AnswerTrainingSet(ISampleSource Train, long TrainingBytes, string Description, string[] Answers)
-        : TrainingSet(Train, TrainingBytes, Description);
+    private protected override MblmAnswerClassifierTransformer CreateClassifier(Options options, MblmModel model, string[] classes, TrainingSummary summary,
+        PooledClassifierHead? head) => new(options, model, classes, summary, head);
 }
