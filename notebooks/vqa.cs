@@ -9,6 +9,7 @@
 using Mblm.Config;
 using Mblm.Examples;
 using Mblm.MLNet;
+using Mblm.MLNet.Classification;
 using Mblm.MLNet.Vision;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -38,6 +39,7 @@ var options = new MblmAnswerClassifierTrainer.Options
     Image = imageOptions,
     ModelConfig = MblmPresets.SmallVqa with { SeqLens = [64, 8] },   // 512 tokens of context are enough here
     MaxEpochs = 2, MaxSteps = 30, BatchSize = 16,                   // tiny, as in the notebook
+    Objective = MblmClassifierObjective.LabelLikelihood,            // the paper's method (the default is a pooled head)
     Progress = curve,
 };
 var pipeline = ml.Transforms.Conversion.MapValueToKey("Label", "Answer", keyData: ClevrLikeGenerator.AnswerKeyData(ml))

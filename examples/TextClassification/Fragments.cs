@@ -129,11 +129,24 @@ internal static class Fragments
                     {
                         ModelConfig = Sized(MblmTextClassifierTrainer.BaseModelConfig, size), Progress = new Bar("MBLM"),
                     })));
-                if (pretrained is not null)
+                if (pretrained is not null && (models.Contains("mblm") || models.Contains("none") || models.Contains("mblm-pretrained")))
                     Fit($"MBLM text classifier (bytes), from {Path.GetFileName(pretrained.TrimEnd('/'))}", ml => Label(ml).Append(ml.MulticlassClassification.Trainers.MblmTextClassifier(options with
                     {
                         Pretrained = pretrained, ModelConfig = Sized(MblmPretrained.LoadConfig(pretrained), size), Progress = new Bar("MBLM pretrained"),
                     })));
+                // Hybrid: the classifier's pooled features (from the pretrained model when given) beside the byte histograms, into LightGbm.
+                if (models.Contains("hybrid"))
+                    Fit($"MBLM features{(pretrained is null ? "" : $" ({Path.GetFileName(pretrained.TrimEnd('/'))})")} + byte histograms + LightGbm", ml => Label(ml)
+                        .Append(ml.MulticlassClassification.Trainers.MblmTextClassifier(options with
+                        {
+                            Pretrained = pretrained,
+                            ModelConfig = Sized(pretrained is null ? MblmTextClassifierTrainer.BaseModelConfig : MblmPretrained.LoadConfig(pretrained), size),
+                            FeaturesColumnName = "MblmFeatures", ScoreColumnName = "MblmScore", PredictedLabelColumnName = "MblmLabel", Progress = new Bar("MBLM hybrid"),
+                        }))
+                        .Append(ml.Transforms.CustomMapping<FragmentRow, Histogram>(Histograms, contractName: null))
+                        .Append(ml.Transforms.Concatenate("Features", "Features", "MblmFeatures"))
+                        .AppendCacheCheckpoint(ml)
+                        .Append(ml.MulticlassClassification.Trainers.LightGbm()));
             }
     }
 }
