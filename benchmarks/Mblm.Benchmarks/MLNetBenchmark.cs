@@ -126,7 +126,7 @@ internal static class MLNetBenchmark
         return clock.Elapsed.TotalSeconds;
     }
 
-    private static string FindData()
+    internal static string FindData()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {

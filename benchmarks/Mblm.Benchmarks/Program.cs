@@ -19,6 +19,7 @@ using Mblm.Native;
 //   transfer   [--seeds 3] [--pretrain-steps 600] [--scenes 400] [--epochs 4] [--shared ../shared] [--keep-lm LM.zip]
 //              text-pretrained LM → VQA answer classifier (and text classifier), with and without transfer, over seeds
 //   soak       [--predictions 10000] [--warmup 500]   RSS and live tensors over many predictions (SoakBenchmark.cs)
+//   classify   [--rows 600] [--reps 3] [--batches 16,64,256]   pooled-head text classifier: scorer, Transform and PredictionEngine speed
 TorchRuntime.EnsureLoadable();
 var tuning = TorchRuntime.RequestedAllocatorTuning;
 bool tuned = TorchRuntime.TuneAllocator(tuning);
@@ -40,6 +41,7 @@ switch (args.FirstOrDefault())
     case "long-context": LongContextBenchmark.Run(opts); break;
     case "generation": GenerationBenchmark.Run(opts); break;
     case "mlnet": MLNetBenchmark.Run(opts); break;
+    case "classify": ClassifyBenchmark.Run(opts); break;
     case "contention": ContentionBenchmark.Run(opts); break;
     case "soak": return SoakBenchmark.Run(opts);
     default:
