@@ -4,7 +4,7 @@
 //
 //   dotnet run -c Release --project examples/Vqa                 # default: about 10 minutes on 2 CPU cores
 //   dotnet run -c Release --project examples/Vqa -- --large      # more scenes, larger images, more epochs
-//   options: --scenes N --test-scenes N --questions N --epochs N --size WxH --levels N --skip jpeg,transfer,baseline --out DIR
+//   options: --scenes N --test-scenes N --questions N --epochs N --size WxH --levels N --skip likelihood,jpeg,transfer,baseline --out DIR
 //   (training curves and confusion matrices as PNG in DIR, default out/vqa)
 
 using System.Diagnostics;
@@ -72,8 +72,10 @@ string[] RunMblm(string name, MblmAnswerClassifierTrainer.Options options)
     return predicted;
 }
 
-// 3. MBLM on pixels (planar RGB, discretised).
+// 3. MBLM on pixels (planar RGB, discretised): the pooled head (the default), and the paper's label likelihood.
 RunMblm("MBLM, pixels", baseOptions);
+if (!skip.Contains("likelihood"))
+    RunMblm("MBLM, pixels, label likelihood", baseOptions with { Objective = Mblm.MLNet.Classification.MblmClassifierObjective.LabelLikelihood });
 
 // 4. MBLM on JPEG file bytes.
 if (!skip.Contains("jpeg")) RunMblm("MBLM, JPEG bytes", baseOptions with { Image = baseOptions.Image with { Encoding = ImageEncoding.Jpeg, JpegQuality = 90, Levels = null } });
