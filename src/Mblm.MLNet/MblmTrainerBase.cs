@@ -107,7 +107,7 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
                     AdamW = o.OptimizerWeightDecay is not null,
                     WeightDecay = o.OptimizerWeightDecay ?? 0,
                     EarlyStoppingPatience = data.Validation is null ? 0 : o.EarlyStoppingEpochs,
-                    RestoreBestWeights = data.Validation is not null,
+                    RestoreBestWeights = data.Validation is not null && o.KeepsBestValidationWeights,
                     Steps = steps,
                     BatchSize = o.BatchSize,
                     LearningRate = o.LearningRate,
@@ -147,7 +147,14 @@ public abstract class MblmTrainerBase<TOptions, TTransformer> : IEstimator<TTran
                 {
                     ValidationLoss = result.ValidationLoss, BestStep = result.BestStep,
                 };
-                var transformer = CreateTransformer(o, model, objective.Take(), summary, data);
+                var head = objective.Take();
+                TTransformer transformer;
+                try { transformer = CreateTransformer(o, model, head, summary, data); }
+                catch
+                {
+                    head?.Dispose();
+                    throw;
+                }
                 (transformer as IMblmStage)?.AttachHost(_host);
                 return transformer;
             }

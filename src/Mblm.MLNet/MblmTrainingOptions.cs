@@ -174,6 +174,12 @@ public abstract record MblmTrainingOptions
     /// <summary>AdamW's weight decay for this estimator's training, or null for Adam (the reference's optimiser).</summary>
     internal virtual double? OptimizerWeightDecay => null;
 
+    /// <summary>
+    /// Whether a fit with validation data returns the weights of its best validation rather than its last step's (the
+    /// classifiers, with their validation split); the language model returns its last step's.
+    /// </summary>
+    internal virtual bool KeepsBestValidationWeights => false;
+
     /// <summary>Validations (one per epoch) without improvement after which training stops; 0: never.</summary>
     internal virtual int EarlyStoppingEpochs => 0;
 

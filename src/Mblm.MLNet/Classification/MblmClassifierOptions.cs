@@ -62,6 +62,8 @@ public abstract record MblmClassifierOptions : MblmTrainingOptions
 
     internal override int EarlyStoppingEpochs => EarlyStoppingPatience;
 
+    internal override bool KeepsBestValidationWeights => true;
+
     /// <summary>The rows to hold out of <paramref name="count"/> labelled ones, or 0 when there are too few.</summary>
     internal int ValidationRows(int count)
     {

@@ -271,7 +271,10 @@ internal sealed class StageReader(MLContext? context, PipelineReader file, strin
                 set_rng_state(rng);
             }
             foreach (var (name, value) in tensors)
-                if (value.is_floating_point() && !value.isfinite().all().item<bool>()) throw Invalid(StageEntries.Head, $"tensor '{name}' holds NaN or infinite values");
+            {
+                using var finite = value.isfinite().all();
+                if (value.is_floating_point() && !finite.item<bool>()) throw Invalid(StageEntries.Head, $"tensor '{name}' holds NaN or infinite values");
+            }
             try { ModelWeights.Load(head, tensors, StageEntries.Head); }
             catch (WeightsMismatchException e) { throw Invalid(StageEntries.Head, Mismatch(e), e); }
             catch (MblmFormatException e) when (e.FileName != file.Path) { throw Invalid(StageEntries.Head, ProblemOf(e), e); }

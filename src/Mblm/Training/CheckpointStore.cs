@@ -169,6 +169,8 @@ public static class CheckpointStore
             {
                 headTensors = SafeTensors.Load(Path.Combine(folder, HeadFile));
                 RequireWrittenByTheTrainer(headTensors, head, Path.Combine(folder, HeadFile));
+                // Names and shapes of the head too, before the optimiser or the model change.
+                ModelWeights.Check(head, headTensors, Path.Combine(folder, HeadFile));
             }
             OptimizerStateFile.Load(optimizer, parameters, optimizerPath);
             ModelWeights.Load(model, tensors, weightsPath); // checks every name and shape before copying anything

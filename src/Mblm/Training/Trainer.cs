@@ -167,64 +167,74 @@ public sealed class Trainer
             int sinceBest = 0;
             bool stoppedEarly = false;
             Dictionary<string, Tensor>? bestState = null;
-            while (_step < o.Steps)
+            try
             {
-                if (cancellationToken.IsCancellationRequested)
+                while (_step < o.Steps)
                 {
-                    // Stopped between steps: the steps taken since the last checkpoint are kept, so a resume continues here.
-                    if (o.OutputDirectory is not null && _step > 0 && _step != savedStep)
-                        CheckpointStore.Save(o.OutputDirectory, _step, _position, _model, _head, _optimizer, _fingerprint);
-                    cancellationToken.ThrowIfCancellationRequested();
-                }
-                double lr = _schedule.At(_step);
-                foreach (var group in _optimizer.ParamGroups) group.LearningRate = lr;
-                var (lossValue, bytes) = ForwardBackward(order);
-                bytesSeen += bytes;
-                if (!double.IsFinite(lossValue))
-                {
-                    _optimizer.zero_grad();
-                    if (++nonFinite >= o.MaxConsecutiveNonFinite)
-                        throw new InvalidOperationException($"training stopped: {nonFinite} non-finite losses in a row at step {_step} (lower LearningRate or check the data)");
-                    progress?.Report(new TrainingProgress(_step, o.Steps, lossValue, lr, 0, TimeSpan.Zero, null, $"non-finite loss at step {_step}: step skipped"));
-                    continue;
-                }
-                nonFinite = 0;
-                Update();
-                _step++;
-                stepsThisRun++;
-                lastLoss = lossValue;
-
-                double seconds = clock.Elapsed.TotalSeconds;
-                var eta = TimeSpan.FromSeconds(seconds / stepsThisRun * (o.Steps - _step));
-                bool validate = validation is not null && (_step == o.Steps || (o.ValidateEvery > 0 && _step % o.ValidateEvery == 0));
-                if (validate)
-                {
-                    lastValidation = _objective.Validate(_model, validation!, o.BatchSize, o.MaxValidationSamples);
-                    if (lastValidation < best.Value || best.Step < 0)
+                    if (cancellationToken.IsCancellationRequested)
                     {
-                        (best, sinceBest) = ((_step, lastValidation.Value), 0);
-                        if (o.RestoreBestWeights) Remember(ref bestState);
+                        // Stopped between steps: the steps taken since the last checkpoint are kept, so a resume continues here.
+                        if (o.OutputDirectory is not null && _step > 0 && _step != savedStep)
+                            CheckpointStore.Save(o.OutputDirectory, _step, _position, _model, _head, _optimizer, _fingerprint);
+                        cancellationToken.ThrowIfCancellationRequested();
                     }
-                    else sinceBest++;
-                }
-                bool bitsPerByte = _objective.ValidatesBitsPerByte;
-                progress?.Report(new TrainingProgress(_step, o.Steps, lossValue, lr, bytesSeen / Math.Max(seconds, 1e-9), eta,
-                    validate && bitsPerByte ? lastValidation : null, null, validate && !bitsPerByte ? lastValidation : null));
+                    double lr = _schedule.At(_step);
+                    foreach (var group in _optimizer.ParamGroups) group.LearningRate = lr;
+                    var (lossValue, bytes) = ForwardBackward(order);
+                    bytesSeen += bytes;
+                    if (!double.IsFinite(lossValue))
+                    {
+                        _optimizer.zero_grad();
+                        if (++nonFinite >= o.MaxConsecutiveNonFinite)
+                            throw new InvalidOperationException($"training stopped: {nonFinite} non-finite losses in a row at step {_step} (lower LearningRate or check the data)");
+                        progress?.Report(new TrainingProgress(_step, o.Steps, lossValue, lr, 0, TimeSpan.Zero, null, $"non-finite loss at step {_step}: step skipped"));
+                        continue;
+                    }
+                    nonFinite = 0;
+                    Update();
+                    _step++;
+                    stepsThisRun++;
+                    lastLoss = lossValue;
 
-                // Warm-up–stable–decay also checkpoints where the decay starts: a longer run continues from there.
-                bool decayStart = o.Schedule == LearningRateScheduleKind.WarmupStableDecay && _step == _schedule.DecayStart;
-                if (o.OutputDirectory is not null && ((o.CheckpointEvery > 0 && _step % o.CheckpointEvery == 0) || _step == o.Steps || decayStart))
-                {
-                    CheckpointStore.Save(o.OutputDirectory, _step, _position, _model, _head, _optimizer, _fingerprint);
-                    savedStep = _step;
+                    double seconds = clock.Elapsed.TotalSeconds;
+                    var eta = TimeSpan.FromSeconds(seconds / stepsThisRun * (o.Steps - _step));
+                    bool validate = validation is not null && (_step == o.Steps || (o.ValidateEvery > 0 && _step % o.ValidateEvery == 0));
+                    if (validate)
+                    {
+                        lastValidation = _objective.Validate(_model, validation!, o.BatchSize, o.MaxValidationSamples);
+                        // NaN never becomes the best (every comparison with it is false, so it would stay best for good).
+                        if (lastValidation is double v && !double.IsNaN(v) && (v < best.Value || best.Step < 0))
+                        {
+                            (best, sinceBest) = ((_step, lastValidation.Value), 0);
+                            if (o.RestoreBestWeights) Remember(ref bestState);
+                        }
+                        else sinceBest++;
+                    }
+                    bool bitsPerByte = _objective.ValidatesBitsPerByte;
+                    progress?.Report(new TrainingProgress(_step, o.Steps, lossValue, lr, bytesSeen / Math.Max(seconds, 1e-9), eta,
+                        validate && bitsPerByte ? lastValidation : null, null, validate && !bitsPerByte ? lastValidation : null));
+
+                    // Warm-up–stable–decay also checkpoints where the decay starts: a longer run continues from there.
+                    bool decayStart = o.Schedule == LearningRateScheduleKind.WarmupStableDecay && _step == _schedule.DecayStart;
+                    if (o.OutputDirectory is not null && ((o.CheckpointEvery > 0 && _step % o.CheckpointEvery == 0) || _step == o.Steps || decayStart))
+                    {
+                        CheckpointStore.Save(o.OutputDirectory, _step, _position, _model, _head, _optimizer, _fingerprint);
+                        savedStep = _step;
+                    }
+                    if (validate && o.EarlyStoppingPatience > 0 && sinceBest >= o.EarlyStoppingPatience && _step < o.Steps)
+                    {
+                        stoppedEarly = true;
+                        progress?.Report(new TrainingProgress(_step, o.Steps, lossValue, lr, 0, TimeSpan.Zero, null,
+                            $"stopped early at step {_step}: {sinceBest} validations without improving on step {best.Step}'s"));
+                        break;
+                    }
                 }
-                if (validate && o.EarlyStoppingPatience > 0 && sinceBest >= o.EarlyStoppingPatience && _step < o.Steps)
-                {
-                    stoppedEarly = true;
-                    progress?.Report(new TrainingProgress(_step, o.Steps, lossValue, lr, 0, TimeSpan.Zero, null,
-                        $"stopped early at step {_step}: {sinceBest} validations without improving on step {best.Step}'s"));
-                    break;
-                }
+            }
+            catch
+            {
+                // The copy of the best weights is native memory: not left to the finaliser when training fails.
+                if (bestState is not null) foreach (var t in bestState.Values) t.Dispose();
+                throw;
             }
             long? bestStep = null;
             if (bestState is not null)
@@ -244,15 +254,15 @@ public sealed class Trainer
             };
         }
 
-        // A copy of the model's (and head's) state, on the device, outside any dispose scope.
+        // A copy of the model's (and head's) state, on the device, outside any dispose scope (cloned without gradients).
         private void Remember(ref Dictionary<string, Tensor>? state)
         {
             if (state is not null) foreach (var t in state.Values) t.Dispose();
             state = [];
             using var noGrad = no_grad();
-            foreach (var (name, value) in _model.state_dict()) state["model." + name] = value.detach().clone().DetachFromDisposeScope();
+            foreach (var (name, value) in _model.state_dict()) state["model." + name] = value.clone().DetachFromDisposeScope();
             if (_head is not null)
-                foreach (var (name, value) in _head.state_dict()) state["head." + name] = value.detach().clone().DetachFromDisposeScope();
+                foreach (var (name, value) in _head.state_dict()) state["head." + name] = value.clone().DetachFromDisposeScope();
         }
 
         private void Restore(Dictionary<string, Tensor> state)

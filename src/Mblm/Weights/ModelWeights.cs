@@ -37,6 +37,20 @@ public static class ModelWeights
     /// </summary>
     public static void Load(nn.Module module, IReadOnlyDictionary<string, Tensor> tensors, string source = "weights", bool strict = true)
     {
+        var state = Check(module, tensors, source, strict);
+        using var noGrad = no_grad();
+        foreach (var (name, target) in state)
+            if (tensors.TryGetValue(name, out var value))
+                target.copy_(value.to(target.dtype, target.device));
+    }
+
+    /// <summary>
+    /// The checks of <see cref="Load(nn.Module, IReadOnlyDictionary{string, Tensor}, string, bool)"/> without the copy (names,
+    /// shapes, convertible dtypes), so that several modules can be checked before any of them changes; returns the module's
+    /// state dict.
+    /// </summary>
+    internal static Dictionary<string, Tensor> Check(nn.Module module, IReadOnlyDictionary<string, Tensor> tensors, string source, bool strict = true)
+    {
         var state = module.state_dict();
         var missing = state.Keys.Where(k => !tensors.ContainsKey(k)).ToList();
         var unexpected = tensors.Keys.Where(k => !state.ContainsKey(k)).OrderBy(k => k, StringComparer.Ordinal).ToList();
@@ -46,10 +60,7 @@ public static class ModelWeights
         if (mismatched.Count > 0 || (strict && (missing.Count > 0 || unexpected.Count > 0)))
             throw new WeightsMismatchException(source, missing, unexpected, mismatched);
         RequireCompatibleDtypes(state, tensors, source);
-        using var noGrad = no_grad();
-        foreach (var (name, target) in state)
-            if (tensors.TryGetValue(name, out var value))
-                target.copy_(value.to(target.dtype, target.device));
+        return state;
     }
 
     /// <summary>

@@ -138,6 +138,21 @@ public sealed class ClassificationObjectiveTests
     }
 
     [TestMethod]
+    public void ANaNValidation_NeverBecomesTheBest()
+    {
+        var (model, head) = New(seed: 13);
+        using (model) using (head)
+        {
+            // An empty validation set validates to NaN every time: no step is "best", nothing is restored, and patience runs out.
+            var options = new TrainerOptions { Steps = 50, BatchSize = 8, LearningRate = 3e-3, Seed = 1, ValidateEvery = 5, EarlyStoppingPatience = 2, RestoreBestWeights = true };
+            var result = new Trainer(model, options, new ClassificationObjective(head)).Train(new Source(Rows(40, seed: 14)), new Source([]));
+            Assert.IsNull(result.BestStep);
+            Assert.IsTrue(result.StoppedEarly);
+            Assert.AreEqual(10L, result.Steps, "two validations without a usable figure");
+        }
+    }
+
+    [TestMethod]
     public void DataFingerprint_CoversTheLabels_SoAResumeOverRelabelledDataIsRefused()
     {
         var rows = Rows(10, seed: 1);
