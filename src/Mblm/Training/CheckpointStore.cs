@@ -12,7 +12,8 @@ namespace Mblm.Training;
 /// <summary>
 /// Checkpoints under <c>DIR/checkpoints/step-NNNNNNNN/</c>: <c>weights.safetensors</c>, <c>optimizer.safetensors</c>,
 /// <c>rng.bin</c> (CPU generator state) and <c>trainer.json</c> (step, data position, the run's fingerprint, and the size
-/// and SHA-256 of the other three files; written last). Each is assembled in a temporary folder (<c>.tmp-step-…</c>) and
+/// and SHA-256 of the other three files, and with a validation set the early-stopping record: <c>validation</c> holds
+/// <c>best_step</c>, <c>best_value</c>, <c>since_best</c>, <c>last_value</c> and <c>stopped_early</c>; written last). Each is assembled in a temporary folder (<c>.tmp-step-…</c>) and
 /// moved into place, so a crash never leaves a half-written checkpoint under a final name; leftovers of a killed run are
 /// removed by <see cref="RemoveTemporaryFiles"/> at the start of the next one.
 /// </summary>
@@ -77,7 +78,8 @@ public static class CheckpointStore
         return removed;
     }
 
-    internal static void Save(string outputDirectory, long step, DataPosition position, MblmModel model, nn.Module? head, optim.Optimizer optimizer, JsonObject fingerprint)
+    internal static void Save(string outputDirectory, long step, DataPosition position, MblmModel model, nn.Module? head, optim.Optimizer optimizer, JsonObject fingerprint,
+        ValidationRecord? validation = null)
     {
         string root = Path.Combine(outputDirectory, "checkpoints");
         string final = Path.Combine(root, FolderName(step));
@@ -100,6 +102,7 @@ public static class CheckpointStore
                 ["fingerprint"] = fingerprint.DeepClone(),
                 ["files"] = files,
             };
+            if (validation is { } v) meta["validation"] = v.ToJson();
             File.WriteAllText(Path.Combine(temp, TrainerFile), meta.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             if (Directory.Exists(final))
             {
@@ -122,31 +125,13 @@ public static class CheckpointStore
     /// <see cref="CheckpointMismatchException"/>), each file's size and SHA-256, and the weights' names and shapes. Damage throws
     /// <see cref="MblmFormatException"/> (or the reader's own exception); the optimiser may then hold partial state.
     /// </summary>
-    internal static (long Step, DataPosition Position) Load(string folder, MblmModel model, nn.Module? head, optim.Optimizer optimizer,
+    internal static (long Step, DataPosition Position, ValidationRecord? Validation) Load(string folder, MblmModel model, nn.Module? head, optim.Optimizer optimizer,
         IReadOnlyList<Parameter> parameters, JsonObject fingerprint, ICollection<string> notes)
     {
-        string trainerPath = Path.Combine(folder, TrainerFile);
-        JsonObject meta;
-        try
-        {
-            byte[] trainerBytes = ReadBounded(trainerPath, 1 << 20);
-            if (!System.Text.Unicode.Utf8.IsValid(trainerBytes)) throw new JsonException("not valid UTF-8 text");
-            meta = JsonNode.Parse(trainerBytes, documentOptions: new JsonDocumentOptions { MaxDepth = Limits.MaxNestingDepth }) as JsonObject
-                   ?? throw new JsonException("not a JSON object");
-        }
-        catch (JsonException e) { throw new MblmFormatException(trainerPath, null, $"not a valid trainer state: {e.Message}", e); }
-        long step = Integer(meta, "step", trainerPath), index = Integer(meta, "index_in_epoch", trainerPath);
-        long epoch = Integer(meta, "epoch", trainerPath);
-        if (epoch is < 0 or > int.MaxValue || index < 0 || step < 0) throw new MblmFormatException(trainerPath, null, "step, epoch and index_in_epoch must be non-negative");
-        if (StepOf(folder) != step) throw new MblmFormatException(trainerPath, "step", $"says step {step}, the folder name says {StepOf(folder)}");
-
-        if (meta["fingerprint"] is JsonObject saved)
-        {
-            var differences = RunFingerprint.Differences(saved, fingerprint, step);
-            if (differences.Count > 0) throw new CheckpointMismatchException(folder, differences);
-        }
-        else notes.Add($"checkpoint '{folder}' has no run fingerprint (written by an older version): it is not checked against this run's settings");
-
+        var (meta, step, trainerPath) = ReadMeta(folder, fingerprint, notes);
+        long index = Integer(meta, "index_in_epoch", trainerPath), epoch = Integer(meta, "epoch", trainerPath);
+        if (epoch is < 0 or > int.MaxValue || index < 0) throw new MblmFormatException(trainerPath, null, "step, epoch and index_in_epoch must be non-negative");
+        var validation = ValidationRecord.Read(meta["validation"], step, trainerPath);
         if (meta["files"] is JsonObject files)
             foreach (string f in FilesOf(head)) Verify(Path.Combine(folder, f), files[f], trainerPath);
 
@@ -183,7 +168,76 @@ public static class CheckpointStore
             foreach (var t in tensors.Values) t.Dispose();
             if (headTensors is not null) foreach (var t in headTensors.Values) t.Dispose();
         }
-        return (step, new DataPosition((int)epoch, index));
+        return (step, new DataPosition((int)epoch, index), validation);
+    }
+
+    // trainer.json read and checked: bounded size, UTF-8, depth, the step against the folder's name, the run fingerprint.
+    private static (JsonObject Meta, long Step, string Path) ReadMeta(string folder, JsonObject fingerprint, ICollection<string> notes)
+    {
+        string trainerPath = Path.Combine(folder, TrainerFile);
+        JsonObject meta;
+        try
+        {
+            byte[] trainerBytes = ReadBounded(trainerPath, 1 << 20);
+            if (!System.Text.Unicode.Utf8.IsValid(trainerBytes)) throw new JsonException("not valid UTF-8 text");
+            meta = JsonNode.Parse(trainerBytes, documentOptions: new JsonDocumentOptions { MaxDepth = Limits.MaxNestingDepth }) as JsonObject
+                   ?? throw new JsonException("not a JSON object");
+        }
+        catch (JsonException e) { throw new MblmFormatException(trainerPath, null, $"not a valid trainer state: {e.Message}", e); }
+        long step = Integer(meta, "step", trainerPath);
+        if (step < 0) throw new MblmFormatException(trainerPath, null, "step, epoch and index_in_epoch must be non-negative");
+        if (StepOf(folder) != step) throw new MblmFormatException(trainerPath, "step", $"says step {step}, the folder name says {StepOf(folder)}");
+        if (meta["fingerprint"] is JsonObject saved)
+        {
+            var differences = RunFingerprint.Differences(saved, fingerprint, step);
+            if (differences.Count > 0) throw new CheckpointMismatchException(folder, differences);
+        }
+        else notes.Add($"checkpoint '{folder}' has no run fingerprint (written by an older version): it is not checked against this run's settings");
+        return (meta, step, trainerPath);
+    }
+
+    /// <summary>
+    /// The model's (<c>model.</c>…) and the head's (<c>head.</c>…) weights of a checkpoint, checked as <see cref="Load"/>
+    /// checks them (fingerprint, sizes and SHA-256, dtypes, finiteness, names and shapes) but loaded into nothing: the
+    /// caller owns the tensors. What the trainer restores as the best validation's weights after a resume.
+    /// </summary>
+    internal static Dictionary<string, Tensor> LoadWeights(string folder, MblmModel model, nn.Module? head, JsonObject fingerprint)
+    {
+        var (meta, _, trainerPath) = ReadMeta(folder, fingerprint, new List<string>());
+        if (meta["files"] is not JsonObject files) throw new MblmFormatException(trainerPath, "files", "is missing: the weights cannot be checked");
+        var result = new Dictionary<string, Tensor>();
+        try
+        {
+            foreach (var (prefix, module, file) in new (string, nn.Module?, string)[] { ("model.", model, WeightsFile), ("head.", head, HeadFile) })
+            {
+                if (module is null) continue;
+                string path = Path.Combine(folder, file);
+                Verify(path, files[file], trainerPath);
+                var tensors = SafeTensors.Load(path);
+                try
+                {
+                    RequireWrittenByTheTrainer(tensors, module, path);
+                    ModelWeights.Check(module, tensors, path);
+                }
+                catch
+                {
+                    foreach (var t in tensors.Values) t.Dispose();
+                    throw;
+                }
+                foreach (var (name, value) in tensors)
+                {
+                    var moved = value.to(model.Device);
+                    if (!ReferenceEquals(moved, value)) value.Dispose();
+                    result[prefix + name] = moved.DetachFromDisposeScope();
+                }
+            }
+            return result;
+        }
+        catch
+        {
+            foreach (var t in result.Values) t.Dispose();
+            throw;
+        }
     }
 
     /// <summary>
@@ -279,5 +333,39 @@ public static class CheckpointStore
         if (stream.Length != bytes) throw new MblmFormatException(path, null, $"has {stream.Length} bytes, the checkpoint recorded {bytes} (truncated?)");
         if (!string.Equals(Convert.ToHexStringLower(SHA256.HashData(stream)), sha, StringComparison.OrdinalIgnoreCase))
             throw new MblmFormatException(path, null, "does not match the SHA-256 recorded in trainer.json (corrupt)");
+    }
+}
+
+/// <summary>
+/// The early-stopping record a checkpoint keeps (<c>trainer.json</c>'s <c>validation</c>): the best validation so far
+/// (its step and value), how many validations since have not improved on it, the last validation's value, and whether
+/// the run stopped early. A resume continues from it: a run that stopped early stays stopped (unless the patience is now
+/// larger), and the best step's checkpoint supplies the weights to restore.
+/// </summary>
+internal readonly record struct ValidationRecord(long BestStep, double BestValue, int SinceBest, double? LastValue, bool StoppedEarly)
+{
+    public JsonObject ToJson() => new()
+    {
+        ["best_step"] = BestStep, ["best_value"] = BestValue, ["since_best"] = SinceBest,
+        ["last_value"] = LastValue is double l && double.IsFinite(l) ? l : null, ["stopped_early"] = StoppedEarly,
+    };
+
+    // Null when absent; a record that is not what the trainer writes is damage.
+    public static ValidationRecord? Read(JsonNode? node, long step, string path)
+    {
+        if (node is null) return null;
+        MblmFormatException Bad(string why) => new(path, "validation", why);
+        if (node is not JsonObject o) throw Bad("must be an object");
+        if (o["best_step"] is not JsonValue bs || !bs.TryGetValue(out long bestStep) || bestStep < 0 || bestStep > step)
+            throw Bad($"best_step must be an integer in [0, {step}] (the checkpoint's step)");
+        if (o["best_value"] is not JsonValue bv || !bv.TryGetValue(out double bestValue) || !double.IsFinite(bestValue))
+            throw Bad("best_value must be a finite number");
+        if (o["since_best"] is not JsonValue sb || !sb.TryGetValue(out int sinceBest) || sinceBest < 0)
+            throw Bad("since_best must be a non-negative integer");
+        double? last = null;
+        if (o["last_value"] is JsonValue lv)
+            last = lv.TryGetValue(out double l) && double.IsFinite(l) ? l : throw Bad("last_value must be a finite number or null");
+        if (o["stopped_early"] is not JsonValue se || !se.TryGetValue(out bool stopped)) throw Bad("stopped_early must be true or false");
+        return new ValidationRecord(bestStep, bestValue, sinceBest, last, stopped);
     }
 }

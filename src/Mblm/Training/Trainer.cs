@@ -66,6 +66,8 @@ public sealed class Trainer
         private readonly List<TorchSharp.Modules.Parameter>? _workingParameters;
         private DataPosition _position = new(0, 0);
         private long _step;
+        private ValidationRecord? _resumedValidation;          // the early-stopping record of the checkpoint resumed from
+        private Dictionary<string, Tensor>? _resumedBest;     // that record's best weights (RestoreBestWeights), owned here
 
         public Run(MblmModel model, TrainerOptions o, TrainingObjective objective, bool resume, IProgress<TrainingProgress>? progress)
         {
@@ -126,9 +128,10 @@ public sealed class Trainer
                 var notes = new List<string>();
                 try
                 {
-                    (_step, _position) = CheckpointStore.Load(folder, _model, _head, _optimizer, _parameters, _fingerprint, notes);
+                    (_step, _position, _resumedValidation) = CheckpointStore.Load(folder, _model, _head, _optimizer, _parameters, _fingerprint, notes);
                     foreach (string note in notes) Warn(progress, note);
                     if (skipped is not null) Warn(progress, $"resuming from the previous complete checkpoint '{folder}' (step {_step})");
+                    if (_o.RestoreBestWeights && _resumedValidation is { } record) _resumedBest = BestWeights(outputDirectory, record.BestStep, progress);
                     return _step;
                 }
                 catch (CheckpointMismatchException e) when (_o.Schedule == LearningRateScheduleKind.WarmupStableDecay
@@ -137,20 +140,33 @@ public sealed class Trainer
                     // A run of another length, and this checkpoint is past the decay start of that run or of this one: an
                     // older checkpoint (the one taken where that run's decay started) continues it.
                     _optimizer = NewOptimizer();
-                    (_step, _position) = (0, new DataPosition(0, 0));
+                    (_step, _position, _resumedValidation) = (0, new DataPosition(0, 0), null);
                     Warn(progress, $"checkpoint '{folder}' is in the decay of a run of another length: an earlier one is used");
                 }
                 catch (Exception e) when (e is not (CheckpointMismatchException or OutOfMemoryException or OperationCanceledException))
                 {
                     // Nothing of the model or the generator has changed; the optimiser may hold part of the state: replace it.
                     _optimizer = NewOptimizer();
-                    (_step, _position) = (0, new DataPosition(0, 0));
+                    (_step, _position, _resumedValidation) = (0, new DataPosition(0, 0), null);
                     skipped = folder;
                     Warn(progress, $"checkpoint '{folder}' is damaged and was skipped: {e.Message.ReplaceLineEndings(" ")}");
                 }
             }
             if (skipped is not null) Warn(progress, "no usable checkpoint left: training starts from step 0");
             return null;
+        }
+
+        // The best validation's weights from that step's checkpoint; null (with a warning) when it is gone or damaged.
+        private Dictionary<string, Tensor>? BestWeights(string outputDirectory, long bestStep, IProgress<TrainingProgress>? progress)
+        {
+            string folder = Path.Combine(outputDirectory, "checkpoints", CheckpointStore.FolderName(bestStep));
+            try { return CheckpointStore.LoadWeights(folder, _model, _head, _fingerprint); }
+            catch (Exception e) when (e is not (OutOfMemoryException or OperationCanceledException))
+            {
+                Warn(progress, $"the best validation's checkpoint '{folder}' cannot be read ({e.Message.ReplaceLineEndings(" ")}): " +
+                               "unless a later validation improves on it, the model returned holds the last step's weights");
+                return null;
+            }
         }
 
         public TrainingResult Execute(ISampleSource train, ISampleSource? validation, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
@@ -166,16 +182,28 @@ public sealed class Trainer
             (long Step, double Value) best = (-1, double.PositiveInfinity);
             int sinceBest = 0;
             bool stoppedEarly = false;
-            Dictionary<string, Tensor>? bestState = null;
+            Dictionary<string, Tensor>? bestState = _resumedBest;
+            _resumedBest = null;
+            if (_resumedValidation is { } resumed)
+            {
+                // A resumed run goes on from its early-stopping record; one that stopped early stays stopped unless the
+                // patience has grown past the validations it waited.
+                (best, sinceBest, lastValidation) = ((resumed.BestStep, resumed.BestValue), resumed.SinceBest, resumed.LastValue);
+                stoppedEarly = resumed.StoppedEarly && o.EarlyStoppingPatience > 0 && sinceBest >= o.EarlyStoppingPatience;
+                if (stoppedEarly)
+                    progress?.Report(new TrainingProgress(_step, o.Steps, double.NaN, 0, 0, TimeSpan.Zero, null,
+                        $"the run resumed had stopped early at step {_step} (best validation at step {best.Step}): nothing left to train"));
+            }
+            ValidationRecord? Record() => best.Step < 0 ? null : new ValidationRecord(best.Step, best.Value, sinceBest, lastValidation, stoppedEarly);
             try
             {
-                while (_step < o.Steps)
+                while (_step < o.Steps && !stoppedEarly)
                 {
                     if (cancellationToken.IsCancellationRequested)
                     {
                         // Stopped between steps: the steps taken since the last checkpoint are kept, so a resume continues here.
                         if (o.OutputDirectory is not null && _step > 0 && _step != savedStep)
-                            CheckpointStore.Save(o.OutputDirectory, _step, _position, _model, _head, _optimizer, _fingerprint);
+                            CheckpointStore.Save(o.OutputDirectory, _step, _position, _model, _head, _optimizer, _fingerprint, Record());
                         cancellationToken.ThrowIfCancellationRequested();
                     }
                     double lr = _schedule.At(_step);
@@ -199,31 +227,34 @@ public sealed class Trainer
                     double seconds = clock.Elapsed.TotalSeconds;
                     var eta = TimeSpan.FromSeconds(seconds / stepsThisRun * (o.Steps - _step));
                     bool validate = validation is not null && (_step == o.Steps || (o.ValidateEvery > 0 && _step % o.ValidateEvery == 0));
+                    bool newBest = false;
                     if (validate)
                     {
                         lastValidation = _objective.Validate(_model, validation!, o.BatchSize, o.MaxValidationSamples);
-                        // NaN never becomes the best (every comparison with it is false, so it would stay best for good).
-                        if (lastValidation is double v && !double.IsNaN(v) && (v < best.Value || best.Step < 0))
+                        // Only a finite value becomes the best (NaN compares false with everything: it would stay best for good).
+                        if (lastValidation is double v && double.IsFinite(v) && (v < best.Value || best.Step < 0))
                         {
-                            (best, sinceBest) = ((_step, lastValidation.Value), 0);
+                            (best, sinceBest, newBest) = ((_step, v), 0, true);
                             if (o.RestoreBestWeights) Remember(ref bestState);
                         }
                         else sinceBest++;
+                        stoppedEarly = o.EarlyStoppingPatience > 0 && sinceBest >= o.EarlyStoppingPatience && _step < o.Steps;
                     }
                     bool bitsPerByte = _objective.ValidatesBitsPerByte;
                     progress?.Report(new TrainingProgress(_step, o.Steps, lossValue, lr, bytesSeen / Math.Max(seconds, 1e-9), eta,
                         validate && bitsPerByte ? lastValidation : null, null, validate && !bitsPerByte ? lastValidation : null));
 
                     // Warm-up–stable–decay also checkpoints where the decay starts: a longer run continues from there.
+                    // So do a new best (its weights are what a resumed run restores) and an early stop (a resume stays stopped).
                     bool decayStart = o.Schedule == LearningRateScheduleKind.WarmupStableDecay && _step == _schedule.DecayStart;
-                    if (o.OutputDirectory is not null && ((o.CheckpointEvery > 0 && _step % o.CheckpointEvery == 0) || _step == o.Steps || decayStart))
+                    if (o.OutputDirectory is not null && ((o.CheckpointEvery > 0 && _step % o.CheckpointEvery == 0) || _step == o.Steps || decayStart
+                                                          || (newBest && o.RestoreBestWeights) || stoppedEarly))
                     {
-                        CheckpointStore.Save(o.OutputDirectory, _step, _position, _model, _head, _optimizer, _fingerprint);
+                        CheckpointStore.Save(o.OutputDirectory, _step, _position, _model, _head, _optimizer, _fingerprint, Record());
                         savedStep = _step;
                     }
-                    if (validate && o.EarlyStoppingPatience > 0 && sinceBest >= o.EarlyStoppingPatience && _step < o.Steps)
+                    if (stoppedEarly)
                     {
-                        stoppedEarly = true;
                         progress?.Report(new TrainingProgress(_step, o.Steps, lossValue, lr, 0, TimeSpan.Zero, null,
                             $"stopped early at step {_step}: {sinceBest} validations without improving on step {best.Step}'s"));
                         break;
@@ -311,7 +342,11 @@ public sealed class Trainer
             _optimizer.step();
         }
 
-        public void Dispose() => _working?.Dispose();
+        public void Dispose()
+        {
+            _working?.Dispose();
+            if (_resumedBest is not null) foreach (var t in _resumedBest.Values) t.Dispose();
+        }
     }
 }
 

@@ -72,7 +72,8 @@ public sealed record TrainerOptions
 
     /// <summary>
     /// With a validation set: keep (in memory) the weights of the best validation and restore them when training ends, so
-    /// the model returned is the best one seen (after a resume, the best since the resume).
+    /// the model returned is the best one seen. With an output directory each new best is also checkpointed, so a resumed
+    /// run (even one that had finished or stopped early) restores the best of the whole run, not only of its own steps.
     /// </summary>
     public bool RestoreBestWeights { get; init; }
 

@@ -365,16 +365,34 @@ public sealed class TextClassifierTests
         var ml = new MLContext(seed: 1);
         var logs = new List<string>();
         ml.Log += (_, e) => { if (e.Source.Contains("Mblm")) lock (logs) logs.Add(e.Message); };
-        var options = TinyOptions with { MaxSteps = null, MaxEpochs = 40, ValidationFraction = 0.25, EarlyStoppingPatience = 2 };
-        var model = Pipeline(ml, options).Fit(ml.Data.LoadFromEnumerable(Rows(120, seed: 5)));
-        using var owner = (IDisposable)model;
-        var classifier = (MblmTextClassifierTransformer)((IEnumerable<ITransformer>)model).ElementAt(1);
-        string log = string.Join("\n", logs);
-        StringAssert.Contains(log, "rows held out to validate");
-        Assert.IsNotNull(classifier.Training.BestStep, log);
-        Assert.IsNotNull(classifier.Training.ValidationLoss, log);
-        Assert.IsTrue(classifier.Training.BestStep <= classifier.Training.Steps);
-        Assert.IsTrue(classifier.Training.Steps < 40 * 12, $"90 training rows in batches of 8 for 40 epochs would be 480 steps; it stopped at {classifier.Training.Steps}; {log}");
+        string dir = Path.Combine(Path.GetTempPath(), $"mblm-stop-{Guid.NewGuid():N}");
+        var options = TinyOptions with { MaxSteps = null, MaxEpochs = 40, ValidationFraction = 0.25, EarlyStoppingPatience = 2, CheckpointDirectory = dir };
+        var pipeline = Pipeline(ml, options);
+        var data = ml.Data.LoadFromEnumerable(Rows(120, seed: 5));
+        try
+        {
+            var model = pipeline.Fit(data);
+            using var owner = (IDisposable)model;
+            var classifier = (MblmTextClassifierTransformer)((IEnumerable<ITransformer>)model).ElementAt(1);
+            string log = string.Join("\n", logs);
+            StringAssert.Contains(log, "rows held out to validate");
+            Assert.IsNotNull(classifier.Training.BestStep, log);
+            Assert.IsNotNull(classifier.Training.ValidationLoss, log);
+            Assert.IsTrue(classifier.Training.BestStep <= classifier.Training.Steps);
+            Assert.IsTrue(classifier.Training.Steps < 40 * 12, $"90 training rows in batches of 8 for 40 epochs would be 480 steps; it stopped at {classifier.Training.Steps}; {log}");
+
+            // Fit again over the finished run's checkpoints: nothing more is trained, and the best epoch's weights come back.
+            var again = pipeline.Fit(data);
+            using var againOwner = (IDisposable)again;
+            var resumed = (MblmTextClassifierTransformer)((IEnumerable<ITransformer>)again).ElementAt(1);
+            Assert.AreEqual((classifier.Training.Steps, classifier.Training.BestStep), (resumed.Training.Steps, resumed.Training.BestStep));
+            Assert.AreEqual(classifier.Training.ValidationLoss!.Value, resumed.Training.ValidationLoss!.Value, 1e-9);
+            var test = ml.Data.LoadFromEnumerable(Rows(30, seed: 6));
+            var first = model.Transform(test).GetColumn<float[]>("Score").ToArray();
+            var second = again.Transform(test).GetColumn<float[]>("Score").ToArray();
+            for (int i = 0; i < first.Length; i++) CollectionAssert.AreEqual(first[i], second[i], $"row {i}");
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
     }
 
     [TestMethod]

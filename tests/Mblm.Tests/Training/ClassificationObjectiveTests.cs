@@ -183,4 +183,163 @@ public sealed class ClassificationObjectiveTests
             Assert.AreEqual(result.ValidationLoss!.Value, objective.Validate(model, validation, 16, null), 1e-6, "the restored weights give the best validation");
         }
     }
+
+    // A run that learns the training rows while its validation rows carry the opposite labels: it stops early.
+    private static readonly TrainerOptions Stopping = new()
+    {
+        Steps = 400, BatchSize = 16, LearningRate = 3e-3, Seed = 1, Shuffle = true, ValidateEvery = 10, EarlyStoppingPatience = 3,
+        RestoreBestWeights = true, CheckpointEvery = 50,
+    };
+
+    private static TrainingResult TrainStopping(MblmModel model, PooledClassifierHead head, string dir, bool resume = false,
+        IProgress<TrainingProgress>? progress = null, CancellationToken token = default) =>
+        new Trainer(model, Stopping with { OutputDirectory = dir }, new ClassificationObjective(head))
+            .Train(new Source(Rows(400, seed: 11)), new Source(Rows(40, seed: 12, flip: true)), progress, resume, token);
+
+    private static void AssertSameWeights(nn.Module expected, nn.Module actual, string what)
+    {
+        foreach (var (name, t) in expected.state_dict()) Assert.IsTrue(t.eq(actual.state_dict()[name]).all().item<bool>(), $"{what} {name}");
+    }
+
+    [TestMethod]
+    public void EarlyStopping_IsKeptInCheckpoints_SoAResumeRestoresTheBestOfTheWholeRun()
+    {
+        string straightDir = Path.Combine(Path.GetTempPath(), $"mblm-stop-{Guid.NewGuid():N}"), killedDir = straightDir + "-k";
+        try
+        {
+            var (a, headA) = New(seed: 10);
+            using (a) using (headA)
+            {
+                var straight = TrainStopping(a, headA, straightDir);
+                Assert.IsTrue(straight.StoppedEarly && straight.BestStep is long && straight.BestStep < straight.Steps,
+                    $"stopped {straight.StoppedEarly} at {straight.Steps}, best {straight.BestStep}");
+
+                // Re-fitting over the finished run trains nothing and returns the best step's weights, from its checkpoint.
+                var (b, headB) = New(seed: 20);
+                using (b) using (headB)
+                {
+                    var again = TrainStopping(b, headB, straightDir, resume: true);
+                    Assert.AreEqual(straight.Steps, again.ResumedFromStep);
+                    Assert.AreEqual(straight.Steps, again.Steps, "a run that stopped early stays stopped");
+                    Assert.IsTrue(again.StoppedEarly);
+                    Assert.AreEqual(straight.BestStep, again.BestStep);
+                    Assert.AreEqual(straight.ValidationLoss!.Value, again.ValidationLoss!.Value, 1e-9);
+                    AssertSameWeights(a, b, "model");
+                    AssertSameWeights(headA, headB, "head");
+                }
+
+                // Killed after the best and before the stop, then resumed: the same stop and the same best weights.
+                var (c, headC) = New(seed: 10);
+                using (c) using (headC)
+                using (var cts = new CancellationTokenSource())
+                {
+                    long killAt = straight.BestStep!.Value + 15;
+                    Assert.ThrowsExactly<OperationCanceledException>(() => TrainStopping(c, headC, killedDir,
+                        progress: new TrainingTests.SyncProgress(p => { if (p.Step == killAt) cts.Cancel(); }), token: cts.Token));
+                }
+                var (d, headD) = New(seed: 30);
+                using (d) using (headD)
+                {
+                    var resumed = TrainStopping(d, headD, killedDir, resume: true);
+                    Assert.AreEqual(straight.BestStep + 15, resumed.ResumedFromStep);
+                    Assert.AreEqual((straight.Steps, straight.BestStep, true), (resumed.Steps, resumed.BestStep, resumed.StoppedEarly));
+                    AssertSameWeights(a, d, "model");
+                    AssertSameWeights(headA, headD, "head");
+                }
+
+                // The best step's checkpoint gone: the resume says so and returns the last step's weights.
+                Directory.Delete(Path.Combine(killedDir, "checkpoints", CheckpointStore.FolderName(straight.BestStep!.Value)), recursive: true);
+                var (e, headE) = New(seed: 40);
+                using (e) using (headE)
+                {
+                    var lost = TrainStopping(e, headE, killedDir, resume: true);
+                    Assert.IsNull(lost.BestStep);
+                    string bestFolder = CheckpointStore.FolderName(straight.BestStep!.Value);
+                    Assert.IsTrue(lost.Warnings.Any(w => w.Contains("best validation", StringComparison.Ordinal) && w.Contains(bestFolder, StringComparison.Ordinal)),
+                        string.Join(" | ", lost.Warnings));
+                }
+            }
+        }
+        finally
+        {
+            foreach (var dir in new[] { straightDir, killedDir }) if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        }
+    }
+
+    [TestMethod]
+    public void ACheckpoint_WhoseHeadHasAnotherShapeBehindACorrectHash_IsSkippedForThePreviousOne()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"mblm-head-{Guid.NewGuid():N}"), straightDir = dir + "-s";
+        var data = new Source(Rows(60, seed: 7));
+        var options = new TrainerOptions { Steps = 6, BatchSize = 5, LearningRate = 3e-3, Seed = 3, Shuffle = true, CheckpointEvery = 3 };
+        try
+        {
+            var (a, headA) = New(seed: 8);
+            var (b, headB) = New(seed: 8);
+            using (a) using (headA) using (b) using (headB)
+            {
+                new Trainer(a, options with { OutputDirectory = straightDir }, new ClassificationObjective(headA)).Train(data);
+                new Trainer(b, options with { OutputDirectory = dir }, new ClassificationObjective(headB)).Train(data);
+
+                // Step 6's head replaced by a three-class head, and trainer.json's size and SHA-256 updated to match it.
+                string folder = Path.Combine(dir, "checkpoints", CheckpointStore.FolderName(6)), headPath = Path.Combine(folder, "head.safetensors");
+                using (var wrong = new PooledClassifierHead(b.PooledWidth, 3, 0.1)) Mblm.Weights.ModelWeights.Save(wrong, headPath);
+                string trainerPath = Path.Combine(folder, "trainer.json");
+                var meta = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(trainerPath))!.AsObject();
+                byte[] bytes = File.ReadAllBytes(headPath);
+                meta["files"]!["head.safetensors"] = new System.Text.Json.Nodes.JsonObject
+                {
+                    ["bytes"] = bytes.Length, ["sha256"] = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes)),
+                };
+                File.WriteAllText(trainerPath, meta.ToJsonString());
+
+                var (c, headC) = New(seed: 9);
+                using (c) using (headC)
+                {
+                    var result = new Trainer(c, options with { OutputDirectory = dir }, new ClassificationObjective(headC)).Train(data, resume: true);
+                    Assert.AreEqual(3L, result.ResumedFromStep, "step 6 refused, step 3 resumed");
+                    Assert.IsTrue(result.Warnings.Any(w => w.Contains("head.safetensors", StringComparison.Ordinal) && w.Contains("damaged", StringComparison.Ordinal)),
+                        string.Join(" | ", result.Warnings));
+                    AssertSameWeights(a, c, "model");
+                    AssertSameWeights(headA, headC, "head");
+                }
+            }
+        }
+        finally
+        {
+            foreach (var d in new[] { dir, straightDir }) if (Directory.Exists(d)) Directory.Delete(d, true);
+        }
+    }
+
+    [TestMethod]
+    public void ADamagedEarlyStoppingRecord_MakesTheCheckpointDamaged()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"mblm-rec-{Guid.NewGuid():N}");
+        try
+        {
+            var (a, headA) = New(seed: 10);
+            using (a) using (headA)
+            {
+                var straight = TrainStopping(a, headA, dir);
+                string trainerPath = Path.Combine(CheckpointStore.Newest(dir)!, "trainer.json");
+                var meta = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(trainerPath))!.AsObject();
+                Assert.AreEqual(straight.BestStep, (long)meta["validation"]!["best_step"]!);
+                Assert.IsTrue((bool)meta["validation"]!["stopped_early"]!);
+                meta["validation"]!["best_step"] = straight.Steps + 1; // after the checkpoint's own step
+                File.WriteAllText(trainerPath, meta.ToJsonString());
+                var (b, headB) = New(seed: 20);
+                using (b) using (headB)
+                {
+                    var result = TrainStopping(b, headB, dir, resume: true);
+                    Assert.IsTrue(result.Warnings.Any(w => w.Contains("best_step", StringComparison.Ordinal)), string.Join(" | ", result.Warnings));
+                    Assert.IsTrue(result.ResumedFromStep < straight.Steps);
+                    Assert.AreEqual((straight.Steps, straight.BestStep), (result.Steps, result.BestStep), "the previous checkpoint continues to the same stop");
+                }
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        }
+    }
 }
