@@ -136,7 +136,17 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     /// count (1 ≤ length ≤ L); a row padded with the pad id up to the batch's length gives the same vector as the row alone.
     /// Needs at least two stages.
     /// </summary>
-    public Tensor PooledFeatures(Tensor ids, Tensor lengths) => Pool(ids, lengths, null, withLoss: false).Pooled;
+    public Tensor PooledFeatures(Tensor ids, Tensor lengths) => Pool(ids, lengths, null, null, withLoss: false).Pooled;
+
+    // The same with the lengths on the host (the trainer and the scorer build them there): checked there, without a device
+    // round trip per batch.
+    internal Tensor PooledFeatures(Tensor ids, long[] lengths) => Pool(ids, null, lengths, null, withLoss: false).Pooled;
+
+    internal (Tensor Pooled, Tensor Loss) PooledFeaturesAndLoss(Tensor ids, long[] lengths, Tensor? lossMask)
+    {
+        var (pooled, loss) = Pool(ids, null, lengths, lossMask, withLoss: true);
+        return (pooled, loss!);
+    }
 
     /// <summary>
     /// <see cref="PooledFeatures"/> and the next-byte <see cref="Loss"/> of the same ids (loss mask as there) from one
@@ -144,19 +154,23 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     /// </summary>
     public (Tensor Pooled, Tensor Loss) PooledFeaturesAndLoss(Tensor ids, Tensor lengths, Tensor? lossMask = null)
     {
-        var (pooled, loss) = Pool(ids, lengths, lossMask, withLoss: true);
+        var (pooled, loss) = Pool(ids, lengths, null, lossMask, withLoss: true);
         return (pooled, loss!);
     }
 
-    private (Tensor Pooled, Tensor? Loss) Pool(Tensor ids, Tensor lengths, Tensor? lossMask, bool withLoss)
+    // Exactly one of lengths (a tensor) and hostLengths is given.
+    private (Tensor Pooled, Tensor? Loss) Pool(Tensor ids, Tensor? lengths, long[]? hostLengths, Tensor? lossMask, bool withLoss)
     {
         ids = CheckIds(ids, nameof(ids));
         using var scope = NewDisposeScope();
         long batch = ids.size(0), length = ids.size(1);
-        if (lengths.dim() != 1 || lengths.size(0) != batch) throw new ArgumentException($"lengths must have shape ({batch}), got [{string.Join(", ", lengths.shape)}]", nameof(lengths));
-        var n = lengths.to(int64, Device);
-        var bounds = stack(new[] { n.min(), n.max() }).cpu().data<long>().ToArray();
+        long[] shape = lengths?.shape ?? [hostLengths!.Length];
+        if (shape.Length != 1 || shape[0] != batch) throw new ArgumentException($"lengths must have shape ({batch}), got [{string.Join(", ", shape)}]", nameof(lengths));
+        long[] bounds = hostLengths is null
+            ? stack(new[] { lengths!.to(int64).min(), lengths.to(int64).max() }).cpu().data<long>().ToArray()
+            : batch == 0 ? [1, 1] : [hostLengths.Min(), hostLengths.Max()];
         if (bounds[0] < 1 || bounds[1] > length) throw new ArgumentOutOfRangeException(nameof(lengths), $"lengths must lie in [1, {length}], found [{bounds[0]}, {bounds[1]}]");
+        var n = hostLengths is null ? lengths!.to(int64, Device) : tensor(hostLengths).to(Device);
         if (Config.NumStages < 2) throw new NotSupportedException("pooled features need at least two stages (a global and a local one)");
         var (local, startHidden, global) = HiddenStatesOf(ids, keepGlobal: true);  // (B, L, D_n), (B, D_n), (B, 1+K, D_0)
         var valid = arange(length, device: Device).unsqueeze(0).lt(n.unsqueeze(1)).unsqueeze(-1);  // (B, L, 1)

@@ -119,11 +119,11 @@ public sealed class ClassificationObjective : TrainingObjective
         : throw new ArgumentException($"a classification sample has label {sample.Label}; the head has {classes} classes (labels 0..{classes - 1})");
 
     // Lengths (B) and labels (B) of a batch, built on the host and moved once.
-    private static (Tensor Lengths, Tensor Labels) Targets(IReadOnlyList<ByteSample> samples, long classes, Device device)
+    private static (long[] Lengths, Tensor Labels) Targets(IReadOnlyList<ByteSample> samples, long classes, Device device)
     {
         var lengths = new long[samples.Count];
         var labels = new long[samples.Count];
         for (int i = 0; i < samples.Count; i++) (lengths[i], labels[i]) = (samples[i].Ids.Length, CheckLabel(samples[i], classes));
-        return (tensor(lengths).to(device), tensor(labels).to(device));
+        return (lengths, tensor(labels).to(device));
     }
 }
