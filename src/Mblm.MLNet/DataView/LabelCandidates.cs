@@ -9,7 +9,7 @@ namespace Mblm.MLNet.DataView;
 
 /// <summary>
 /// The classes of a classifier that predicts by label likelihood (the answer classifier, the text classifier): each class
-/// is the label's key value, written as a text segment ([SOT] label [EOM], <see cref="VqaLayout.Answer"/>) after the row's
+/// is the label's key value, written as a text segment ([SOT] label [EOM], <see cref="TokenLayout.Answer"/>) after the row's
 /// prompt; a row's scores are the softmax over the classes of the model's log-likelihood of each segment, its predicted
 /// key the most likely class (1-based, as ML.NET's keys).
 /// </summary>
@@ -20,7 +20,7 @@ internal sealed class LabelCandidates
     public LabelCandidates(IReadOnlyList<string> labels)
     {
         Labels = labels;
-        _segments = labels.Select(l => VqaLayout.Answer(VqaLayout.Utf8(l))).ToArray();
+        _segments = labels.Select(l => TokenLayout.Answer(TokenLayout.Utf8(l))).ToArray();
     }
 
     /// <summary>The classes in key order (key k is Labels[k-1]).</summary>
@@ -101,7 +101,7 @@ internal sealed class LabelCandidates
             string? a = labels[i];
             if (a is null) throw Bad($"[{i}] is null");
             if (!seen.Add(a)) throw Bad($"lists '{(a.Length <= 40 ? a : a[..40] + "…")}' twice (at [{i}])");
-            long tokens = VqaLayout.Answer(VqaLayout.Utf8(a)).Length;
+            long tokens = TokenLayout.Answer(TokenLayout.Utf8(a)).Length;
             if (tokens > room) throw Bad($"[{i}] takes {tokens} tokens; after the shortest prompt the model's context of {context} leaves {room}");
         }
         return labels;

@@ -111,8 +111,8 @@ public sealed class MblmTextClassifierTrainer : MblmClassifierTrainerBase<MblmTe
                     .. FeaturesColumnName is null ? Array.Empty<(string, string)>() : [(nameof(FeaturesColumnName), FeaturesColumnName)]]);
             Check(FeaturesColumnName is null || Objective == MblmClassifierObjective.PooledHead, nameof(FeaturesColumnName),
                 $"needs Objective PooledHead (the features are the head's input; got {Objective})");
-            Check(ModelShape.NumTokens >= VqaLayout.NumTokens && ModelShape.PadTokenId == VqaLayout.Pad, nameof(ModelConfig),
-                $"needs num_tokens >= {VqaLayout.NumTokens} and pad_token_id {VqaLayout.Pad} (bytes, pad, end of modality, start of text); got {ModelShape.NumTokens} and {ModelShape.PadTokenId}");
+            Check(ModelShape.NumTokens >= TokenLayout.NumTokens && ModelShape.PadTokenId == TokenLayout.Pad, nameof(ModelConfig),
+                $"needs num_tokens >= {TokenLayout.NumTokens} and pad_token_id {TokenLayout.Pad} (bytes, pad, end of modality, start of text); got {ModelShape.NumTokens} and {ModelShape.PadTokenId}");
             Check(TextLossWeight is >= 0 and <= 1, nameof(TextLossWeight), $"must be in [0, 1] (got {TextLossWeight})");
             Check(TransferFrom is null || File.Exists(TransferFrom), nameof(TransferFrom), $"names a file that does not exist ('{TransferFrom}')");
         }
@@ -155,7 +155,7 @@ public sealed class MblmTextClassifierTrainer : MblmClassifierTrainerBase<MblmTe
         var classes = LabelColumn.KeyValues(label);
         CheckClassCount(classes.Length, o.LabelColumnName);
         bool pooled = o.Objective == MblmClassifierObjective.PooledHead;
-        var segments = classes.Select(c => VqaLayout.Answer(VqaLayout.Utf8(c))).ToArray();
+        var segments = classes.Select(c => TokenLayout.Answer(TokenLayout.Utf8(c))).ToArray();
         ByteSample SampleOf(byte[] bytes, uint key) => pooled
             ? TextClassifierLayout.Pooled(bytes, (int)key - 1)
             : TextClassifierLayout.Sample(bytes, segments[key - 1], o.Alignment, (float)o.TextLossWeight);

@@ -3,7 +3,7 @@ namespace Mblm.MLNet.Text;
 
 /// <summary>
 /// The text classifier's sequence: [SOT] text bytes [EOM], then the class as a text segment [SOT] label [EOM] — the answer
-/// classifier's vocabulary and special tokens (<see cref="VqaLayout"/>: 0–255 bytes, 256 pad, 257 end of modality, 258
+/// classifier's vocabulary and special tokens (<see cref="Classification.TokenLayout"/>: 0–255 bytes, 256 pad, 257 end of modality, 258
 /// start of text), so a model of one can be trained further as the other. The loss is on the class segment only. With
 /// alignment, pad tokens follow the text's [EOM] up to the next patch boundary (a multiple of the config's
 /// <c>PatchSize</c>), so the class segment starts a patch of its own: its first token is predicted from the global stage's
@@ -15,10 +15,10 @@ internal static class TextClassifierLayout
     public static long[] Prompt(byte[] text, long align)
     {
         var ids = new long[PromptLength(text.Length, align)];
-        Array.Fill(ids, VqaLayout.Pad);
-        ids[0] = VqaLayout.StartOfText;
+        Array.Fill(ids, TokenLayout.Pad);
+        ids[0] = TokenLayout.StartOfText;
         for (int i = 0; i < text.Length; i++) ids[i + 1] = text[i];
-        ids[text.Length + 1] = VqaLayout.EndOfModality;
+        ids[text.Length + 1] = TokenLayout.EndOfModality;
         return ids;
     }
 
@@ -40,7 +40,7 @@ internal static class TextClassifierLayout
     /// <summary>The tokens the pooled head reads for a text: its bytes, or one [EOM] token for an empty text.</summary>
     public static long[] PooledIds(byte[] text)
     {
-        if (text.Length == 0) return [VqaLayout.EndOfModality];
+        if (text.Length == 0) return [TokenLayout.EndOfModality];
         var ids = new long[text.Length];
         for (int i = 0; i < text.Length; i++) ids[i] = text[i];
         return ids;

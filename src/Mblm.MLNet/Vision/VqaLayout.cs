@@ -1,43 +1,38 @@
-using System.Text;
+using Mblm.MLNet.Classification;
 
 namespace Mblm.MLNet.Vision;
 
 /// <summary>
 /// The visual-question-answering sequence: question, image, question, answer — each framed by a start-of-modality token and
-/// an end-of-modality token, as the reference's CLEVR loader, but with the special tokens outside the byte range (the
-/// reference's ids 128–131 collide with pixel values): 0–255 bytes, 256 pad, 257 end of modality, 258 start of text,
-/// 259 start of image; 260 tokens. The loss is on the answer segment only (its start token, bytes and end token).
+/// an end-of-modality token, as the reference's CLEVR loader, in the vocabulary all classifiers share
+/// (<see cref="TokenLayout"/>: special tokens outside the byte range). The label-likelihood loss is on the answer segment
+/// only (its start token, bytes and end token).
 /// </summary>
 public static class VqaLayout
 {
-    /// <summary>Padding.</summary>
-    public const int Pad = 256;
-    /// <summary>End of a modality segment.</summary>
-    public const int EndOfModality = 257;
-    /// <summary>Start of a text segment.</summary>
-    public const int StartOfText = 258;
-    /// <summary>Start of an image segment.</summary>
-    public const int StartOfImage = 259;
-    /// <summary>Vocabulary size of a VQA model.</summary>
-    public const int NumTokens = 260;
+    /// <summary>Padding (<see cref="TokenLayout.Pad"/>).</summary>
+    public const int Pad = TokenLayout.Pad;
+    /// <summary>End of a modality segment (<see cref="TokenLayout.EndOfModality"/>).</summary>
+    public const int EndOfModality = TokenLayout.EndOfModality;
+    /// <summary>Start of a text segment (<see cref="TokenLayout.StartOfText"/>).</summary>
+    public const int StartOfText = TokenLayout.StartOfText;
+    /// <summary>Start of an image segment (<see cref="TokenLayout.StartOfImage"/>).</summary>
+    public const int StartOfImage = TokenLayout.StartOfImage;
+    /// <summary>Vocabulary size of a VQA model (<see cref="TokenLayout.NumTokens"/>).</summary>
+    public const int NumTokens = TokenLayout.NumTokens;
 
     /// <summary>The prompt: [SOT] question [EOM] [SOI] image [EOM] [SOT] question [EOM].</summary>
     public static long[] Prompt(byte[] question, byte[] image)
     {
         var ids = new List<long>(question.Length * 2 + image.Length + 6);
-        Segment(ids, StartOfText, question);
-        Segment(ids, StartOfImage, image);
-        Segment(ids, StartOfText, question);
+        TokenLayout.Segment(ids, StartOfText, question);
+        TokenLayout.Segment(ids, StartOfImage, image);
+        TokenLayout.Segment(ids, StartOfText, question);
         return ids.ToArray();
     }
 
-    /// <summary>The answer segment: [SOT] answer [EOM].</summary>
-    public static long[] Answer(byte[] answer)
-    {
-        var ids = new List<long>(answer.Length + 2);
-        Segment(ids, StartOfText, answer);
-        return ids.ToArray();
-    }
+    /// <summary>The answer segment: [SOT] answer [EOM] (<see cref="TokenLayout.Answer"/>).</summary>
+    public static long[] Answer(byte[] answer) => TokenLayout.Answer(answer);
 
     /// <summary>A training sample: the prompt and the answer segment, with loss weight 1 on the answer segment only.</summary>
     public static (long[] Ids, float[] LossMask) Sample(byte[] question, byte[] image, byte[] answer)
@@ -62,13 +57,6 @@ public static class VqaLayout
         return new Training.ByteSample(ids, mask, label);
     }
 
-    /// <summary>UTF-8 bytes of a text.</summary>
-    public static byte[] Utf8(string text) => Encoding.UTF8.GetBytes(text);
-
-    private static void Segment(List<long> ids, int start, byte[] bytes)
-    {
-        ids.Add(start);
-        foreach (var b in bytes) ids.Add(b);
-        ids.Add(EndOfModality);
-    }
+    /// <summary>UTF-8 bytes of a text (<see cref="TokenLayout.Utf8"/>).</summary>
+    public static byte[] Utf8(string text) => TokenLayout.Utf8(text);
 }

@@ -55,7 +55,7 @@ public static class PooledClassScorer
                     Array.Copy(rows[chunk[b]], 0, ids, b * length, rows[chunk[b]].Length);
                     lengths[b] = rows[chunk[b]].Length;
                 }
-                var pooled = model.PooledFeatures(tensor(ids, new long[] { chunk.Length, length }).to(model.Device), lengths);
+                var pooled = model.PooledFeaturesOf(tensor(ids, new long[] { chunk.Length, length }).to(model.Device), lengths);
                 var parts = new List<Tensor>();
                 if (head is not null) parts.Add(nn.functional.softmax(head.forward(pooled).to_type(float32), 1));
                 if (features) parts.Add(pooled.to_type(float32));

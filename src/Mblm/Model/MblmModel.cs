@@ -140,9 +140,9 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
 
     // The same with the lengths on the host (the trainer and the scorer build them there): checked there, without a device
     // round trip per batch.
-    internal Tensor PooledFeatures(Tensor ids, long[] lengths) => Pool(ids, null, lengths, null, withLoss: false).Pooled;
+    internal Tensor PooledFeaturesOf(Tensor ids, long[] lengths) => Pool(ids, null, lengths, null, withLoss: false).Pooled;
 
-    internal (Tensor Pooled, Tensor Loss) PooledFeaturesAndLoss(Tensor ids, long[] lengths, Tensor? lossMask)
+    internal (Tensor Pooled, Tensor Loss) PooledFeaturesAndLossOf(Tensor ids, long[] lengths, Tensor? lossMask)
     {
         var (pooled, loss) = Pool(ids, null, lengths, lossMask, withLoss: true);
         return (pooled, loss!);

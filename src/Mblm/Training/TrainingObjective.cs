@@ -89,11 +89,11 @@ public sealed class ClassificationObjective : TrainingObjective
         Tensor pooled, aux;
         if (NextByteWeight > 0)
         {
-            (pooled, aux) = model.PooledFeaturesAndLoss(ids, lengths, mask);
+            (pooled, aux) = model.PooledFeaturesAndLossOf(ids, lengths, mask);
         }
         else
         {
-            pooled = model.PooledFeatures(ids, lengths);
+            pooled = model.PooledFeaturesOf(ids, lengths);
             aux = zeros(1, device: model.Device);
         }
         var logits = _head.forward(pooled);

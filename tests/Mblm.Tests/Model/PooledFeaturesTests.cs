@@ -53,15 +53,15 @@ public sealed class PooledFeaturesTests
         long pad = TwoStage.PadTokenId;
         var batch = tensor(new long[] { 72, 101, 108, pad, pad, pad, 1, 2, 3, 4, 5, 6 }, new long[] { 2, 6 });
         var onDevice = model.PooledFeatures(batch, tensor(new long[] { 3, 6 }));
-        var onHost = model.PooledFeatures(batch, new long[] { 3, 6 });
+        var onHost = model.PooledFeaturesOf(batch, new long[] { 3, 6 });
         Assert.IsTrue((onDevice - onHost).abs().max().item<float>() == 0f);
         var mask = ones(2, 6);
-        var (pooled, loss) = model.PooledFeaturesAndLoss(batch, new long[] { 3, 6 }, mask);
+        var (pooled, loss) = model.PooledFeaturesAndLossOf(batch, new long[] { 3, 6 }, mask);
         Assert.IsTrue((pooled - onHost).abs().max().item<float>() == 0f);
         Assert.AreEqual(model.PooledFeaturesAndLoss(batch, tensor(new long[] { 3, 6 }), mask).Loss.item<float>(), loss.item<float>());
         foreach (long[] bad in new[] { new long[] { 0, 6 }, new long[] { 3, 7 } })
-            Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => model.PooledFeatures(batch, bad), $"[{string.Join(", ", bad)}]");
-        Assert.ThrowsExactly<ArgumentException>(() => model.PooledFeatures(batch, new long[] { 3 }));
+            Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => model.PooledFeaturesOf(batch, bad), $"[{string.Join(", ", bad)}]");
+        Assert.ThrowsExactly<ArgumentException>(() => model.PooledFeaturesOf(batch, new long[] { 3 }));
     }
 
     [TestMethod]
