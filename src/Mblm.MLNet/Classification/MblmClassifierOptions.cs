@@ -52,6 +52,13 @@ public abstract record MblmClassifierOptions : MblmTrainingOptions
     [Range(0.0, 0.3, 0.1, false)]
     public double ValidationFraction { get; init; } = 0.1;
 
+    /// <summary>
+    /// Shift each training row's patch phase by a random 0 to Q−1 pad tokens in front of it (Q: the model's patch size),
+    /// so the classifier does not learn where its bytes fall in their patches (pooled head only; scoring never shifts;
+    /// default false).
+    /// </summary>
+    public bool RandomPatchShift { get; init; }
+
     /// <summary>Epochs without a better validation after which training stops (0: never early; default 2).</summary>
     public int EarlyStoppingPatience { get; init; } = 2;
 

@@ -56,7 +56,7 @@ public abstract class MblmClassifierTrainerBase<TOptions, TTransformer> : MblmTr
     {
         if (options.Objective != MblmClassifierObjective.PooledHead) return base.CreateObjective(options, model, data);
         var head = new PooledClassifierHead(model.PooledWidth, ((ClassTrainingSet)data).Classes.Length, options.Dropout);
-        return new FitObjective(new ClassificationObjective(head, options.LabelSmoothing, NextByteWeight(options)), head);
+        return new FitObjective(new ClassificationObjective(head, options.LabelSmoothing, NextByteWeight(options), options.RandomPatchShift), head);
     }
 
     private protected sealed override TTransformer CreateTransformer(TOptions options, MblmModel model, PooledClassifierHead? head, TrainingSummary summary, TrainingSet data) =>

@@ -142,11 +142,15 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     // round trip per batch.
     internal Tensor PooledFeaturesOf(Tensor ids, long[] lengths) => Pool(ids, null, lengths, null, withLoss: false).Pooled;
 
-    internal (Tensor Pooled, Tensor Loss) PooledFeaturesAndLossOf(Tensor ids, long[] lengths, Tensor? lossMask)
+    // With starts: row b's bytes lie at [starts[b], starts[b] + lengths[b]); what comes before them (filler that shifts the
+    // row's patch phase) is read by the model but left out of the pooled features.
+    internal (Tensor Pooled, Tensor Loss) PooledFeaturesAndLossOf(Tensor ids, long[] lengths, Tensor? lossMask, long[]? starts = null)
     {
-        var (pooled, loss) = Pool(ids, null, lengths, lossMask, withLoss: true);
+        var (pooled, loss) = Pool(ids, null, lengths, lossMask, withLoss: true, starts);
         return (pooled, loss!);
     }
+
+    internal Tensor PooledFeaturesOf(Tensor ids, long[] lengths, long[] starts) => Pool(ids, null, lengths, null, withLoss: false, starts).Pooled;
 
     /// <summary>
     /// <see cref="PooledFeatures"/> and the next-byte <see cref="Loss"/> of the same ids (loss mask as there) from one
@@ -159,7 +163,7 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     }
 
     // Exactly one of lengths (a tensor) and hostLengths is given.
-    private (Tensor Pooled, Tensor? Loss) Pool(Tensor ids, Tensor? lengths, long[]? hostLengths, Tensor? lossMask, bool withLoss)
+    private (Tensor Pooled, Tensor? Loss) Pool(Tensor ids, Tensor? lengths, long[]? hostLengths, Tensor? lossMask, bool withLoss, long[]? starts = null)
     {
         ids = CheckIds(ids, nameof(ids));
         using var scope = NewDisposeScope();
@@ -170,14 +174,18 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
             ? stack(new[] { lengths!.to(int64).min(), lengths.to(int64).max() }).cpu().data<long>().ToArray()
             : batch == 0 ? [1, 1] : [hostLengths.Min(), hostLengths.Max()];
         if (bounds[0] < 1 || bounds[1] > length) throw new ArgumentOutOfRangeException(nameof(lengths), $"lengths must lie in [1, {length}], found [{bounds[0]}, {bounds[1]}]");
+        if (starts is not null && (starts.Length != batch || starts.Where((s, b) => s < 0 || s + hostLengths![b] > length).Any()))
+            throw new ArgumentOutOfRangeException(nameof(starts), $"each row's start plus its length must lie within the {length} ids");
         var n = hostLengths is null ? lengths!.to(int64, Device) : tensor(hostLengths).to(Device);
+        var from = starts is null ? zeros(batch, int64, Device) : tensor(starts).to(Device);
         if (Config.NumStages < 2) throw new NotSupportedException("pooled features need at least two stages (a global and a local one)");
         var (local, startHidden, global) = HiddenStatesOf(ids, keepGlobal: true);  // (B, L, D_n), (B, D_n), (B, 1+K, D_0)
-        var valid = arange(length, device: Device).unsqueeze(0).lt(n.unsqueeze(1)).unsqueeze(-1);  // (B, L, 1)
+        var positions = arange(length, device: Device).unsqueeze(0);
+        var valid = positions.ge(from.unsqueeze(1)).logical_and(positions.lt(from.add(n).unsqueeze(1))).unsqueeze(-1);  // (B, L, 1)
         var mean = local.mul(valid).sum(1).div(n.unsqueeze(1).to(local.dtype));
         var max = local.masked_fill(valid.logical_not(), double.NegativeInfinity).amax(1);
-        // Output j of stage 0 has read patches 0..j-1: the last patch with a byte of the row is ceil(n / Q) - 1.
-        var last = n.add(Config.PatchSize - 1).floor_divide(Config.PatchSize);
+        // Output j of stage 0 has read patches 0..j-1: the last patch with a byte of the row is ceil((start + n) / Q) - 1.
+        var last = from.add(n).add(Config.PatchSize - 1).floor_divide(Config.PatchSize);
         var g = global!.gather(1, last.view(batch, 1, 1).expand(batch, 1, global.size(2))).squeeze(1);
         var pooled = cat(new[] { g, mean, max }, 1).MoveToOuterDisposeScope();
         if (!withLoss) return (pooled, null);

@@ -57,8 +57,14 @@ public sealed class ClassificationObjective : TrainingObjective
     /// <param name="head">The head; its <see cref="PooledClassifierHead.Classes"/> is K.</param>
     /// <param name="labelSmoothing">Label smoothing of the cross-entropy, in [0, 1).</param>
     /// <param name="nextByteWeight">Weight of the auxiliary next-byte loss, ≥ 0 (0: none, and the logits are not computed).</param>
-    public ClassificationObjective(PooledClassifierHead head, double labelSmoothing = 0, double nextByteWeight = 0)
+    /// <param name="randomPatchShift">
+    /// Shift each training row's patch phase by a random 0 to Q−1 pad tokens before it (Q: the model's patch size; no
+    /// more than the context leaves), drawn from the CPU generator (so a resume draws the same). The pooled features
+    /// leave the pads out, so only where the row's bytes fall in their patches changes. Scoring never shifts.
+    /// </param>
+    public ClassificationObjective(PooledClassifierHead head, double labelSmoothing = 0, double nextByteWeight = 0, bool randomPatchShift = false)
     {
+        RandomPatchShift = randomPatchShift;
         _head = head ?? throw new ArgumentNullException(nameof(head));
         if (labelSmoothing is < 0 or >= 1 || double.IsNaN(labelSmoothing))
             throw new ArgumentOutOfRangeException(nameof(labelSmoothing), $"label smoothing must be in [0, 1) (got {labelSmoothing})");
@@ -76,24 +82,37 @@ public sealed class ClassificationObjective : TrainingObjective
     /// <summary>Weight of the auxiliary next-byte loss.</summary>
     public double NextByteWeight { get; }
 
-    internal override JsonObject Fingerprint => new()
+    /// <summary>Whether training rows are shifted by a random number of pad tokens (see the constructor).</summary>
+    public bool RandomPatchShift { get; }
+
+    internal override JsonObject Fingerprint
     {
-        ["kind"] = "classification", ["classes"] = _head.Classes, ["dropout"] = _head.DropoutRate,
-        ["label_smoothing"] = LabelSmoothing, ["next_byte_weight"] = NextByteWeight,
-    };
+        get
+        {
+            var f = new JsonObject
+            {
+                ["kind"] = "classification", ["classes"] = _head.Classes, ["dropout"] = _head.DropoutRate,
+                ["label_smoothing"] = LabelSmoothing, ["next_byte_weight"] = NextByteWeight,
+            };
+            if (RandomPatchShift) f["random_patch_shift"] = true; // only when on: checkpoints of earlier runs still resume
+            return f;
+        }
+    }
 
     internal override Tensor Loss(MblmModel model, IReadOnlyList<ByteSample> samples, Tensor ids, Tensor mask)
     {
         using var scope = NewDisposeScope();
         var (lengths, labels) = Targets(samples, _head.Classes, model.Device);
+        long[]? starts = null;
+        if (RandomPatchShift && model.Config.PatchSize > 1) (ids, mask, starts) = Shifted(model.Config, samples, lengths, model.Device);
         Tensor pooled, aux;
         if (NextByteWeight > 0)
         {
-            (pooled, aux) = model.PooledFeaturesAndLossOf(ids, lengths, mask);
+            (pooled, aux) = model.PooledFeaturesAndLossOf(ids, lengths, mask, starts);
         }
         else
         {
-            pooled = model.PooledFeaturesOf(ids, lengths);
+            pooled = starts is null ? model.PooledFeaturesOf(ids, lengths) : model.PooledFeaturesOf(ids, lengths, starts);
             aux = zeros(1, device: model.Device);
         }
         var logits = _head.forward(pooled);
@@ -113,6 +132,26 @@ public sealed class ClassificationObjective : TrainingObjective
         for (int i = 0; i < samples.Count; i++)
             nats -= Math.Log(Math.Max(probabilities[i][CheckLabel(samples[i], _head.Classes)], 1e-12f));
         return nats / samples.Count;
+    }
+
+    // The batch again with row b behind starts[b] pad tokens (loss mask 0 there): starts drawn in [0, Q) from the CPU
+    // generator, each capped so the row still fits the context.
+    private static (Tensor Ids, Tensor Mask, long[] Starts) Shifted(Config.MblmConfig config, IReadOnlyList<ByteSample> samples, long[] lengths, Device device)
+    {
+        long[] draws;
+        using (var r = randint(config.PatchSize, samples.Count, dtype: int64)) draws = r.data<long>().ToArray();
+        var starts = new long[samples.Count];
+        for (int b = 0; b < samples.Count; b++) starts[b] = Math.Max(0, Math.Min(draws[b], config.MaxContext - lengths[b]));
+        int length = (int)Enumerable.Range(0, samples.Count).Max(b => starts[b] + lengths[b]);
+        var ids = new long[samples.Count * length];
+        var mask = new float[samples.Count * length];
+        Array.Fill(ids, config.PadTokenId);
+        for (int b = 0; b < samples.Count; b++)
+        {
+            Array.Copy(samples[b].Ids, 0, ids, b * length + starts[b], samples[b].Ids.Length);
+            Array.Copy(samples[b].LossMask, 0, mask, b * length + starts[b], samples[b].LossMask.Length);
+        }
+        return (tensor(ids, new long[] { samples.Count, length }).to(device), tensor(mask, new long[] { samples.Count, length }).to(device), starts);
     }
 
     private static int CheckLabel(ByteSample sample, long classes) => sample.Label >= 0 && sample.Label < classes ? sample.Label

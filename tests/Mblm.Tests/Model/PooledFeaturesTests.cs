@@ -65,6 +65,26 @@ public sealed class PooledFeaturesTests
     }
 
     [TestMethod]
+    public void WithAStart_ThePadsBeforeTheRowAreLeftOutOfThePooledFeatures()
+    {
+        using var model = TestData.RandomModel(TwoStage, seed: 7);
+        using var scope = NewDisposeScope();
+        long pad = TwoStage.PadTokenId;
+        long[] row = [5, 6, 7, 8, 9, 10, 11];
+        var ids = tensor(new long[] { pad, pad, pad }.Concat(row).ToArray(), new long[] { 1, 10 });
+        var pooled = model.PooledFeaturesOf(ids, new long[] { row.Length }, new long[] { 3 });
+        var (local, _) = model.HiddenStates(ids);
+        int d0 = (int)TwoStage.HiddenDims[0], dn = (int)TwoStage.HiddenDims[^1];
+        var bytes = local[0, 3..];
+        Assert.IsTrue((pooled[0, d0..(d0 + dn)] - bytes.mean(new long[] { 0 })).abs().max().item<float>() < 1e-5, "mean over the row's bytes only");
+        Assert.IsTrue((pooled[0, (d0 + dn)..] - bytes.amax(0)).abs().max().item<float>() < 1e-6, "max over the row's bytes only");
+        // Positions 3..9 end in the third patch of 4: the global part is the state after it, as for an unshifted row of 10.
+        var unshifted = model.PooledFeatures(ids, tensor(new long[] { 10 }));
+        Assert.IsTrue((pooled[0, ..d0] - unshifted[0, ..d0]).abs().max().item<float>() < 1e-6, "global part");
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => model.PooledFeaturesOf(ids, new long[] { row.Length }, new long[] { 4 }));
+    }
+
+    [TestMethod]
     public void TheGlobalPartHasReadTheLastByte_AndGradientsReachEveryStage()
     {
         using var model = TestData.RandomModel(TwoStage, seed: 5);

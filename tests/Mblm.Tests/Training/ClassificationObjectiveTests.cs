@@ -67,6 +67,22 @@ public sealed class ClassificationObjectiveTests
     }
 
     [TestMethod]
+    public void RandomPatchShift_StillLearnsTheTask_AndChangesTraining()
+    {
+        var (model, head) = New(seed: 1);
+        var (plain, plainHead) = New(seed: 1);
+        using (model) using (head) using (plain) using (plainHead)
+        {
+            var options = new TrainerOptions { Steps = 300, BatchSize = 16, LearningRate = 5e-3, Seed = 1, Shuffle = true };
+            var shifted = new Trainer(model, options, new ClassificationObjective(head, 0.05, 0.1, randomPatchShift: true)).Train(new Source(Rows(400, seed: 2)));
+            var unshifted = new Trainer(plain, options, new ClassificationObjective(plainHead, 0.05, 0.1)).Train(new Source(Rows(400, seed: 2)));
+            Assert.AreNotEqual(unshifted.FinalLoss, shifted.FinalLoss, "the shift changes what is trained on");
+            double accuracy = Accuracy(model, head, Rows(200, seed: 99));
+            Assert.IsTrue(accuracy >= 0.9, $"accuracy {accuracy:F3}");
+        }
+    }
+
+    [TestMethod]
     public void PooledFeaturesAndLoss_EqualPooledFeaturesAndLoss()
     {
         using var model = RandomModel(Config, seed: 3);
@@ -101,7 +117,9 @@ public sealed class ClassificationObjectiveTests
     }
 
     [TestMethod]
-    public void KilledAndResumed_EqualsStraight()
+    [DataRow(false)]
+    [DataRow(true)]
+    public void KilledAndResumed_EqualsStraight(bool shift)
     {
         string straightDir = Path.Combine(Path.GetTempPath(), $"mblm-cls-{Guid.NewGuid():N}"), resumedDir = straightDir + "-r";
         var data = new Source(Rows(60, seed: 7));
@@ -112,14 +130,14 @@ public sealed class ClassificationObjectiveTests
             var (b, headB) = New(seed: 8);
             using (a) using (headA) using (b) using (headB)
             {
-                new Trainer(a, options with { OutputDirectory = straightDir }, new ClassificationObjective(headA, 0.1, 0.2)).Train(data);
+                new Trainer(a, options with { OutputDirectory = straightDir }, new ClassificationObjective(headA, 0.1, 0.2, shift)).Train(data);
                 using (var cts = new CancellationTokenSource())
-                    Assert.ThrowsExactly<OperationCanceledException>(() => new Trainer(b, options with { OutputDirectory = resumedDir }, new ClassificationObjective(headB, 0.1, 0.2))
+                    Assert.ThrowsExactly<OperationCanceledException>(() => new Trainer(b, options with { OutputDirectory = resumedDir }, new ClassificationObjective(headB, 0.1, 0.2, shift))
                         .Train(data, progress: new TrainingTests.SyncProgress(p => { if (p.Step == 3) cts.Cancel(); }), cancellationToken: cts.Token));
                 var (c, headC) = New(seed: 9);
                 using (c) using (headC)
                 {
-                    var result = new Trainer(c, options with { OutputDirectory = resumedDir }, new ClassificationObjective(headC, 0.1, 0.2)).Train(data, resume: true);
+                    var result = new Trainer(c, options with { OutputDirectory = resumedDir }, new ClassificationObjective(headC, 0.1, 0.2, shift)).Train(data, resume: true);
                     Assert.AreEqual(3L, result.ResumedFromStep);
                     foreach (var (name, t) in a.state_dict()) Assert.IsTrue(t.eq(c.state_dict()[name]).all().item<bool>(), $"model {name}");
                     foreach (var (name, t) in headA.state_dict()) Assert.IsTrue(t.eq(headC.state_dict()[name]).all().item<bool>(), $"head {name}");
@@ -127,7 +145,7 @@ public sealed class ClassificationObjectiveTests
                     // A head of another size is another run: its checkpoints are refused.
                     using var other = new PooledClassifierHead(c.PooledWidth, 3, 0.1);
                     Assert.ThrowsExactly<CheckpointMismatchException>(() =>
-                        new Trainer(c, options with { OutputDirectory = resumedDir }, new ClassificationObjective(other, 0.1, 0.2)).Train(data, resume: true));
+                        new Trainer(c, options with { OutputDirectory = resumedDir }, new ClassificationObjective(other, 0.1, 0.2, shift)).Train(data, resume: true));
                 }
             }
         }
