@@ -54,8 +54,10 @@ public abstract record MblmClassifierOptions : MblmTrainingOptions
 
     /// <summary>
     /// Shift each training row's patch phase by a random 0 to Q−1 pad tokens in front of it (Q: the model's patch size),
-    /// so the classifier does not learn where its bytes fall in their patches (pooled head only; scoring never shifts;
-    /// default false).
+    /// so the classifier does not learn where its bytes fall in their patches (pooled head only; scoring never shifts).
+    /// Default: on for the text and byte classifier (measured from scratch over three seeds: +1 to +5 points on the four
+    /// text tasks), off for the answer classifier (on images it cost colour accuracy: 0.73 → 0.45 on the second scene
+    /// generator in 6 epochs, a shift that is not a whole number of pixels moves the colour channels within patches).
     /// </summary>
     public bool RandomPatchShift { get; init; }
 

@@ -51,7 +51,11 @@ public sealed class MblmTextClassifierTrainer : MblmClassifierTrainerBase<MblmTe
         public const int MinAutoContext = 512;
 
         /// <summary>The text classifier's defaults; a <see cref="MblmTrainingOptions.ModelConfig"/> set needs num_tokens 260 or more and pad 256.</summary>
-        public Options() : base(null, DefaultMaxEpochs, DefaultLearningRate, scoringBatchSize: 64) => BatchSize = DefaultBatchSize;
+        public Options() : base(null, DefaultMaxEpochs, DefaultLearningRate, scoringBatchSize: 64)
+        {
+            BatchSize = DefaultBatchSize;
+            RandomPatchShift = true;
+        }
 
         internal override MblmConfig DefaultModelConfig => BaseModelConfig;
         internal override long AutoContextLimit => MaxAutoContext;

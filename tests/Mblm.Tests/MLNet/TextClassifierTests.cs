@@ -224,6 +224,9 @@ public sealed class TextClassifierTests
         Assert.IsNull(defaults.ModelConfig, "sized to the data by default");
         Assert.AreEqual(MblmTextClassifierTrainer.Options.DefaultMaxEpochs, defaults.MaxEpochs);
         Assert.AreEqual(("Label", "Text"), (defaults.LabelColumnName, defaults.TextColumnName));
+        // Measured per task family: the patch-phase shift helps text and bytes, and costs colour accuracy on images.
+        Assert.IsTrue(defaults.RandomPatchShift);
+        Assert.IsFalse(new Mblm.MLNet.Vision.MblmAnswerClassifierTrainer.Options().RandomPatchShift);
 
         float[][] FitAndScore(List<string> logs)
         {
