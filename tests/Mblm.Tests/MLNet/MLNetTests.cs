@@ -344,10 +344,18 @@ public sealed class MLNetTests
         var ml = new MLContext(seed: 1);
         var model = ml.Mblm().LanguageModel(TinyOptions(0) with { MaxSteps = 1 }).Fit(Data(ml, Corpus));
         using var inside = new ManualResetEventSlim();
-        var call = Task.Run(() => model.UseModel(m => { inside.Set(); Thread.Sleep(300); return m.parameters().Count(); }));
+        int finished = 0;
+        var call = Task.Run(() => model.UseModel(m =>
+        {
+            inside.Set();
+            Thread.Sleep(300);
+            int count = m.parameters().Count();
+            Volatile.Write(ref finished, 1); // the call's last step: the task itself completes a moment after the call returns
+            return count;
+        }));
         inside.Wait();
         model.Dispose(); // must wait for the call: it still reads the weights
-        Assert.IsTrue(call.IsCompleted, "Dispose returned while a model call was in flight");
+        Assert.AreEqual(1, Volatile.Read(ref finished), "Dispose returned while a model call was in flight");
         Assert.IsTrue(call.Result > 0);
         Assert.ThrowsExactly<ObjectDisposedException>(() => model.UseModel(_ => 0));
     }
