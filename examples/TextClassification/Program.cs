@@ -10,7 +10,8 @@
 //                                                                 # ASHA vs random search at the same budget (language task)
 //   options: --rows N (training rows per task) --test-rows N --epochs N (MBLM classifier) --lm-epochs N (language model)
 //            --short-bytes N (the short-input variant) --seed N --tasks languages,code --languages es,pt_BR,…
-//            --models sdca,lightgbm,lm-sdca,mblm,mblm-likelihood,hybrid,hybrid-pretrained,mblm-transfer,mblm-unaligned --edits 5,10,20 --lr X --text-loss W --spans 0|1 --shift 0|1 (MBLM classifier options)
+//            --models sdca,lightgbm,lm-sdca,mblm,mblm-likelihood,hybrid,hybrid-pretrained,mblm-transfer,mblm-unaligned --edits 5,10,20
+//            --lr X --text-loss W --spans 0|1 --shift 0|1 (MBLM classifier options)
 //            --variants full|short|full,short   --transfer-from LM.zip (also fine-tune from a language model pipeline
 //            pretrained elsewhere, e.g. by `benchmarks … transfer --keep-lm LM.zip`; same model shape as the classifier's)
 //            --pretrained NAME|DIR (also fine-tune from a pretrained model folder, e.g. mblm-base: the classifier takes its shape)
