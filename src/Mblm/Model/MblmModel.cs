@@ -139,18 +139,15 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
     public Tensor PooledFeatures(Tensor ids, Tensor lengths) => Pool(ids, lengths, null, null, withLoss: false).Pooled;
 
     // The same with the lengths on the host (the trainer and the scorer build them there): checked there, without a device
-    // round trip per batch.
-    internal Tensor PooledFeaturesOf(Tensor ids, long[] lengths) => Pool(ids, null, lengths, null, withLoss: false).Pooled;
+    // round trip per batch. With starts: row b's bytes lie at [starts[b], starts[b] + lengths[b]); what comes before them
+    // (filler that shifts the row's patch phase) is read by the model but left out of the pooled features.
+    internal Tensor PooledFeaturesOf(Tensor ids, long[] lengths, long[]? starts = null) => Pool(ids, null, lengths, null, withLoss: false, starts).Pooled;
 
-    // With starts: row b's bytes lie at [starts[b], starts[b] + lengths[b]); what comes before them (filler that shifts the
-    // row's patch phase) is read by the model but left out of the pooled features.
     internal (Tensor Pooled, Tensor Loss) PooledFeaturesAndLossOf(Tensor ids, long[] lengths, Tensor? lossMask, long[]? starts = null)
     {
         var (pooled, loss) = Pool(ids, null, lengths, lossMask, withLoss: true, starts);
         return (pooled, loss!);
     }
-
-    internal Tensor PooledFeaturesOf(Tensor ids, long[] lengths, long[] starts) => Pool(ids, null, lengths, null, withLoss: false, starts).Pooled;
 
     /// <summary>
     /// <see cref="PooledFeatures"/> and the next-byte <see cref="Loss"/> of the same ids (loss mask as there) from one
@@ -170,9 +167,13 @@ public sealed class MblmModel : nn.Module<Tensor, Tensor>
         long batch = ids.size(0), length = ids.size(1);
         long[] shape = lengths?.shape ?? [hostLengths!.Length];
         if (shape.Length != 1 || shape[0] != batch) throw new ArgumentException($"lengths must have shape ({batch}), got [{string.Join(", ", shape)}]", nameof(lengths));
-        long[] bounds = hostLengths is null
-            ? stack(new[] { lengths!.to(int64).min(), lengths.to(int64).max() }).cpu().data<long>().ToArray()
-            : batch == 0 ? [1, 1] : [hostLengths.Min(), hostLengths.Max()];
+        long[] bounds;
+        if (hostLengths is not null) bounds = batch == 0 ? [1, 1] : [hostLengths.Min(), hostLengths.Max()];
+        else
+        {
+            var n64 = lengths!.to(int64);
+            bounds = stack(new[] { n64.min(), n64.max() }).cpu().data<long>().ToArray();
+        }
         if (bounds[0] < 1 || bounds[1] > length) throw new ArgumentOutOfRangeException(nameof(lengths), $"lengths must lie in [1, {length}], found [{bounds[0]}, {bounds[1]}]");
         if (starts is not null && (starts.Length != batch || starts.Where((s, b) => s < 0 || s + hostLengths![b] > length).Any()))
             throw new ArgumentOutOfRangeException(nameof(starts), $"each row's start plus its length must lie within the {length} ids");

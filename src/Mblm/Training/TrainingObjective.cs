@@ -104,7 +104,12 @@ public sealed class ClassificationObjective : TrainingObjective
         using var scope = NewDisposeScope();
         var (lengths, labels) = Targets(samples, _head.Classes, model.Device);
         long[]? starts = null;
-        if (RandomPatchShift && model.Config.PatchSize > 1) (ids, mask, starts) = Shifted(model.Config, samples, lengths, model.Device);
+        if (RandomPatchShift && model.Config.PatchSize > 1)
+        {
+            // The batch again, each row behind its pads (the trainer's collation has none).
+            starts = RandomStarts(model.Config, lengths);
+            (ids, mask) = Batching.CollateShifted(samples, model.Config.PadTokenId, model.Device, starts);
+        }
         Tensor pooled, aux;
         if (NextByteWeight > 0)
         {
@@ -112,7 +117,7 @@ public sealed class ClassificationObjective : TrainingObjective
         }
         else
         {
-            pooled = starts is null ? model.PooledFeaturesOf(ids, lengths) : model.PooledFeaturesOf(ids, lengths, starts);
+            pooled = model.PooledFeaturesOf(ids, lengths, starts);
             aux = zeros(1, device: model.Device);
         }
         var logits = _head.forward(pooled);
@@ -134,24 +139,12 @@ public sealed class ClassificationObjective : TrainingObjective
         return nats / samples.Count;
     }
 
-    // The batch again with row b behind starts[b] pad tokens (loss mask 0 there): starts drawn in [0, Q) from the CPU
-    // generator, each capped so the row still fits the context.
-    private static (Tensor Ids, Tensor Mask, long[] Starts) Shifted(Config.MblmConfig config, IReadOnlyList<ByteSample> samples, long[] lengths, Device device)
+    // Random patch phases for a batch: starts drawn in [0, Q) from the CPU generator, each capped so the row still fits the context.
+    private static long[] RandomStarts(Config.MblmConfig config, long[] lengths)
     {
         long[] draws;
-        using (var r = randint(config.PatchSize, samples.Count, dtype: int64)) draws = r.data<long>().ToArray();
-        var starts = new long[samples.Count];
-        for (int b = 0; b < samples.Count; b++) starts[b] = Math.Max(0, Math.Min(draws[b], config.MaxContext - lengths[b]));
-        int length = (int)Enumerable.Range(0, samples.Count).Max(b => starts[b] + lengths[b]);
-        var ids = new long[samples.Count * length];
-        var mask = new float[samples.Count * length];
-        Array.Fill(ids, config.PadTokenId);
-        for (int b = 0; b < samples.Count; b++)
-        {
-            Array.Copy(samples[b].Ids, 0, ids, b * length + starts[b], samples[b].Ids.Length);
-            Array.Copy(samples[b].LossMask, 0, mask, b * length + starts[b], samples[b].LossMask.Length);
-        }
-        return (tensor(ids, new long[] { samples.Count, length }).to(device), tensor(mask, new long[] { samples.Count, length }).to(device), starts);
+        using (var r = randint(config.PatchSize, lengths.Length, dtype: int64)) draws = r.data<long>().ToArray();
+        return draws.Select((d, b) => Math.Max(0, Math.Min(d, config.MaxContext - lengths[b]))).ToArray();
     }
 
     private static int CheckLabel(ByteSample sample, long classes) => sample.Label >= 0 && sample.Label < classes ? sample.Label
