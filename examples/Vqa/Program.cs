@@ -4,7 +4,9 @@
 //
 //   dotnet run -c Release --project examples/Vqa                 # default: about 10 minutes on 2 CPU cores
 //   dotnet run -c Release --project examples/Vqa -- --large      # more scenes, larger images, more epochs
-//   options: --scenes N --test-scenes N --questions N --epochs N --size WxH --levels N --skip likelihood,jpeg,transfer,baseline --out DIR
+//   options: --scenes N --test-scenes N --questions N --epochs N --size WxH --levels N|none --skip likelihood,jpeg,transfer,baseline --out DIR
+//            --seed N (the models' seed: initialisation and shuffling; the scenes stay the same) --pretrained NAME|DIR (also
+//            fine-tune from a pretrained model folder, e.g. mblm-base: the answer classifier takes its shape)
 //   (training curves and confusion matrices as PNG in DIR, default out/vqa)
 
 using System.Diagnostics;
@@ -26,14 +28,15 @@ bool large = flags.ContainsKey("large");
 int scenes = int.Parse(Flag("scenes", large ? "4000" : "1000")), testScenes = int.Parse(Flag("test-scenes", large ? "400" : "100"));
 int questions = int.Parse(Flag("questions", "3")), epochs = int.Parse(Flag("epochs", large ? "8" : "4"));
 var size = Flag("size", large ? "32x24" : "16x12").Split('x').Select(int.Parse).ToArray();
-int levels = int.Parse(Flag("levels", "8"));
+int? levels = Flag("levels", "8") is "none" ? null : int.Parse(Flag("levels", "8"));
 var skip = Flag("skip", "").Split(',', StringSplitOptions.RemoveEmptyEntries).ToHashSet();
 string outDir = Flag("out", "out/vqa");
+int seed = int.Parse(Flag("seed", "1"));
 
 // 1. Data: train and test scenes from different seeds (held-out scenes).
 var train = new ClevrLikeGenerator(seed: 1).Generate(scenes, questions);
 var test = new ClevrLikeGenerator(seed: 2).Generate(testScenes, questions);
-Console.WriteLine($"{scenes} training scenes, {testScenes} test scenes, {questions} questions each; images 64x48 drawn, model input {size[0]}x{size[1]} ({levels} levels per channel)");
+Console.WriteLine($"{scenes} training scenes, {testScenes} test scenes, {questions} questions each; images 64x48 drawn, model input {size[0]}x{size[1]} ({levels?.ToString() ?? "256"} levels per channel), seed {seed}");
 var families = ClevrLikeGenerator.Families;
 var results = new List<(string Name, string[] Predicted, double Seconds)>();
 
@@ -41,7 +44,7 @@ var results = new List<(string Name, string[] Predicted, double Seconds)>();
 var majority = train.GroupBy(e => e.Family).ToDictionary(g => g.Key, g => g.GroupBy(e => e.Answer).OrderByDescending(a => a.Count()).First().Key);
 results.Add(("majority answer per family (floor)", test.Select(e => majority[e.Family]).ToArray(), 0));
 
-var ml = new MLContext(seed: 1);
+var ml = new MLContext(seed);
 var trainData = ClevrLikeGenerator.ToDataView(ml, train);
 var testData = ClevrLikeGenerator.ToDataView(ml, test);
 var baseOptions = new MblmAnswerClassifierTrainer.Options
@@ -77,6 +80,10 @@ RunMblm("MBLM, pixels", baseOptions);
 if (!skip.Contains("likelihood"))
     RunMblm("MBLM, pixels, label likelihood", baseOptions with { Objective = Mblm.MLNet.Classification.MblmClassifierObjective.LabelLikelihood });
 
+// 3b. The same from a pretrained model folder: its shape (widths, depths, patch size), the context sized to the data.
+if (flags.TryGetValue("pretrained", out var pretrained))
+    RunMblm($"MBLM, pixels, from {Path.GetFileName(pretrained.TrimEnd('/'))}", baseOptions with { ModelConfig = null, Pretrained = pretrained });
+
 // 4. MBLM on JPEG file bytes.
 if (!skip.Contains("jpeg")) RunMblm("MBLM, JPEG bytes", baseOptions with { Image = baseOptions.Image with { Encoding = ImageEncoding.Jpeg, JpegQuality = 90, Levels = null } });
 
@@ -84,7 +91,7 @@ if (!skip.Contains("jpeg")) RunMblm("MBLM, JPEG bytes", baseOptions with { Image
 if (!skip.Contains("baseline"))
 {
     var clock = Stopwatch.StartNew();
-    var predicted = CnnLstmBaseline.TrainAndPredict(train, test, ClevrLikeGenerator.AllAnswers, epochs: large ? 20 : 12, seed: 1);
+    var predicted = CnnLstmBaseline.TrainAndPredict(train, test, ClevrLikeGenerator.AllAnswers, epochs: large ? 20 : 12, seed: seed);
     results.Add(("CNN+LSTM (classification head)", predicted, clock.Elapsed.TotalSeconds));
     Console.WriteLine($"  CNN+LSTM: {clock.Elapsed.TotalSeconds:F0} s");
 }

@@ -37,8 +37,16 @@ public sealed record ImageByteOptions
     public int? MaxPixels { get; init; } = DefaultMaxPixels;
     /// <summary>Default <see cref="MaxPixels"/>: 192 pixels, 576 bytes of planar RGB (16×12).</summary>
     public const int DefaultMaxPixels = 192;
-    /// <summary>Discretise every channel into this many equal bins over 0..255, each value replaced by its bin's mean (null = 256 levels).</summary>
-    public int? Levels { get; init; }
+    /// <summary>
+    /// Discretise every channel into this many equal bins over 0..255, each value replaced by its bin's mean; null keeps all
+    /// 256 levels. Default <see cref="DefaultLevels"/>: the paper's 3-bit pixels. Each pixel value is a token with its own
+    /// embedding, so fewer levels let a small training set cover them: on one-object scenes whose colours vary from scene to
+    /// scene, 8 levels took colour accuracy from 0.73 to 1.00 (see the README's VQA section). Applied before any encoding,
+    /// so set null for JPEG or PNG bytes of the full tones.
+    /// </summary>
+    public int? Levels { get; init; } = DefaultLevels;
+    /// <summary>Default <see cref="Levels"/>: 8 levels per channel (3 bits).</summary>
+    public const int DefaultLevels = 8;
     /// <summary>JPEG quality 0–100 for <see cref="ImageEncoding.Jpeg"/>.</summary>
     public int JpegQuality { get; init; } = 75;
 

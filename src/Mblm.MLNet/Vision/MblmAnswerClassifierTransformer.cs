@@ -53,10 +53,13 @@ public sealed class MblmAnswerClassifierTransformer : MblmTransformerBase<MblmAn
     private static readonly string[] RequiredKeys =
         ["imageColumnName", "questionColumnName", "labelColumnName", "scoreColumnName", "predictedLabelColumnName", "image", "scoringBatchSize", "answers", "training"];
 
-    // Files written before ImageByteOptions.MaxPixels kept every image's size: keep it for them.
+    // Files written before nulls were written out lack the image options that were null then: MaxPixels (every image kept
+    // its size) and Levels (all 256 levels). Both have non-null defaults now, so a missing key means null for them.
     private static void KeptSizes(JsonObject stage)
     {
-        if (stage["image"] is JsonObject image) image.TryAdd("maxPixels", null);
+        if (stage["image"] is not JsonObject image) return;
+        image.TryAdd("maxPixels", null);
+        image.TryAdd("levels", null);
     }
 
     /// <summary>Reads a stage written by <see cref="IMblmStage.Save"/>.</summary>

@@ -50,6 +50,37 @@ public sealed class FixtureTests
     }
 
     [TestMethod]
+    public void AnOldStage_WithoutTheLevelsKey_KeepsAll256Levels_WhileNewOptionsDefaultTo8()
+    {
+        Assert.AreEqual(8, new Mblm.MLNet.Vision.ImageByteOptions().Levels);
+        Assert.AreEqual(8, new Mblm.MLNet.Vision.MblmAnswerClassifierTrainer.Options().Image.Levels);
+        // Files written before nulls were written out left Levels out when it was null (all 256 levels): such a file must not
+        // take today's default. The v1 fixture with its "levels" key removed stands for one.
+        string copy = Path.Combine(Path.GetTempPath(), $"mblm-fixture-levels-{Guid.NewGuid():N}.zip");
+        File.Copy(Fixture("v1-answer-classifier.zip"), copy);
+        try
+        {
+            using (var zip = System.IO.Compression.ZipFile.Open(copy, System.IO.Compression.ZipArchiveMode.Update))
+            {
+                var entry = zip.GetEntry("stages/001/stage.json")!;
+                System.Text.Json.Nodes.JsonObject stage;
+                using (var reader = new StreamReader(entry.Open())) stage = System.Text.Json.Nodes.JsonNode.Parse(reader.ReadToEnd())!.AsObject();
+                Assert.AreEqual(8, (int)stage["image"]!["levels"]!, "the fixture sets 8 levels");
+                Assert.IsTrue(stage["image"]!.AsObject().Remove("levels"));
+                entry.Delete();
+                using var writer = new StreamWriter(zip.CreateEntry("stages/001/stage.json").Open());
+                writer.Write(stage.ToJsonString());
+            }
+            var ml = new MLContext();
+            using var model = (TransformerChain<ITransformer>)ml.Mblm().LoadModel(copy, out _);
+            var image = ((Mblm.MLNet.Vision.MblmAnswerClassifierTransformer)model.ElementAt(1)).Options.Image;
+            Assert.IsNull(image.Levels, "a stage without the key was written when Levels was null");
+            Assert.IsNull(image.MaxPixels, "and without maxPixels when images kept their size");
+        }
+        finally { File.Delete(copy); }
+    }
+
+    [TestMethod]
     public void Fixture_pipelines_saved_by_format_version_1_still_load()
     {
         var ml = new MLContext();

@@ -27,10 +27,13 @@ public sealed class VisionTests
     [TestMethod]
     public void Pixels_ArePlanarRgb_RowMajor()
     {
-        var bytes = ImageBytes.Encode(Tiny2x2(), new ImageByteOptions());
+        var bytes = ImageBytes.Encode(Tiny2x2(), new ImageByteOptions { Levels = null });
         CollectionAssert.AreEqual(new byte[] { 0, 10, 100, 110, 1, 2, 1, 2, 200, 200, 201, 201 }, bytes);
+        // By default every channel is discretised into 8 levels first (the same bytes as Levels = 8).
+        CollectionAssert.AreEqual(ImageBytes.Encode(Tiny2x2(), new ImageByteOptions { Levels = 8 }), ImageBytes.Encode(Tiny2x2(), new ImageByteOptions()));
+        CollectionAssert.AreNotEqual(bytes, ImageBytes.Encode(Tiny2x2(), new ImageByteOptions()));
         // Through a PNG file and back (lossless): the same planes.
-        var png = ImageBytes.Encode(Tiny2x2(), new ImageByteOptions { Encoding = ImageEncoding.Png });
+        var png = ImageBytes.Encode(Tiny2x2(), new ImageByteOptions { Encoding = ImageEncoding.Png, Levels = null });
         CollectionAssert.AreEqual(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, png.Take(4).ToArray());
         CollectionAssert.AreEqual(bytes, RgbImage.Decode(png).Planar);
         var jpeg = ImageBytes.Encode(Tiny2x2(), new ImageByteOptions { Encoding = ImageEncoding.Jpeg, JpegQuality = 90 });

@@ -64,7 +64,7 @@ public sealed class VqaDefaultsTests
     // A second generator, written apart from the first so that defaults are not fitted to one: a beige background, colours
     // jittered by up to ±25 per channel, objects of 3 to 8 pixels in radius, no anti-aliasing, squares turned by up to 45
     // degrees, circles drawn as slightly squashed ellipses. (Per-pixel background noise or a background tone that changes
-    // from scene to scene defeat both objectives at this size: colour 0.20–0.44 measured; see the issue's closing note.)
+    // from scene to scene defeated both objectives at this size with all 256 levels: colour 0.20–0.44 measured; see the issue's closing note.)
     internal static List<SceneRow> OtherScenes(string folder, int count, int seed)
     {
         var rng = new Random(seed * 7 + 3);
@@ -131,18 +131,15 @@ public sealed class VqaDefaultsTests
             string report = $"{generator} generator: colour {colour:F2}, shape {shape:F2}, fit {fitTime.TotalSeconds:F0} s; log:\n{string.Join("\n", logs)}";
             Console.WriteLine(report);
             Assert.IsTrue(logs.Any(l => l.Contains("sized to the data: context 640 tokens (seq_lens [80, 8], patches of 8)")), report);
+            // Colour must be learned on both generators (the issue's target: 0.8). Measured with the default 8 levels per
+            // channel: first generator colour 1.00, shape 0.98; second colour 1.00, shape 0.54. With all 256 levels the second
+            // generator's jittered colours reached only 0.73-0.76 (each pixel value is its own token, seen too rarely).
+            Assert.IsTrue(colour >= 0.8, report);
             if (generator == "first")
-            {
-                // Measured: pooled head (default) colour 1.00, shape 0.94; label likelihood 1.00, 0.65.
-                Assert.IsTrue(colour >= 0.8, report);
                 Assert.IsTrue(shape >= 0.65, report);
-            }
-            else
-            {
-                // Measured: colour 0.76, shape 0.53 (validation still improving at epoch 6). The issue's targets (0.8 and 0.65)
-                // are missed on this generator; this asserts that colour is learned well above chance (0.25).
-                Assert.IsTrue(colour >= 0.6, report);
-            }
+            // The second generator's shapes (squares turned by up to 45 degrees against squashed circles, 1.5 to 4 pixels in
+            // radius at 16x12) are not learned: 0.44-0.59 over every setting tried (4, 8, 16 and 256 levels, 400 pixels,
+            // 20 epochs with early stopping). The issue's shape target (0.65) is missed there and not asserted.
         }
         finally { Directory.Delete(dir, true); }
     }
