@@ -126,7 +126,7 @@ public sealed class ClevrLikeGenerator
         var pngs = new Dictionary<RgbImage, byte[]>(ReferenceEqualityComparer.Instance);
         var rows = examples.Select(e => new VqaRow
         {
-            Image = pngs.TryGetValue(e.Image, out var png) ? png : pngs[e.Image] = ImageBytes.Encode(e.Image, new ImageByteOptions { Encoding = ImageEncoding.Png, MaxPixels = null }),
+            Image = pngs.TryGetValue(e.Image, out var png) ? png : pngs[e.Image] = ImageBytes.Encode(e.Image, new ImageByteOptions { Encoding = ImageEncoding.Png, MaxPixels = null, Levels = null }),
             Question = e.Question, Answer = e.Answer, Family = e.Family, SceneId = e.SceneId,
         }).ToList();
         return ml.Data.LoadFromEnumerable(rows);
@@ -141,7 +141,7 @@ public sealed class ClevrLikeGenerator
         foreach (var e in examples)
         {
             string name = $"images/scene-{e.SceneId:D5}.png";
-            if (written.Add(e.SceneId)) File.WriteAllBytes(Path.Combine(folder, name), ImageBytes.Encode(e.Image, new ImageByteOptions { Encoding = ImageEncoding.Png, MaxPixels = null }));
+            if (written.Add(e.SceneId)) File.WriteAllBytes(Path.Combine(folder, name), ImageBytes.Encode(e.Image, new ImageByteOptions { Encoding = ImageEncoding.Png, MaxPixels = null, Levels = null }));
             tsv.Append(name).Append('\t').Append(e.Question).Append('\t').Append(e.Answer).Append('\t').Append(e.Family).Append('\n');
         }
         File.WriteAllText(Path.Combine(folder, "questions.tsv"), tsv.ToString());

@@ -4,6 +4,7 @@
 //
 //   dotnet run -c Release --project examples/Vqa                 # default: about 10 minutes on 2 CPU cores
 //   dotnet run -c Release --project examples/Vqa -- --large      # more scenes, larger images, more epochs
+//   dotnet run -c Release --project examples/Vqa -- --one-object # the tests' two one-object scene generators (colour, shape)
 //   options: --scenes N --test-scenes N --questions N --epochs N --size WxH --levels N|none --skip likelihood,jpeg,transfer,baseline --out DIR
 //            --seed N (the models' seed: initialisation and shuffling; the scenes stay the same) --pretrained NAME|DIR (also
 //            fine-tune from a pretrained model folder, e.g. mblm-base: the answer classifier takes its shape)
@@ -32,6 +33,13 @@ int? levels = Flag("levels", "8") is "none" ? null : int.Parse(Flag("levels", "8
 var skip = Flag("skip", "").Split(',', StringSplitOptions.RemoveEmptyEntries).ToHashSet();
 string outDir = Flag("out", "out/vqa");
 int seed = int.Parse(Flag("seed", "1"));
+
+// The one-object scenes of the tests' two generators: colour and shape, pooled head vs label likelihood vs CNN+LSTM.
+if (flags.ContainsKey("one-object"))
+{
+    OneObject.Run(seed, int.Parse(Flag("epochs", "6")), flags.TryGetValue("pretrained", out var from) ? from : null, skip);
+    return;
+}
 
 // 1. Data: train and test scenes from different seeds (held-out scenes).
 var train = new ClevrLikeGenerator(seed: 1).Generate(scenes, questions);

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using Mblm.MLNet.Vision;
 using Microsoft.ML;
 using Microsoft.ML.Data;
-using SkiaSharp;
+using Mblm.Examples;
 
 namespace Mblm.Tests;
 
@@ -27,77 +27,26 @@ public sealed class VqaDefaultsTests
         public string PredictedAnswer { get; set; } = "";
     }
 
-    private static readonly (string Name, SKColor Rgb)[] Colours =
-        [("red", new(200, 40, 40)), ("green", new(40, 170, 60)), ("blue", new(50, 70, 210)), ("yellow", new(220, 200, 50))];
+    internal const string ColourQuestion = OneObjectScenes.ColourQuestion, ShapeQuestion = OneObjectScenes.ShapeQuestion;
 
-    private static readonly string[] Shapes = ["circle", "square"];
+    // 32×24 PNG scenes of one object from OneObjectScenes (examples/Shared): First — a grey background, radius 4–8,
+    // anti-aliased, upright squares; Second, written apart so that defaults are not fitted to one — a beige background,
+    // colours jittered by up to ±25 per channel, radius 3–8, no anti-aliasing, squares turned by up to 45 degrees, squashed
+    // circles. (Per-pixel background noise or a background tone that changes from scene to scene defeated both objectives
+    // at this size with all 256 levels: colour 0.20–0.44 measured.) Every scene is asked both questions.
+    internal static List<SceneRow> Scenes(string folder, int count, int seed) => Written(folder, "scene", OneObjectScenes.First(count, seed), seed);
 
-    internal const string ColourQuestion = "what colour is the object?", ShapeQuestion = "what shape is the object?";
+    internal static List<SceneRow> OtherScenes(string folder, int count, int seed) => Written(folder, "other", OneObjectScenes.Second(count, seed), seed);
 
-    // 32×24 PNG scenes of one object (a colour of four, a circle or a square, random size and place) on a grey background;
-    // every scene is asked both questions.
-    internal static List<SceneRow> Scenes(string folder, int count, int seed)
+    private static List<SceneRow> Written(string folder, string prefix, List<VqaExample> examples, int seed)
     {
-        var rng = new Random(seed);
         var rows = new List<SceneRow>();
-        for (int i = 0; i < count; i++)
+        foreach (var e in examples)
         {
-            var (colour, rgb) = Colours[rng.Next(Colours.Length)];
-            string shape = Shapes[rng.Next(Shapes.Length)];
-            float r = 4 + (float)rng.NextDouble() * 4, x = r + 1 + (float)rng.NextDouble() * (32 - 2 * r - 2), y = r + 1 + (float)rng.NextDouble() * (24 - 2 * r - 2);
-            using var bitmap = new SKBitmap(new SKImageInfo(32, 24, SKColorType.Rgba8888, SKAlphaType.Opaque));
-            using (var canvas = new SKCanvas(bitmap))
-            using (var paint = new SKPaint { IsAntialias = true, Style = SKPaintStyle.Fill, Color = rgb })
-            {
-                canvas.Clear(new SKColor(128, 128, 128));
-                if (shape == "circle") canvas.DrawCircle(x, y, r, paint);
-                else canvas.DrawRect(x - r, y - r, 2 * r, 2 * r, paint);
-            }
-            string name = $"scene-{seed}-{i:D4}.png";
-            using (var png = bitmap.Encode(SKEncodedImageFormat.Png, 100)) File.WriteAllBytes(System.IO.Path.Combine(folder, name), png.ToArray());
-            rows.Add(new SceneRow { Path = name, Question = ColourQuestion, Answer = colour });
-            rows.Add(new SceneRow { Path = name, Question = ShapeQuestion, Answer = shape });
-        }
-        return rows;
-    }
-
-    // A second generator, written apart from the first so that defaults are not fitted to one: a beige background, colours
-    // jittered by up to ±25 per channel, objects of 3 to 8 pixels in radius, no anti-aliasing, squares turned by up to 45
-    // degrees, circles drawn as slightly squashed ellipses. (Per-pixel background noise or a background tone that changes
-    // from scene to scene defeated both objectives at this size with all 256 levels: colour 0.20–0.44 measured; see the closing note.)
-    internal static List<SceneRow> OtherScenes(string folder, int count, int seed)
-    {
-        var rng = new Random(seed * 7 + 3);
-        var rows = new List<SceneRow>();
-        byte Jitter(byte v) => (byte)Math.Clamp(v + rng.Next(-25, 26), 0, 255);
-        for (int i = 0; i < count; i++)
-        {
-            var (colour, rgb) = Colours[rng.Next(Colours.Length)];
-            string shape = Shapes[rng.Next(Shapes.Length)];
-            float r = 3 + (float)rng.NextDouble() * 5;
-            float x = r + 1 + (float)rng.NextDouble() * (32 - 2 * r - 2), y = r + 1 + (float)rng.NextDouble() * (24 - 2 * r - 2);
-            using var bitmap = new SKBitmap(new SKImageInfo(32, 24, SKColorType.Rgba8888, SKAlphaType.Opaque));
-            using (var canvas = new SKCanvas(bitmap))
-            using (var paint = new SKPaint { IsAntialias = false, Style = SKPaintStyle.Fill, Color = new SKColor(Jitter(rgb.Red), Jitter(rgb.Green), Jitter(rgb.Blue)) })
-            {
-                canvas.Clear(new SKColor(214, 200, 170));
-                if (shape == "circle")
-                {
-                    float squash = 0.85f + (float)rng.NextDouble() * 0.15f;
-                    canvas.DrawOval(x, y, r, r * squash, paint);
-                }
-                else
-                {
-                    canvas.Save();
-                    canvas.RotateDegrees((float)rng.NextDouble() * 45, x, y);
-                    canvas.DrawRect(x - r * 0.9f, y - r * 0.9f, 1.8f * r, 1.8f * r, paint);
-                    canvas.Restore();
-                }
-            }
-            string name = $"other-{seed}-{i:D4}.png";
-            using (var png = bitmap.Encode(SKEncodedImageFormat.Png, 100)) File.WriteAllBytes(System.IO.Path.Combine(folder, name), png.ToArray());
-            rows.Add(new SceneRow { Path = name, Question = ColourQuestion, Answer = colour });
-            rows.Add(new SceneRow { Path = name, Question = ShapeQuestion, Answer = shape });
+            string name = $"{prefix}-{seed}-{e.SceneId:D4}.png";
+            string path = System.IO.Path.Combine(folder, name);
+            if (!File.Exists(path)) File.WriteAllBytes(path, ImageBytes.Encode(e.Image, new ImageByteOptions { Encoding = ImageEncoding.Png, MaxPixels = null, Levels = null }));
+            rows.Add(new SceneRow { Path = name, Question = e.Question, Answer = e.Answer });
         }
         return rows;
     }
