@@ -18,7 +18,7 @@ internal static class OneObject
         public string Answer { get; set; } = "";
     }
 
-    public static void Run(int seed, int epochs, string? pretrained, IReadOnlySet<string> skip)
+    public static void Run(int seed, int epochs, int baselineEpochs, string? pretrained, IReadOnlySet<string> skip)
     {
         Console.WriteLine($"one-object scenes: 400 training and 100 held-out scenes per generator, 2 questions each, 32x24 pixels; {epochs} epochs, seed {seed}");
         var rows = new List<(string Generator, string Model, double Colour, double Shape, double Seconds)>();
@@ -35,7 +35,8 @@ internal static class OneObject
             }
 
             var options = new MblmAnswerClassifierTrainer.Options { LabelColumnName = "Label", MaxEpochs = epochs };
-            Add("MBLM, pooled head (defaults)", Mblm(train, test, options, seed, out var s1), s1);
+            if (!skip.Contains("pooled"))
+                Add("MBLM, pooled head (defaults)", Mblm(train, test, options, seed, out var s1), s1);
             if (!skip.Contains("likelihood"))
                 Add("MBLM, label likelihood", Mblm(train, test, options with { Objective = MblmClassifierObjective.LabelLikelihood }, seed, out var s2), s2);
             if (pretrained is not null)
@@ -43,8 +44,8 @@ internal static class OneObject
             if (!skip.Contains("baseline"))
             {
                 var clock = Stopwatch.StartNew();
-                var predicted = CnnLstmBaseline.TrainAndPredict(train, test, OneObjectScenes.AllAnswers, epochs: 12, seed: seed);
-                Add("CNN+LSTM (32x24 pixels, 12 epochs)", predicted, clock.Elapsed.TotalSeconds);
+                var predicted = CnnLstmBaseline.TrainAndPredict(train, test, OneObjectScenes.AllAnswers, epochs: baselineEpochs, seed: seed);
+                Add($"CNN+LSTM (32x24 pixels, {baselineEpochs} epochs)", predicted, clock.Elapsed.TotalSeconds);
             }
         }
         Console.WriteLine();

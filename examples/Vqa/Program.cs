@@ -5,6 +5,7 @@
 //   dotnet run -c Release --project examples/Vqa                 # default: about 10 minutes on 2 CPU cores
 //   dotnet run -c Release --project examples/Vqa -- --large      # more scenes, larger images, more epochs
 //   dotnet run -c Release --project examples/Vqa -- --one-object # the tests' two one-object scene generators (colour, shape)
+//            [--epochs N (MBLM, default 6)] [--baseline-epochs N (CNN+LSTM, default 150)] [--skip pooled,likelihood,baseline]
 //   options: --scenes N --test-scenes N --questions N --epochs N --size WxH --levels N|none --skip likelihood,jpeg,transfer,baseline --out DIR
 //            --seed N (the models' seed: initialisation and shuffling; the scenes stay the same) --pretrained NAME|DIR (also
 //            fine-tune from a pretrained model folder, e.g. mblm-base: the answer classifier takes its shape)
@@ -34,10 +35,11 @@ var skip = Flag("skip", "").Split(',', StringSplitOptions.RemoveEmptyEntries).To
 string outDir = Flag("out", "out/vqa");
 int seed = int.Parse(Flag("seed", "1"));
 
-// The one-object scenes of the tests' two generators: colour and shape, pooled head vs label likelihood vs CNN+LSTM.
+// The one-object scenes of the tests' two generators: colour and shape, pooled head vs label likelihood vs CNN+LSTM (150
+// epochs by default, about the MBLM's fit time: at 12 it has not yet learned to read the question and answers a colour).
 if (flags.ContainsKey("one-object"))
 {
-    OneObject.Run(seed, int.Parse(Flag("epochs", "6")), flags.TryGetValue("pretrained", out var from) ? from : null, skip);
+    OneObject.Run(seed, int.Parse(Flag("epochs", "6")), int.Parse(Flag("baseline-epochs", "150")), flags.TryGetValue("pretrained", out var from) ? from : null, skip);
     return;
 }
 
