@@ -321,8 +321,7 @@ public sealed class Trainer
             {
                 var samples = new List<ByteSample>();
                 while (samples.Count < _o.BatchSize) samples.Add(order.Next(ref _position));
-                var (ids, mask) = Batching.Collate(samples, _model.Config.PadTokenId, _model.Device);
-                var loss = _objective.Loss(_working ?? _model, samples, ids, mask).to_type(ScalarType.Float32);
+                var loss = _objective.Loss(_working ?? _model, samples).to_type(ScalarType.Float32);
                 (loss / _o.GradientAccumulation).backward();
                 total = total + loss.detach();
                 bytes += samples.Sum(s => (long)s.Ids.Length);

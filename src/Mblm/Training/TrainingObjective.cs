@@ -20,8 +20,11 @@ public abstract class TrainingObjective
     /// <summary>Parameters trained besides the model's (a head), saved in checkpoints as <c>head.safetensors</c>; null when none.</summary>
     public virtual nn.Module? Head => null;
 
-    /// <summary>The loss of a batch (a scalar, float32) for <paramref name="model"/>; <paramref name="ids"/>/<paramref name="mask"/> are the collated samples.</summary>
-    internal abstract Tensor Loss(MblmModel model, IReadOnlyList<ByteSample> samples, Tensor ids, Tensor mask);
+    /// <summary>
+    /// The loss of a batch of <paramref name="samples"/> (a scalar, float32) for <paramref name="model"/>. The objective
+    /// collates the samples itself (<see cref="Batching"/>), so one that places them differently (a patch shift) pads once.
+    /// </summary>
+    internal abstract Tensor Loss(MblmModel model, IReadOnlyList<ByteSample> samples);
 
     /// <summary>The validation figure (lower is better) over the first <paramref name="maxSamples"/> samples of epoch 0.</summary>
     internal abstract double Validate(MblmModel model, ISampleSource validation, int batchSize, long? maxSamples);
@@ -34,7 +37,11 @@ public abstract class TrainingObjective
 
     private sealed class NextByteObjective : TrainingObjective
     {
-        internal override Tensor Loss(MblmModel model, IReadOnlyList<ByteSample> samples, Tensor ids, Tensor mask) => model.Loss(ids, mask);
+        internal override Tensor Loss(MblmModel model, IReadOnlyList<ByteSample> samples)
+        {
+            var (ids, mask) = Batching.Collate(samples, model.Config.PadTokenId, model.Device);
+            return model.Loss(ids, mask);
+        }
 
         internal override double Validate(MblmModel model, ISampleSource validation, int batchSize, long? maxSamples) =>
             Evaluator.Evaluate(model, validation, batchSize, maxSamples).BitsPerByte;
@@ -99,17 +106,13 @@ public sealed class ClassificationObjective : TrainingObjective
         }
     }
 
-    internal override Tensor Loss(MblmModel model, IReadOnlyList<ByteSample> samples, Tensor ids, Tensor mask)
+    internal override Tensor Loss(MblmModel model, IReadOnlyList<ByteSample> samples)
     {
         using var scope = NewDisposeScope();
         var (lengths, labels) = Targets(samples, _head.Classes, model.Device);
-        long[]? starts = null;
-        if (RandomPatchShift && model.Config.PatchSize > 1)
-        {
-            // The batch again, each row behind its pads (the trainer's collation has none).
-            starts = RandomStarts(model.Config, lengths);
-            (ids, mask) = Batching.CollateShifted(samples, model.Config.PadTokenId, model.Device, starts);
-        }
+        // Each row behind its pads when shifted (starts drawn from the CPU generator), else at the batch's start.
+        long[]? starts = RandomPatchShift && model.Config.PatchSize > 1 ? RandomStarts(model.Config, lengths) : null;
+        var (ids, mask) = Batching.CollateShifted(samples, model.Config.PadTokenId, model.Device, starts);
         Tensor pooled, aux;
         if (NextByteWeight > 0)
         {
