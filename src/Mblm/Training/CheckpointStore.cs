@@ -201,6 +201,16 @@ public static class CheckpointStore
     /// checks them (fingerprint, sizes and SHA-256, dtypes, finiteness, names and shapes) but loaded into nothing: the
     /// caller owns the tensors. What the trainer restores as the best validation's weights after a resume.
     /// </summary>
+    /// <summary>
+    /// The parts of a weight state (the best weights the trainer keeps, and <see cref="LoadWeights"/>'s result): the model's
+    /// tensors under <c>model.</c>, then the head's under <c>head.</c> when there is one.
+    /// </summary>
+    internal static IEnumerable<(string Prefix, nn.Module Module)> StateParts(nn.Module model, nn.Module? head)
+    {
+        yield return ("model.", model);
+        if (head is not null) yield return ("head.", head);
+    }
+
     internal static Dictionary<string, Tensor> LoadWeights(string folder, MblmModel model, nn.Module? head, JsonObject fingerprint)
     {
         var (meta, _, trainerPath) = ReadMeta(folder, fingerprint, new List<string>());
@@ -208,9 +218,9 @@ public static class CheckpointStore
         var result = new Dictionary<string, Tensor>();
         try
         {
-            foreach (var (prefix, module, file) in new (string, nn.Module?, string)[] { ("model.", model, WeightsFile), ("head.", head, HeadFile) })
+            foreach (var (prefix, module) in StateParts(model, head))
             {
-                if (module is null) continue;
+                string file = ReferenceEquals(module, model) ? WeightsFile : HeadFile;
                 string path = Path.Combine(folder, file);
                 Verify(path, files[file], trainerPath);
                 var tensors = SafeTensors.Load(path);

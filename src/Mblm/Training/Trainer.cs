@@ -291,16 +291,15 @@ public sealed class Trainer
             if (state is not null) foreach (var t in state.Values) t.Dispose();
             state = [];
             using var noGrad = no_grad();
-            foreach (var (name, value) in _model.state_dict()) state["model." + name] = value.clone().DetachFromDisposeScope();
-            if (_head is not null)
-                foreach (var (name, value) in _head.state_dict()) state["head." + name] = value.clone().DetachFromDisposeScope();
+            foreach (var (prefix, module) in CheckpointStore.StateParts(_model, _head))
+                foreach (var (name, value) in module.state_dict()) state[prefix + name] = value.clone().DetachFromDisposeScope();
         }
 
         private void Restore(Dictionary<string, Tensor> state)
         {
             using var noGrad = no_grad();
-            foreach (var (name, value) in _model.state_dict()) value.copy_(state["model." + name]);
-            if (_head is not null) foreach (var (name, value) in _head.state_dict()) value.copy_(state["head." + name]);
+            foreach (var (prefix, module) in CheckpointStore.StateParts(_model, _head))
+                foreach (var (name, value) in module.state_dict()) value.copy_(state[prefix + name]);
             foreach (var t in state.Values) t.Dispose();
         }
 
