@@ -141,7 +141,8 @@ public sealed class ClevrLikeGenerator
         foreach (var e in examples)
         {
             string name = $"images/scene-{e.SceneId:D5}.png";
-            if (written.Add(e.SceneId)) File.WriteAllBytes(Path.Combine(folder, name), ImageBytes.Encode(e.Image, new ImageByteOptions { Encoding = ImageEncoding.Png, MaxPixels = null, Levels = null }));
+            if (written.Add(e.SceneId))
+                File.WriteAllBytes(Path.Combine(folder, name), ImageBytes.Encode(e.Image, new ImageByteOptions { Encoding = ImageEncoding.Png, MaxPixels = null, Levels = null }));
             tsv.Append(name).Append('\t').Append(e.Question).Append('\t').Append(e.Answer).Append('\t').Append(e.Family).Append('\n');
         }
         File.WriteAllText(Path.Combine(folder, "questions.tsv"), tsv.ToString());

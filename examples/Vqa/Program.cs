@@ -46,7 +46,8 @@ if (flags.ContainsKey("one-object"))
 // 1. Data: train and test scenes from different seeds (held-out scenes).
 var train = new ClevrLikeGenerator(seed: 1).Generate(scenes, questions);
 var test = new ClevrLikeGenerator(seed: 2).Generate(testScenes, questions);
-Console.WriteLine($"{scenes} training scenes, {testScenes} test scenes, {questions} questions each; images 64x48 drawn, model input {size[0]}x{size[1]} ({levels?.ToString() ?? "256"} levels per channel), seed {seed}");
+Console.WriteLine($"{scenes} training scenes, {testScenes} test scenes, {questions} questions each; images 64x48 drawn, " +
+                  $"model input {size[0]}x{size[1]} ({levels?.ToString() ?? "256"} levels per channel), seed {seed}");
 var families = ClevrLikeGenerator.Families;
 var results = new List<(string Name, string[] Predicted, double Seconds)>();
 

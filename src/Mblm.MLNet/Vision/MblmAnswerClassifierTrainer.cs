@@ -64,7 +64,10 @@ public sealed class MblmAnswerClassifierTrainer : MblmClassifierTrainerBase<Mblm
         public string ScoreColumnName { get; init; } = "Score";
         /// <summary>Output: the most likely answer (key).</summary>
         public string PredictedLabelColumnName { get; init; } = "PredictedLabel";
-        /// <summary>How images become bytes: crop, resize, discretisation and encoding (default: planar RGB pixels, downscaled to at most 192 pixels, 8 levels per channel; see <see cref="ImageByteOptions"/>).</summary>
+        /// <summary>
+        /// How images become bytes: crop, resize, discretisation and encoding (default: planar RGB pixels, downscaled to at
+        /// most 192 pixels, 8 levels per channel; see <see cref="ImageByteOptions"/>).
+        /// </summary>
         public ImageByteOptions Image { get; init; } = new();
         /// <summary>Shortcut for <see cref="Image"/>'s encoding: <c>Pixels</c>, <c>Jpeg</c> or <c>Png</c>.</summary>
         [JsonIgnore]
