@@ -197,11 +197,6 @@ public static class CheckpointStore
     }
 
     /// <summary>
-    /// The model's (<c>model.</c>…) and the head's (<c>head.</c>…) weights of a checkpoint, checked as <see cref="Load"/>
-    /// checks them (fingerprint, sizes and SHA-256, dtypes, finiteness, names and shapes) but loaded into nothing: the
-    /// caller owns the tensors. What the trainer restores as the best validation's weights after a resume.
-    /// </summary>
-    /// <summary>
     /// The parts of a weight state (the best weights the trainer keeps, and <see cref="LoadWeights"/>'s result): the model's
     /// tensors under <c>model.</c>, then the head's under <c>head.</c> when there is one.
     /// </summary>
@@ -211,6 +206,11 @@ public static class CheckpointStore
         if (head is not null) yield return ("head.", head);
     }
 
+    /// <summary>
+    /// The model's (<c>model.</c>…) and the head's (<c>head.</c>…) weights of a checkpoint, checked as <see cref="Load"/>
+    /// checks them (fingerprint, sizes and SHA-256, dtypes, finiteness, names and shapes) but loaded into nothing: the
+    /// caller owns the tensors. What the trainer restores as the best validation's weights after a resume.
+    /// </summary>
     internal static Dictionary<string, Tensor> LoadWeights(string folder, MblmModel model, nn.Module? head, JsonObject fingerprint)
     {
         var (meta, _, trainerPath) = ReadMeta(folder, fingerprint, new List<string>());
