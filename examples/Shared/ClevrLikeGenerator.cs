@@ -118,7 +118,13 @@ public sealed class ClevrLikeGenerator
     }
 
     /// <summary>A one-column data view of <see cref="AllAnswers"/>: pass it as <c>keyData</c> to <c>MapValueToKey</c> so every answer has a key, in a fixed order.</summary>
-    public static IDataView AnswerKeyData(MLContext ml) => ml.Data.LoadFromEnumerable(AllAnswers.Select(a => new AnswerKey { Answer = a }));
+    public static IDataView AnswerKeyData(MLContext ml) => AnswerKeyData(ml, AllAnswers);
+
+    /// <summary>A one-column data view of <paramref name="answers"/>, in their order, for <c>MapValueToKey</c>'s <c>keyData</c>.</summary>
+    public static IDataView AnswerKeyData(MLContext ml, IEnumerable<string> answers) => ml.Data.LoadFromEnumerable(answers.Select(a => new AnswerKey { Answer = a }));
+
+    /// <summary>The image as a PNG file with every pixel as it is (no resizing, all 256 levels).</summary>
+    public static byte[] Png(RgbImage image) => ImageBytes.Encode(image, new ImageByteOptions { Encoding = ImageEncoding.Png, MaxPixels = null, Levels = null });
 
     /// <summary>Examples as an <see cref="IDataView"/> of <see cref="VqaRow"/> (images as PNG file bytes).</summary>
     public static IDataView ToDataView(MLContext ml, IEnumerable<VqaExample> examples)
@@ -126,7 +132,7 @@ public sealed class ClevrLikeGenerator
         var pngs = new Dictionary<RgbImage, byte[]>(ReferenceEqualityComparer.Instance);
         var rows = examples.Select(e => new VqaRow
         {
-            Image = pngs.TryGetValue(e.Image, out var png) ? png : pngs[e.Image] = ImageBytes.Encode(e.Image, new ImageByteOptions { Encoding = ImageEncoding.Png, MaxPixels = null, Levels = null }),
+            Image = pngs.TryGetValue(e.Image, out var png) ? png : pngs[e.Image] = Png(e.Image),
             Question = e.Question, Answer = e.Answer, Family = e.Family, SceneId = e.SceneId,
         }).ToList();
         return ml.Data.LoadFromEnumerable(rows);
@@ -141,8 +147,7 @@ public sealed class ClevrLikeGenerator
         foreach (var e in examples)
         {
             string name = $"images/scene-{e.SceneId:D5}.png";
-            if (written.Add(e.SceneId))
-                File.WriteAllBytes(Path.Combine(folder, name), ImageBytes.Encode(e.Image, new ImageByteOptions { Encoding = ImageEncoding.Png, MaxPixels = null, Levels = null }));
+            if (written.Add(e.SceneId)) File.WriteAllBytes(Path.Combine(folder, name), Png(e.Image));
             tsv.Append(name).Append('\t').Append(e.Question).Append('\t').Append(e.Answer).Append('\t').Append(e.Family).Append('\n');
         }
         File.WriteAllText(Path.Combine(folder, "questions.tsv"), tsv.ToString());

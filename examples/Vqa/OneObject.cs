@@ -13,11 +13,6 @@ using Microsoft.ML.Data;
 /// </summary>
 internal static class OneObject
 {
-    private sealed class AnswerKey
-    {
-        public string Answer { get; set; } = "";
-    }
-
     public static void Run(int seed, int epochs, int baselineEpochs, string? pretrained, IReadOnlySet<string> skip)
     {
         Console.WriteLine($"one-object scenes: 400 training and 100 held-out scenes per generator, 2 questions each, 32x24 pixels; {epochs} epochs, seed {seed}");
@@ -58,8 +53,7 @@ internal static class OneObject
     {
         var clock = Stopwatch.StartNew();
         var ml = new MLContext(seed);
-        var keys = ml.Data.LoadFromEnumerable(OneObjectScenes.AllAnswers.Select(a => new AnswerKey { Answer = a }));
-        var pipeline = ml.Transforms.Conversion.MapValueToKey("Label", "Answer", keyData: keys)
+        var pipeline = ml.Transforms.Conversion.MapValueToKey("Label", "Answer", keyData: ClevrLikeGenerator.AnswerKeyData(ml, OneObjectScenes.AllAnswers))
             .Append(ml.Mblm().AnswerClassifier(options))
             .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedAnswer", "PredictedLabel"));
         using var model = pipeline.Fit(ClevrLikeGenerator.ToDataView(ml, train));

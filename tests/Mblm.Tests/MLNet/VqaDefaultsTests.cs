@@ -45,7 +45,7 @@ public sealed class VqaDefaultsTests
         {
             string name = $"{prefix}-{seed}-{e.SceneId:D4}.png";
             string path = System.IO.Path.Combine(folder, name);
-            if (!File.Exists(path)) File.WriteAllBytes(path, ImageBytes.Encode(e.Image, new ImageByteOptions { Encoding = ImageEncoding.Png, MaxPixels = null, Levels = null }));
+            if (!File.Exists(path)) File.WriteAllBytes(path, ClevrLikeGenerator.Png(e.Image));
             rows.Add(new SceneRow { Path = name, Question = e.Question, Answer = e.Answer });
         }
         return rows;
